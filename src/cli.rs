@@ -1,0 +1,186 @@
+//! The command-line envelope shared by every tool: parse `adde <tool> [JSON]` (the payload
+//! from stdin when absent), dispatch, print exactly one JSON object on stdout, and exit 0 on
+//! success or 1 on any error, with the message repeated on stderr for humans.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Arg, Command};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::tools::{self, TOOLS};
+
+fn command() -> Command {
+    let tools = TOOLS.iter().map(|tool| {
+        Command::new(tool.name)
+            .about(tool.summary)
+            .long_about(format!(
+                "{}\n\nInput fields:\n{}",
+                tool.summary,
+                describe_fields(&(tool.schema)())
+            ))
+            .arg(
+                Arg::new("payload")
+                    .value_name("JSON")
+                    .help("The input as a JSON object; read from stdin when absent"),
+            )
+    });
+    Command::new("adde")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Run AI agents' code safely in hardened Docker containers. Every tool reads one JSON object and prints one JSON object.")
+        .override_usage("adde <TOOL> [JSON]   (the JSON from stdin when absent)")
+        .after_help("Every call prints exactly one JSON object on stdout and exits 0 on success, 1 on error.\nErrors are {\"error\": ..., \"error_code\": ...}. `adde list_tools` prints every input schema.")
+        .subcommand_value_name("TOOL")
+        .subcommand_help_heading("Tools")
+        .arg_required_else_help(true)
+        .disable_help_subcommand(true)
+        .subcommands(tools)
+}
+
+/// One line per input field: name, type, whether required, description.
+fn describe_fields(schema: &Value) -> String {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = schema["properties"].as_object() else {
+        return "  (none)".into();
+    };
+    if properties.is_empty() {
+        return "  (none)".into();
+    }
+    properties
+        .iter()
+        .map(|(name, field)| {
+            let kind = field["type"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| {
+                    field["type"].as_array().map(|t| {
+                        t.iter()
+                            .filter_map(Value::as_str)
+                            .filter(|t| *t != "null")
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                })
+                .unwrap_or_else(|| "value".into());
+            let need = if required.contains(&name.as_str()) {
+                ", required"
+            } else {
+                ""
+            };
+            let doc = field["description"]
+                .as_str()
+                .unwrap_or("")
+                .replace('\n', " ");
+            format!("  {name} ({kind}{need}): {doc}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let matches = match command().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(err) => {
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                | ErrorKind::MissingSubcommand => {
+                    let _ = err.print();
+                    ExitCode::from(2)
+                }
+                ErrorKind::InvalidSubcommand => {
+                    let name = args
+                        .get(1)
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    fail(None, Error::UnknownTool { name })
+                }
+                _ => {
+                    let tool = args
+                        .get(1)
+                        .and_then(|a| a.to_str())
+                        .and_then(tools::find)
+                        .map(|t| t.name);
+                    let text = err.to_string();
+                    let first = text.lines().next().unwrap_or("invalid arguments");
+                    let message = first.trim_start_matches("error: ").to_string();
+                    fail(
+                        tool,
+                        Error::Usage(format!("{message}; usage: adde <TOOL> [JSON]")),
+                    )
+                }
+            };
+        }
+    };
+    let Some((tool, sub)) = matches.subcommand() else {
+        return ExitCode::from(2);
+    };
+    let payload = sub.get_one::<String>("payload").cloned();
+    match run(tool, payload) {
+        Ok(value) => {
+            print_json(&value);
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(Some(tool), err),
+    }
+}
+
+fn run(tool: &str, payload: Option<String>) -> Result<Value> {
+    let text = match payload {
+        Some(text) => text,
+        None => read_stdin()?,
+    };
+    let payload: Value = if text.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_str(&text).map_err(|e| Error::InvalidJson(e.to_string()))?
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(tools::dispatch(tool, payload))
+}
+
+fn read_stdin() -> Result<String> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("adde: reading the JSON payload from stdin (end with Ctrl-D)");
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::InvalidJson(format!("cannot read stdin: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| Error::InvalidJson("stdin is not UTF-8".into()))
+}
+
+/// Prints the error object on stdout (with the tool's own failure fields) and one line on
+/// stderr, and returns exit code 1.
+fn fail(tool: Option<&str>, err: Error) -> ExitCode {
+    let mut object = tool
+        .and_then(tools::find)
+        .map(|t| (t.failure_fields)())
+        .unwrap_or_default();
+    object.insert("error".into(), err.to_string().into());
+    object.insert("error_code".into(), err.code().into());
+    object.extend(err.details());
+    print_json(&Value::Object(object));
+    eprintln!("adde: error: {err}");
+    ExitCode::from(1)
+}
+
+fn print_json(value: &Value) {
+    let mut text = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    // A closed stdout (e.g. piped into `head`) is not worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}

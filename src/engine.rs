@@ -1,0 +1,445 @@
+//! The only module that talks to bollard. It connects to the engine, turns bollard's errors
+//! into adde's, stamps adde's labels on everything it creates, and bounds every stream.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ExecConfig, ImageInspect,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptions, UploadToContainerOptionsBuilder, WaitContainerOptions,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+
+/// Labels on everything adde creates; adde lists, cleans and touches nothing else.
+pub const LABEL_MANAGED: &str = "io.adde.managed";
+/// What the resource is: `env` (a runtime environment) or `installer` (a dependency install).
+pub const LABEL_KIND: &str = "io.adde.kind";
+pub const LABEL_VERSION: &str = "io.adde.version";
+/// Named volumes that belong to an environment, comma-separated; removed with it.
+pub const LABEL_VOLUMES: &str = "io.adde.volumes";
+pub const LABEL_USE_IMAGE_CMD: &str = "io.adde.use_image_cmd";
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a failed call was about, so a 404 can say what was missing.
+#[derive(Clone, Copy)]
+pub enum Subject<'a> {
+    Container(&'a str),
+    Image(&'a str),
+    Other,
+}
+
+pub type OutputStream =
+    Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    addr: String,
+}
+
+/// The labels every resource adde creates carries, plus `extra`.
+pub fn labels(kind: &str, extra: &[(&str, String)]) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_KIND.to_string(), kind.to_string()),
+        (
+            LABEL_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ]);
+    labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    labels
+}
+
+pub fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
+    labels.is_some_and(|l| l.get(LABEL_MANAGED).is_some_and(|v| v == "true"))
+}
+
+impl Engine {
+    /// Connects to DOCKER_HOST (unix://, tcp://, with TLS when DOCKER_TLS_VERIFY is set),
+    /// else the local socket, and negotiates the API version.
+    pub async fn connect() -> Result<Engine> {
+        let addr = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unavailable = |reason: String| Error::DockerUnavailable {
+            addr: addr.clone(),
+            reason,
+        };
+        let docker =
+            Docker::connect_with_host(&addr).map_err(|e| unavailable(transport_reason(&e)))?;
+        // bollard 0.21 sends no version prefix, so this only records the version; it is the
+        // right call for later bollard releases and doubles as the reachability check.
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Err(_) => return Err(unavailable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(unavailable(transport_reason(&e))),
+            Ok(Ok(docker)) => docker,
+        };
+        Ok(Engine { docker, addr })
+    }
+
+    fn classify(&self, err: bollard::errors::Error, subject: Subject) -> Error {
+        use bollard::errors::Error as E;
+        match err {
+            E::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => match subject {
+                Subject::Container(id) => Error::ContainerNotFound(id.to_string()),
+                Subject::Image(image) => Error::ImageNotFound {
+                    image: image.to_string(),
+                    detail: message,
+                },
+                Subject::Other => Error::Engine {
+                    status: 404,
+                    message,
+                },
+            },
+            E::DockerResponseServerError {
+                status_code,
+                message,
+            } => Error::Engine {
+                status: status_code,
+                message,
+            },
+            E::DockerStreamError { error } => Error::Engine {
+                status: 500,
+                message: error,
+            },
+            other => Error::DockerUnavailable {
+                addr: self.addr.clone(),
+                reason: transport_reason(&other),
+            },
+        }
+    }
+
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInspect>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.classify(e, Subject::Image(reference))),
+        }
+    }
+
+    /// Pulls `reference` (which must name a tag or digest, never "all tags"). Progress goes
+    /// to stderr as a bar when stderr is a terminal; errors inside the stream are errors.
+    pub async fn pull(&self, reference: &str, platform: Option<&str>) -> Result<()> {
+        let mut options = CreateImageOptionsBuilder::default().from_image(reference);
+        if let Some(platform) = platform {
+            options = options.platform(platform);
+        }
+        let mut stream = self.docker.create_image(Some(options.build()), None, None);
+        let mut progress = PullProgress::new(reference);
+        let failed = |message: String| Error::PullFailed {
+            image: reference.to_string(),
+            message,
+        };
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(failed(detail));
+                    }
+                    progress.update(info.id.as_deref(), info.progress_detail.as_ref());
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(failed(error));
+                }
+                Err(e) => {
+                    return Err(match self.classify(e, Subject::Image(reference)) {
+                        Error::Engine { message, .. } => failed(message),
+                        other => other,
+                    })
+                }
+            }
+        }
+        progress.finish();
+        Ok(())
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify(e, Subject::Other))
+    }
+
+    /// Removes a volume; one that is already gone is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(self.classify(e, Subject::Other)),
+        }
+    }
+
+    /// Names of adde's volumes that no container uses.
+    pub async fn unused_managed_volumes(&self) -> Result<Vec<String>> {
+        let filters = HashMap::from([
+            ("label", vec![format!("{LABEL_MANAGED}=true")]),
+            ("dangling", vec!["true".to_string()]),
+        ]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        let image = body.image.clone().unwrap_or_default();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map(|created| created.id)
+            .map_err(|e| self.classify(e, Subject::Image(&image)))
+    }
+
+    /// Unpacks a tar archive at `path` in the container (works before it is started).
+    pub async fn upload(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse> {
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    /// Force-removes a container with its anonymous volumes; one already gone is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(self.classify(e, Subject::Container(id))),
+        }
+    }
+
+    /// adde's containers (running or not), optionally of one kind.
+    pub async fn list_managed(&self, kind: Option<&str>) -> Result<Vec<ContainerSummary>> {
+        let mut label = vec![format!("{LABEL_MANAGED}=true")];
+        if let Some(kind) = kind {
+            label.push(format!("{LABEL_KIND}={kind}"));
+        }
+        let filters = HashMap::from([("label", label)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))
+    }
+
+    /// Waits for a container to stop and returns its exit code; `None` at the time limit.
+    pub async fn wait(&self, id: &str, limit: Duration) -> Result<Option<i64>> {
+        let mut stream = self.docker.wait_container(id, None::<WaitContainerOptions>);
+        match tokio::time::timeout(limit, stream.next()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Ok(Some(-1)),
+            Ok(Some(Ok(response))) => Ok(Some(response.status_code)),
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
+                Ok(Some(code))
+            }
+            Ok(Some(Err(e))) => Err(self.classify(e, Subject::Container(id))),
+        }
+    }
+
+    /// The container's own stdout and stderr (`tail` lines of each, or all).
+    pub async fn logs(&self, id: &str, tail: Option<usize>) -> Result<(Vec<u8>, Vec<u8>)> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| self.classify(e, Subject::Container(id)))? {
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok((stdout, stderr))
+    }
+
+    /// Starts `argv` in the container with `stdin` as its whole standard input and returns
+    /// its demultiplexed output. Nothing here bounds the stream: the caller does.
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        stdin: &[u8],
+    ) -> Result<OutputStream> {
+        let config = ExecConfig {
+            cmd: Some(argv),
+            env: Some(env),
+            working_dir: Some(workdir.to_string()),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(id, config)
+            .await
+            .map_err(|e| self.classify(e, Subject::Container(id)))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| self.classify(e, Subject::Container(id)))?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(Error::Internal("exec started detached".into()));
+        };
+        let io = |e: std::io::Error| {
+            Error::Helper(format!("cannot send the code to the container: {e}"))
+        };
+        input.write_all(stdin).await.map_err(io)?;
+        // The half-close gives the helper EOF; without it the exec never ends.
+        input.shutdown().await.map_err(io)?;
+        Ok(output)
+    }
+
+    /// Runs `argv` in the container and waits for it, output discarded (for kill requests).
+    pub async fn exec_quiet(&self, id: &str, argv: Vec<String>) -> Result<()> {
+        let mut output = self.exec(id, argv, Vec::new(), "/", &[]).await?;
+        while output.next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// The root cause of a transport failure, in words (e.g. "connection refused").
+fn transport_reason(err: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as E;
+    if let E::SocketNotFoundError(path) = err {
+        return format!("socket {path} does not exist");
+    }
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            reason = match io.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("{io} (add this user to the docker group, or run as root)")
+                }
+                _ => io.to_string(),
+            };
+        }
+        source = cause.source();
+    }
+    reason
+}
+
+/// A progress bar for pulls, drawn only when stderr is a terminal.
+struct PullProgress {
+    bar: Option<indicatif::ProgressBar>,
+    layers: HashMap<String, (u64, u64)>,
+}
+
+impl PullProgress {
+    fn new(reference: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("pulling {reference}"));
+            bar
+        });
+        PullProgress {
+            bar,
+            layers: HashMap::new(),
+        }
+    }
+
+    fn update(&mut self, layer: Option<&str>, detail: Option<&bollard::models::ProgressDetail>) {
+        let (Some(bar), Some(layer), Some(detail)) = (&self.bar, layer, detail) else {
+            return;
+        };
+        let current = detail.current.unwrap_or(0).max(0) as u64;
+        let total = detail.total.unwrap_or(0).max(0) as u64;
+        self.layers.insert(layer.to_string(), (current, total));
+        bar.set_length(self.layers.values().map(|(_, t)| t).sum());
+        bar.set_position(self.layers.values().map(|(c, _)| c).sum());
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

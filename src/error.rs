@@ -1,0 +1,164 @@
+//! The one error type of adde. Every variant has a stable `error_code` (documented in the
+//! README) and a message that says what went wrong and what to do about it.
+
+use serde_json::{Map, Value};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown tool \"{name}\"; the tools are: {}", crate::tools::names().join(", "))]
+    UnknownTool { name: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("the payload is not valid JSON: {0}")]
+    InvalidJson(String),
+
+    /// The payload's shape: a field of the wrong type, a missing or an unknown field.
+    #[error("{message}")]
+    InvalidPayload {
+        message: String,
+        field: Option<String>,
+    },
+
+    /// A value that parses but cannot be accepted (a blank image, an escaping filename, ...).
+    #[error("{message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+
+    #[error("cannot reach the Docker engine at {addr}: {reason}. Start the Docker daemon, check that this user may use it, or point DOCKER_HOST at the engine")]
+    DockerUnavailable { addr: String, reason: String },
+
+    #[error("image {image} not found: {detail}")]
+    ImageNotFound { image: String, detail: String },
+
+    #[error("image {image} is not present and pulling was turned off (pull: \"never\"); run pull_image first")]
+    ImageNotPresent { image: String },
+
+    #[error("pulling {image} failed: {message}")]
+    PullFailed { image: String, message: String },
+
+    #[error("no container {0}: it does not exist or was already cleaned up")]
+    ContainerNotFound(String),
+
+    #[error("container {0} was not created by adde; adde only touches what it made")]
+    NotManaged(String),
+
+    #[error("environment {id} is {state}, not running; create a new one with create_runtime_env")]
+    ContainerNotRunning { id: String, state: String },
+
+    #[error("installing dependencies with {manager} failed (exit code {exit_code}); see `installer_output`")]
+    DependencyInstallFailed {
+        manager: String,
+        exit_code: i64,
+        output: String,
+    },
+
+    #[error("cannot install dependencies: the image has no {wanted}; use an image that has it, or install them in a custom image")]
+    NoPackageManager { wanted: String },
+
+    #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
+    InterpreterNotFound { filename: String, tried: String },
+
+    #[error("no run {run_id} recorded for container {container}")]
+    RunNotFound { container: String, run_id: String },
+
+    #[error("no execution recorded for container {0}; run execute_code_block first")]
+    NoRuns(String),
+
+    #[error("the in-container helper failed: {0}")]
+    Helper(String),
+
+    #[error("the Docker engine refused the request ({status}): {message}")]
+    Engine { status: u16, message: String },
+
+    #[error("state directory {path}: {source}")]
+    State {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("interrupted; the execution was stopped")]
+    Interrupted,
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable, machine-readable code callers branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownTool { .. } => "unknown_tool",
+            Error::Usage(_) => "usage",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::InvalidPayload { .. } => "invalid_payload",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::DockerUnavailable { .. } => "docker_unavailable",
+            Error::ImageNotFound { .. } => "image_not_found",
+            Error::ImageNotPresent { .. } => "image_not_present",
+            Error::PullFailed { .. } => "pull_failed",
+            Error::ContainerNotFound(_) => "container_not_found",
+            Error::NotManaged(_) => "not_managed",
+            Error::ContainerNotRunning { .. } => "container_not_running",
+            Error::DependencyInstallFailed { .. } => "dependency_install_failed",
+            Error::NoPackageManager { .. } => "no_package_manager",
+            Error::InterpreterNotFound { .. } => "interpreter_not_found",
+            Error::RunNotFound { .. } => "run_not_found",
+            Error::NoRuns(_) => "no_runs",
+            Error::Helper(_) => "helper_failed",
+            Error::Engine { .. } => "engine_error",
+            Error::State { .. } => "state_error",
+            Error::Interrupted => "interrupted",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Fields beyond `error` and `error_code` that help the caller act on the error.
+    pub fn details(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        match self {
+            Error::InvalidPayload { field: Some(f), .. } => {
+                map.insert("field".into(), f.clone().into());
+            }
+            Error::InvalidArgument { field, .. } => {
+                map.insert("field".into(), (*field).into());
+            }
+            Error::DockerUnavailable { addr, .. } => {
+                map.insert("docker_host".into(), addr.clone().into());
+            }
+            Error::DependencyInstallFailed {
+                manager,
+                exit_code,
+                output,
+            } => {
+                map.insert("package_manager".into(), manager.clone().into());
+                map.insert("installer_exit_code".into(), (*exit_code).into());
+                map.insert("installer_output".into(), output.clone().into());
+            }
+            Error::UnknownTool { .. } => {
+                map.insert("tools".into(), crate::tools::names().into());
+            }
+            _ => {}
+        }
+        map
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn state(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::State {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! adde's in-container roles. adde is built as a static binary and copies itself into every
+//! environment at [`HELPER_PATH`], so these run even in images with no shell and no coreutils:
+//!
+//! - `idle`: the environment's main process; sleeps until the container is stopped.
+//! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
+//!   starts the program, relays its output as frames, and at the deadline kills the program's
+//!   whole process tree. It is a child subreaper, so descendants that double-fork or call
+//!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill.
+//! - `install SPEC`: installs dependencies with the package manager the image has.
+//! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
+//!
+//! Everything here uses only std and libc: no async runtime, no engine access.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{
+    encode_frame, HelperFailure, RunSpec, RunStatus, DEPS_DIR, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
+    TIMEOUT_EXIT_CODE,
+};
+
+/// The first line the installer prints on stderr names the package manager it chose.
+pub const INSTALL_MARKER: &str = "adde: package manager: ";
+/// Exit code of the installer role when the image has no package manager it knows.
+pub const NO_PACKAGE_MANAGER_EXIT: u8 = 127;
+/// How long output may still arrive after the program ended or was killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+pub fn main(args: &[OsString]) -> ExitCode {
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
+    match arg(2) {
+        "idle" => loop {
+            // SAFETY: pause() only waits for a signal; SIGTERM ends the process by default.
+            unsafe { libc::pause() };
+        },
+        "run" => run(arg(3)),
+        "install" => install(arg(3)),
+        "kill" => {
+            let killed = kill_run(arg(3));
+            eprintln!("adde helper: killed {killed} processes");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("adde helper: unknown role {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(spec: &str) -> ExitCode {
+    let mut out = raw_stdout();
+    let status = match serde_json::from_str::<RunSpec>(spec) {
+        Ok(spec) => supervise(&spec, &mut *out),
+        Err(e) => setup_failure(format!("bad run spec: {e}")),
+    };
+    let status = serde_json::to_vec(&status).unwrap_or_default();
+    let _ = (*out).write_all(&encode_frame(TAG_STATUS, &status));
+    ExitCode::SUCCESS
+}
+
+/// Unbuffered stdout: each frame goes out in one write.
+fn raw_stdout() -> std::mem::ManuallyDrop<fs::File> {
+    // SAFETY: fd 1 is open for the life of the process; ManuallyDrop never closes it.
+    std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(1) })
+}
+
+fn setup_failure(message: String) -> RunStatus {
+    RunStatus {
+        exit_code: -1,
+        error: Some(HelperFailure::Setup { message }),
+        ..RunStatus::default()
+    }
+}
+
+fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
+    if let Err(e) = write_code_file(spec) {
+        return setup_failure(format!("cannot write {}: {e}", spec.file));
+    }
+    let Some(argv) = spec
+        .candidates
+        .iter()
+        .find(|argv| argv.first().is_some_and(|p| find_program(p).is_some()))
+    else {
+        let tried = spec.candidates.iter().filter_map(|c| c.first().cloned());
+        return RunStatus {
+            exit_code: -1,
+            error: Some(HelperFailure::InterpreterNotFound {
+                tried: tried.collect(),
+            }),
+            ..RunStatus::default()
+        };
+    };
+
+    // SAFETY: plain prctl; makes orphaned descendants our children instead of PID 1's.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let oom_before = oom_kill_count();
+    let started = Instant::now();
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe; the child leads its own session and process group
+    // so that nothing it does reaches the supervisor.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return setup_failure(format!("cannot start {}: {e}", argv[0])),
+    };
+
+    let (exit, duration, timed_out) = relay_until_done(spec, &mut child, started, out);
+    let oom_killed = exit.signal() == Some(libc::SIGKILL)
+        && !timed_out
+        && matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
+    let (exit_code, signal) = if timed_out {
+        (TIMEOUT_EXIT_CODE, Some(signal_name(libc::SIGKILL)))
+    } else if let Some(code) = exit.code() {
+        (i64::from(code), None)
+    } else {
+        let sig = exit.signal().unwrap_or(0);
+        (128 + i64::from(sig), Some(signal_name(sig)))
+    };
+    RunStatus {
+        exit_code,
+        signal,
+        timed_out,
+        oom_killed,
+        duration_ms: duration.as_millis() as u64,
+        command: argv.clone(),
+        error: None,
+    }
+}
+
+fn write_code_file(spec: &RunSpec) -> std::io::Result<()> {
+    let mut content = Vec::with_capacity(spec.file_len as usize);
+    std::io::stdin()
+        .lock()
+        .take(spec.file_len)
+        .read_to_end(&mut content)?;
+    if content.len() as u64 != spec.file_len {
+        return Err(std::io::Error::other(
+            "stdin ended before the whole file arrived",
+        ));
+    }
+    let path = Path::new(&spec.file);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(path, &content)?;
+    if spec.executable {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// Relays the program's output until it has exited and its pipes are drained, killing its
+/// whole tree at the deadline. Processes it leaves behind when it exits are killed too: an
+/// execution owns everything it started.
+fn relay_until_done(
+    spec: &RunSpec,
+    child: &mut Child,
+    started: Instant,
+    out: &mut impl Write,
+) -> (ExitStatus, Duration, bool) {
+    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
+    if let Some(stdout) = child.stdout.take() {
+        pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pipes.push((TAG_STDERR, OwnedFd::from(stderr).into()));
+    }
+    // SAFETY: pidfd_open returns a new fd or -1; it becomes readable when the child exits.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) } as i32;
+    let mut ended: Option<(ExitStatus, Duration)> = None;
+    let mut timed_out = false;
+    let mut drain_deadline = deadline;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        let now = Instant::now();
+        if ended.is_none() {
+            if let Ok(Some(status)) = child.try_wait() {
+                ended = Some((status, started.elapsed()));
+                kill_tree(std::process::id(), None);
+                drain_deadline = now + DRAIN_GRACE;
+            } else if now >= deadline {
+                timed_out = true;
+                kill_tree(std::process::id(), Some(child.id()));
+                let status = child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9));
+                ended = Some((status, started.elapsed()));
+                drain_deadline = now + DRAIN_GRACE;
+            }
+        }
+        if let Some((status, duration)) = ended {
+            if pipes.is_empty() || now >= drain_deadline {
+                return (status, duration, timed_out);
+            }
+        }
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|(_, f)| libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let watch_child = ended.is_none() && pidfd >= 0;
+        if watch_child {
+            fds.push(libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // Without a pidfd (old kernels) fall back to checking the child every 20 ms.
+        let until = if ended.is_none() {
+            deadline
+        } else {
+            drain_deadline
+        };
+        let mut wait = until.saturating_duration_since(now);
+        if ended.is_none() && pidfd < 0 {
+            wait = wait.min(Duration::from_millis(20));
+        }
+        let timeout_ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: fds is a valid array of pollfd for its length.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ready <= 0 {
+            continue;
+        }
+        let mut closed = Vec::new();
+        for (i, (tag, pipe)) in pipes.iter_mut().enumerate() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => closed.push(i),
+                Ok(n) => {
+                    if out.write_all(&encode_frame(*tag, &buf[..n])).is_err() {
+                        // The host is gone: nobody will read the result, stop everything.
+                        kill_tree(std::process::id(), None);
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
+        for i in closed.into_iter().rev() {
+            pipes.remove(i);
+        }
+    }
+}
+
+/// SIGKILLs every descendant of `root` until none is left, reaping the zombies that are ours
+/// except `keep` (the main child, whose status the caller collects).
+fn kill_tree(root: u32, keep: Option<u32>) -> usize {
+    let mut killed = 0;
+    for _ in 0..500 {
+        let procs = descendants(root);
+        let mut alive = 0;
+        for &(pid, state) in &procs {
+            if state == 'Z' || state == 'X' {
+                if Some(pid) != keep && root == std::process::id() {
+                    // SAFETY: reaping a specific zombie child; WNOHANG never blocks.
+                    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+                }
+                continue;
+            }
+            alive += 1;
+            // SAFETY: plain kill(2) of a process in our own tree.
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+        if alive == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    killed
+}
+
+/// (pid, state) of every descendant of `root`, from /proc (the container's own PIDs).
+fn descendants(root: u32) -> Vec<(u32, char)> {
+    let mut procs = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+                if let Some((state, ppid)) = parse_stat(&stat) {
+                    procs.push((pid, ppid, state));
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, state) in &procs {
+            if ppid == parent && pid != root {
+                found.push((pid, state));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// State and parent PID from /proc/PID/stat; the command name may hold spaces and parens.
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.
+fn kill_run(run_id: &str) -> usize {
+    let needle = format!("\"run_id\":\"{run_id}\"");
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !run_id.is_empty() && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            killed += kill_tree(pid, None);
+        }
+    }
+    killed
+}
+
+/// The memory cgroup's count of OOM kills (cgroup v2, then v1), when it can be read.
+fn oom_kill_count() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ]
+    .iter()
+    .find_map(|path| {
+        let text = fs::read_to_string(path).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("SIG{sig}"),
+    };
+    name.to_string()
+}
+
+/// The program a command name resolves to, looked up in PATH like execvp does.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    path.split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| executable(p))
+}
+
+/// What the installer role receives.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct InstallSpec {
+    pub packages: Vec<String>,
+    /// "pip" or "npm"; detected from the image when absent.
+    pub manager: Option<String>,
+}
+
+fn install(spec: &str) -> ExitCode {
+    let spec: InstallSpec = match serde_json::from_str(spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("adde helper: bad install spec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((manager, mut argv)) = installer_command(spec.manager.as_deref()) else {
+        eprintln!("{INSTALL_MARKER}none");
+        return ExitCode::from(NO_PACKAGE_MANAGER_EXIT);
+    };
+    eprintln!("{INSTALL_MARKER}{manager}");
+    argv.push("--".into());
+    argv.extend(spec.packages);
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    eprintln!("adde helper: cannot start {}: {err}", argv[0]);
+    ExitCode::from(NO_PACKAGE_MANAGER_EXIT)
+}
+
+/// The install command for the first package manager the image has: pip (through the
+/// image's Python), then npm. `wanted` restricts the choice.
+fn installer_command(wanted: Option<&str>) -> Option<(&'static str, Vec<String>)> {
+    let pip = || {
+        ["python3", "python"].iter().find_map(|py| {
+            let python = find_program(py)?;
+            let has_pip = Command::new(&python)
+                .args(["-m", "pip", "--version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            has_pip.then(|| {
+                let target = format!("{DEPS_DIR}/python");
+                let args = [
+                    "-m",
+                    "pip",
+                    "install",
+                    "--no-cache-dir",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--target",
+                    &target,
+                ];
+                let mut argv = vec![python.display().to_string()];
+                argv.extend(args.iter().map(|s| s.to_string()));
+                ("pip", argv)
+            })
+        })
+    };
+    let npm = || {
+        let npm = find_program("npm")?;
+        let prefix = format!("{DEPS_DIR}/node");
+        let args = ["install", "--no-audit", "--no-fund", "--prefix", &prefix];
+        let mut argv = vec![npm.display().to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        Some(("npm", argv))
+    };
+    match wanted {
+        Some("pip") => pip(),
+        Some("npm") => npm(),
+        _ => pip().or_else(npm),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_command_names_parse() {
+        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0"), Some(('S', 7)));
+        assert_eq!(parse_stat("43 (a) b (c)) Z 1 43"), Some(('Z', 1)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn signal_names_are_conventional() {
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+        assert_eq!(signal_name(64), "SIG64");
+    }
+}

@@ -1,0 +1,134 @@
+//! The run history, kept on the host (never in the container, where user code could alter it)
+//! so that it survives cleanup_env. One JSON file per run under
+//! `<state dir>/runs/<container id>/<run id>.json`, written to a temporary name and renamed
+//! into place: concurrent runs never interleave, and a crash never leaves half a record.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One execution's result: what execute_code_block returns as `log` and what is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct RunLog {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+    /// Wall time of the program, ADDE's format: "0.09s".
+    pub execution_time: String,
+    pub duration_ms: u64,
+    pub run_id: String,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    /// The signal that ended the program, if one did.
+    pub signal: Option<String>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub filename: String,
+    pub command: Vec<String>,
+    pub container_id: String,
+    pub started_at: String,
+}
+
+pub struct History {
+    root: PathBuf,
+}
+
+impl History {
+    /// ADDE_STATE_DIR, else $XDG_STATE_HOME/adde, else ~/.local/state/adde.
+    pub fn open() -> Self {
+        let root = std::env::var_os("ADDE_STATE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_STATE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|d| PathBuf::from(d).join("adde"))
+            })
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+                PathBuf::from(home).join(".local/state/adde")
+            });
+        History { root }
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn record(&self, log: &RunLog) -> Result<()> {
+        let dir = self.runs_dir().join(&log.container_id);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::state(&dir, e))?;
+        let tmp = dir.join(format!(".{}.tmp", log.run_id));
+        let done = dir.join(format!("{}.json", log.run_id));
+        let body = serde_json::to_vec(log).map_err(|e| Error::Internal(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&body)?;
+            file.sync_data()?;
+            fs::rename(&tmp, &done)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::state(&done, e)
+        })
+    }
+
+    /// The full container id whose runs are kept, given a full id or a unique prefix.
+    pub fn resolve(&self, container: &str) -> Option<String> {
+        let dir = self.runs_dir();
+        if dir.join(container).is_dir() {
+            return Some(container.to_string());
+        }
+        let mut matches = fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.starts_with(container));
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    }
+
+    /// Every run of a container, oldest first.
+    pub fn runs(&self, container_id: &str) -> Result<Vec<RunLog>> {
+        let dir = self.runs_dir().join(container_id);
+        let mut names: Vec<String> = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::state(&dir, e)),
+        };
+        names.sort();
+        names
+            .iter()
+            .map(|name| {
+                let path = dir.join(name);
+                let text = fs::read(&path).map_err(|e| Error::state(&path, e))?;
+                serde_json::from_slice(&text).map_err(|e| {
+                    Error::state(
+                        &path,
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    )
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,36 @@
+//! Identifiers adde makes: random names for what it creates, time-ordered ids for runs.
+
+/// `n` random bytes as hex, from the kernel's random source.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        // SAFETY: getrandom writes at most the given length into the buffer.
+        let got = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), n - filled, 0) };
+        if got > 0 {
+            filled += got as usize;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A run id that sorts in the order runs started: `r<unix ms, 13 digits>-<random>`.
+pub fn new_run_id() -> String {
+    format!(
+        "r{:013}-{}",
+        chrono::Utc::now().timestamp_millis(),
+        random_hex(4)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_sort_by_time_and_differ() {
+        let a = super::new_run_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = super::new_run_id();
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(super::random_hex(6).len(), 12);
+    }
+}

@@ -1,0 +1,353 @@
+//! execute_code_block: one exec of adde's in-container supervisor, which receives the file on
+//! stdin, runs it, enforces the deadline inside the container and reports how it ended.
+
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use futures_util::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::HeadTail;
+use crate::engine::{self, Engine};
+use crate::error::{Error, Result};
+use crate::history::{History, RunLog};
+use crate::ids::new_run_id;
+use crate::protocol::{
+    FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH, TAG_STATUS,
+    TAG_STDERR, TAG_STDOUT, WORKSPACE,
+};
+
+const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
+const MAX_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
+const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
+/// How long past the deadline adde waits for the supervisor's report before stepping in.
+const REPORT_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteInput {
+    /// The environment (id, short id or name) from create_runtime_env.
+    pub container_id: String,
+    /// Where to write the code, relative to /workspace; folders are created. The extension
+    /// picks the interpreter: .py, .js/.mjs/.cjs, .ts, .sh, .bash, .rb, .pl, .php, .R; any
+    /// other file is made executable and run directly (a shebang works).
+    pub filename: String,
+    /// The file's content.
+    pub code_content: String,
+    /// Seconds before the run and everything it started are killed.
+    #[serde(default = "default_timeout")]
+    pub timeout_sec: f64,
+    /// Command line to run instead of the interpreter chosen by extension, e.g.
+    /// ["python3", "-X", "dev", "main.py"]. Run in /workspace; no shell involved.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Most bytes kept of each of stdout and stderr (the head and the tail are kept).
+    #[serde(default = "default_output_cap")]
+    pub max_output_bytes: usize,
+}
+
+fn default_timeout() -> f64 {
+    DEFAULT_TIMEOUT_SEC
+}
+fn default_output_cap() -> usize {
+    DEFAULT_OUTPUT_CAP
+}
+
+#[derive(Serialize)]
+pub struct ExecuteOutput {
+    pub log: RunLog,
+}
+
+pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
+    let container = super::required("container_id", "container_id", &input.container_id)?;
+    let file = validate_filename(&input.filename)?;
+    if !(input.timeout_sec > 0.0 && input.timeout_sec <= MAX_TIMEOUT_SEC) {
+        return Err(Error::invalid(
+            "timeout_sec",
+            format!("timeout_sec must be above 0 and at most {MAX_TIMEOUT_SEC} (24 hours)"),
+        ));
+    }
+    if input.max_output_bytes < 2 {
+        return Err(Error::invalid(
+            "max_output_bytes",
+            "max_output_bytes must be at least 2",
+        ));
+    }
+    let (candidates, executable) = match &input.command {
+        Some(argv) if argv.is_empty() || argv.iter().any(|a| a.contains('\0')) => {
+            return Err(Error::invalid(
+                "command",
+                "command must be a non-empty list of arguments without NUL bytes",
+            ))
+        }
+        Some(argv) => (vec![argv.clone()], false),
+        None => interpreters(&file),
+    };
+    let spec = RunSpec {
+        run_id: new_run_id(),
+        file: file.clone(),
+        file_len: input.code_content.len() as u64,
+        executable,
+        candidates,
+        timeout_ms: (input.timeout_sec * 1000.0).ceil() as u64,
+    };
+
+    let engine = Engine::connect().await?;
+    let inspect = engine.inspect(&container).await?;
+    let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+    if !engine::is_managed(labels) {
+        return Err(Error::NotManaged(container));
+    }
+    let id = inspect.id.clone().unwrap_or(container);
+    let state = inspect.state.as_ref();
+    if !state.and_then(|s| s.running).unwrap_or(false) {
+        let status = state
+            .and_then(|s| s.status)
+            .map_or("stopped".into(), |s| s.to_string());
+        return Err(Error::ContainerNotRunning { id, state: status });
+    }
+
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let report = run_supervised(
+        &engine,
+        &id,
+        &spec,
+        input.code_content.as_bytes(),
+        input.max_output_bytes,
+    )
+    .await?;
+    let status = report.status;
+    if let Some(failure) = status.error {
+        return Err(match failure {
+            HelperFailure::InterpreterNotFound { tried } => Error::InterpreterNotFound {
+                filename: file,
+                tried: tried.join(", "),
+            },
+            HelperFailure::Setup { message } => Error::Helper(message),
+        });
+    }
+    let stdout = report.stdout.finish();
+    let stderr = report.stderr.finish();
+    let log = RunLog {
+        exit_code: status.exit_code,
+        execution_time: format!("{:.2}s", status.duration_ms as f64 / 1000.0),
+        duration_ms: status.duration_ms,
+        run_id: spec.run_id,
+        timed_out: status.timed_out,
+        oom_killed: status.oom_killed,
+        signal: status.signal,
+        stdout_truncated: stdout.truncated,
+        stderr_truncated: stderr.truncated,
+        stdout_bytes: stdout.total_bytes,
+        stderr_bytes: stderr.total_bytes,
+        stdout: stdout.text,
+        stderr: stderr.text,
+        filename: file,
+        command: status.command,
+        container_id: id,
+        started_at,
+    };
+    History::open().record(&log)?;
+    Ok(ExecuteOutput { log })
+}
+
+struct Report {
+    status: RunStatus,
+    stdout: HeadTail,
+    stderr: HeadTail,
+}
+
+/// Runs the supervisor and collects its frames. The supervisor enforces the deadline; adde
+/// steps in (a kill request through a second exec) only if no report arrives well after it,
+/// or when adde itself is interrupted.
+async fn run_supervised(
+    engine: &Engine,
+    id: &str,
+    spec: &RunSpec,
+    code: &[u8],
+    cap: usize,
+) -> Result<Report> {
+    let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
+    let argv = vec![
+        HELPER_PATH.into(),
+        HELPER_FLAG.into(),
+        "run".into(),
+        spec_json,
+    ];
+    let env = vec!["PYTHONUNBUFFERED=1".to_string()];
+    let mut output = engine.exec(id, argv, env, WORKSPACE, code).await?;
+
+    let mut report = Report {
+        status: RunStatus::default(),
+        stdout: HeadTail::new(cap),
+        stderr: HeadTail::new(cap),
+    };
+    let mut decoder = FrameDecoder::default();
+    let mut helper_stderr = Vec::new();
+    let mut got_status = false;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms) + REPORT_GRACE;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut overdue = false;
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.next() => chunk,
+            _ = tokio::time::sleep_until(deadline), if !overdue => {
+                overdue = true;
+                kill_run(engine, id, &spec.run_id).await;
+                continue;
+            }
+            _ = &mut interrupted => {
+                kill_run(engine, id, &spec.run_id).await;
+                return Err(Error::Interrupted);
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        match chunk {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                decoder.push(&message)
+            }
+            Ok(LogOutput::StdErr { message }) => helper_stderr.extend_from_slice(&message),
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(e) => return Err(Error::Helper(format!("the output stream broke: {e}"))),
+        }
+        while let Some((tag, payload)) = decoder.next_frame() {
+            match tag {
+                TAG_STDOUT => report.stdout.push(&payload),
+                TAG_STDERR => report.stderr.push(&payload),
+                TAG_STATUS => {
+                    report.status = serde_json::from_slice(&payload)
+                        .map_err(|e| Error::Helper(format!("unreadable status report: {e}")))?;
+                    got_status = true;
+                }
+                _ => return Err(Error::Helper(format!("unknown frame type {tag}"))),
+            }
+        }
+    }
+    if !got_status {
+        let said = String::from_utf8_lossy(&helper_stderr);
+        return Err(Error::Helper(format!(
+            "it ended without reporting{}{}",
+            if said.trim().is_empty() { "" } else { ": " },
+            said.trim()
+        )));
+    }
+    Ok(report)
+}
+
+async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
+    let argv = vec![
+        HELPER_PATH.into(),
+        HELPER_FLAG.into(),
+        "kill".into(),
+        run_id.into(),
+    ];
+    let _ = tokio::time::timeout(Duration::from_secs(5), engine.exec_quiet(id, argv)).await;
+}
+
+/// A filename relative to the workspace: no absolute path, no `..`, no NUL.
+pub fn validate_filename(name: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Err(Error::invalid(
+            "filename",
+            format!("filename {name:?} {why}; give a path relative to /workspace such as \"main.py\" or \"src/app.js\""),
+        ))
+    };
+    if name.trim().is_empty() {
+        return bad("is empty");
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    if name.starts_with('/') {
+        return bad("is absolute");
+    }
+    if name.ends_with('/') {
+        return bad("names a folder");
+    }
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return bad("contains '..'");
+    }
+    if parts.is_empty() {
+        return bad("names no file");
+    }
+    Ok(parts.join("/"))
+}
+
+/// The command lines to try for a file, by extension, and whether the file must be made
+/// executable (files with no known extension run directly).
+pub fn interpreters(file: &str) -> (Vec<Vec<String>>, bool) {
+    let ext = std::path::Path::new(file)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    let with = |programs: &[&[&str]]| {
+        programs
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|s| s.to_string())
+                    .chain([file.to_string()])
+                    .collect()
+            })
+            .collect()
+    };
+    let candidates = match ext {
+        "py" => with(&[&["python3"], &["python"]]),
+        "js" | "mjs" | "cjs" => with(&[&["node"]]),
+        "ts" => with(&[&["tsx"], &["ts-node"], &["deno", "run"], &["bun", "run"]]),
+        "sh" => with(&[&["sh"]]),
+        "bash" => with(&[&["bash"]]),
+        "rb" => with(&[&["ruby"]]),
+        "pl" => with(&[&["perl"]]),
+        "php" => with(&[&["php"]]),
+        "R" | "r" => with(&[&["Rscript"]]),
+        _ => return (vec![vec![format!("./{file}")]], true),
+    };
+    (candidates, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_must_stay_in_the_workspace() {
+        assert_eq!(validate_filename("main.py").unwrap(), "main.py");
+        assert_eq!(validate_filename("./src//app.js").unwrap(), "src/app.js");
+        for bad in [
+            "",
+            "  ",
+            "/etc/passwd",
+            "../x.py",
+            "a/../../x",
+            "a\0b",
+            "dir/",
+            ".",
+        ] {
+            let err = validate_filename(bad).err().unwrap();
+            assert_eq!(err.code(), "invalid_argument", "{bad:?}");
+            assert_eq!(err.details()["field"], "filename");
+        }
+    }
+
+    #[test]
+    fn the_extension_picks_the_interpreter() {
+        let (py, exe) = interpreters("a/b.py");
+        assert_eq!(
+            py,
+            vec![vec!["python3", "a/b.py"], vec!["python", "a/b.py"]]
+        );
+        assert!(!exe);
+        assert_eq!(interpreters("x.mjs").0, vec![vec!["node", "x.mjs"]]);
+        assert_eq!(interpreters("x.R").0, vec![vec!["Rscript", "x.R"]]);
+        assert_eq!(interpreters("run").0, vec![vec!["./run"]]);
+        assert!(interpreters("tool.bin").1);
+    }
+}

@@ -1,0 +1,204 @@
+//! The tools, one file per group. Each tool is an input type (which both parses the payload
+//! and generates its JSON Schema) and an async function; the table below is the single list
+//! that dispatch, `list_tools` and `--help` are built from.
+
+mod env;
+mod exec;
+mod images;
+mod logs;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub schema: fn() -> Value,
+    /// Fields the tool's error results carry besides `error` and `error_code` (ADDE's shape).
+    pub failure_fields: fn() -> Map<String, Value>,
+}
+
+fn no_fields() -> Map<String, Value> {
+    Map::new()
+}
+
+fn not_ok() -> Map<String, Value> {
+    Map::from_iter([("ok".to_string(), Value::Bool(false))])
+}
+
+macro_rules! tools {
+    ($( $name:literal => $run:path, $input:ty, $failure:path, $summary:literal; )*) => {
+        pub const TOOLS: &[ToolInfo] = &[$(
+            ToolInfo {
+                name: $name,
+                summary: $summary,
+                schema: || serde_json::to_value(schemars::schema_for!($input)).unwrap_or_default(),
+                failure_fields: $failure,
+            },
+        )*];
+
+        /// Parses the payload for the named tool and runs it.
+        pub async fn dispatch(name: &str, payload: Value) -> Result<Value> {
+            match name {
+                $( $name => run::<$input, _, _>(payload, $run).await, )*
+                _ => Err(Error::UnknownTool { name: name.to_string() }),
+            }
+        }
+    };
+}
+
+tools! {
+    "pull_image" => images::pull_image, images::PullImageInput, not_ok,
+        "Pull an image (a tag, never every tag) and report its id.";
+    "create_runtime_env" => env::create_runtime_env, env::CreateEnvInput, no_fields,
+        "Create a hardened, long-lived environment with a /workspace volume; optionally install dependencies.";
+    "execute_code_block" => exec::execute_code_block, exec::ExecuteInput, no_fields,
+        "Write a file into an environment and run it with a timeout that kills its whole process tree.";
+    "get_container_logs" => logs::get_container_logs, logs::LogsInput, no_fields,
+        "Return an environment's last run (or one run, or all runs) from the host-side history.";
+    "cleanup_env" => env::cleanup_env, env::CleanupInput, not_ok,
+        "Stop and remove an environment adde created, with its volumes (or all of them).";
+    "list_tools" => list_tools, ListToolsInput, no_fields,
+        "List every tool with a one-line description and its input JSON Schema.";
+}
+
+pub fn names() -> Vec<&'static str> {
+    TOOLS.iter().map(|t| t.name).collect()
+}
+
+pub fn find(name: &str) -> Option<&'static ToolInfo> {
+    TOOLS.iter().find(|t| t.name == name)
+}
+
+async fn run<I, O, F>(payload: Value, tool: fn(I) -> F) -> Result<Value>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: std::future::Future<Output = Result<O>>,
+{
+    let input = parse::<I>(payload)?;
+    let output = tool(input).await?;
+    serde_json::to_value(output).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Deserializes a payload, naming the offending field and what is accepted when it fails.
+pub fn parse<I: DeserializeOwned>(payload: Value) -> Result<I> {
+    if !payload.is_object() {
+        return Err(Error::InvalidJson(format!(
+            "expected a JSON object such as {{\"image\": \"busybox\"}}, got {}",
+            kind_of(&payload)
+        )));
+    }
+    serde_path_to_error::deserialize(payload).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        // Unknown and missing fields are reported at the object; the name is in backticks.
+        let field = if path == "." {
+            inner.split('`').nth(1).map(str::to_string)
+        } else {
+            Some(path.clone())
+        };
+        let message = if path == "." {
+            inner
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        Error::InvalidPayload { message, field }
+    })
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListToolsInput {}
+
+async fn list_tools(_: ListToolsInput) -> Result<Value> {
+    let tools: Vec<Value> = TOOLS
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.summary, "input_schema": (t.schema)()}))
+        .collect();
+    Ok(json!({ "tools": tools }))
+}
+
+/// A string field that must not be blank, trimmed; `what` names it in the error.
+pub fn required(field: &'static str, what: &str, value: &str) -> Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(field, format!("{what} is required")));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_names_the_field_and_what_is_accepted() {
+        let err = parse::<exec::ExecuteInput>(json!({
+            "container_id": "x", "filename": "a.py", "code_content": "", "timeout_secs": 3
+        }))
+        .err()
+        .unwrap();
+        assert_eq!(err.code(), "invalid_payload");
+        let text = err.to_string();
+        assert!(
+            text.contains("timeout_secs") && text.contains("timeout_sec`"),
+            "{text}"
+        );
+        assert_eq!(err.details()["field"], "timeout_secs");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let err = parse::<exec::ExecuteInput>(json!({
+            "container_id": "x", "filename": "a.py", "code_content": "", "timeout_sec": "30"
+        }))
+        .err()
+        .unwrap();
+        assert_eq!(err.details()["field"], "timeout_sec");
+        assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_is_named_and_non_objects_are_rejected() {
+        let err = parse::<images::PullImageInput>(json!({})).err().unwrap();
+        assert_eq!(err.details()["field"], "image");
+        let err = parse::<images::PullImageInput>(json!(["busybox"]))
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "invalid_json");
+    }
+
+    #[test]
+    fn every_tool_has_an_object_schema() {
+        for tool in TOOLS {
+            assert_eq!((tool.schema)()["type"], "object", "{}", tool.name);
+        }
+    }
+
+    #[test]
+    fn blank_values_are_rejected() {
+        let err = required("image", "image name", "  ").err().unwrap();
+        assert_eq!(err.to_string(), "image name is required");
+        assert_eq!(err.details()["field"], "image");
+        assert_eq!(
+            required("image", "image name", " busybox ").unwrap(),
+            "busybox"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds adde's test images offline and starts the local services the integration tests use.
+#
+#   adde-test/busybox:1    FROM scratch + Debian's static busybox (about 2 MB, about 1 s)
+#   adde-test/scratch:1    FROM scratch with one static program and no shell at all
+#   adde-test/python:3     Debian bookworm minbase + python3 + pip, via debootstrap (about 40 s once)
+#   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other}
+#   a wheel of a tiny package (adde-demo) for dependency tests, in $CACHE/wheels
+#
+# Everything is cached: images already in the engine are kept, the Python root filesystem is
+# kept as a tarball in $CACHE, so a second run takes a few seconds. Needs root (apt, debootstrap).
+set -euo pipefail
+
+CACHE="${ADDE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/adde-test}"
+REGISTRY_ADDR="127.0.0.1:5000"
+LABEL="io.adde.test-image=true"
+mkdir -p "$CACHE"
+
+log() { echo "test-images: $*" >&2; }
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+need_packages() {
+  local missing=()
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'static' || missing+=(busybox-static)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v file >/dev/null || missing=(file "${missing[@]}")
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+build_busybox() {
+  have_image adde-test/busybox:1 && return
+  log "building adde-test/busybox:1"
+  local dir; dir="$(mktemp -d)"
+  cp "$(readlink -f /bin/busybox)" "$dir/busybox"
+  cat >"$dir/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+DOCKERFILE
+  docker build -q --label "$LABEL" -t adde-test/busybox:1 "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+build_scratch() {
+  # No shell, no coreutils: only a static busybox under a name that is not a shell, so
+  # anything that needs /bin/sh fails. Proves adde works on images with no shell.
+  have_image adde-test/scratch:1 && return
+  log "building adde-test/scratch:1"
+  local dir; dir="$(mktemp -d)"
+  cp "$(readlink -f /bin/busybox)" "$dir/tool"
+  printf 'FROM scratch\nCOPY tool /tool\nCMD ["/tool", "sleep", "3600"]\n' >"$dir/Dockerfile"
+  docker build -q --label "$LABEL" -t adde-test/scratch:1 "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+build_python() {
+  have_image adde-test/python:3 && return
+  local tarball="$CACHE/python-bookworm-rootfs.tar"
+  if [ ! -s "$tarball" ]; then
+    log "debootstrap of a Python root filesystem (about a minute, once)"
+    local mirror root
+    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
+    [ -n "$mirror" ] || mirror="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+    [ -n "$mirror" ] || mirror="http://deb.debian.org/debian"
+    root="$(mktemp -d)"
+    debootstrap --variant=minbase --include=python3-minimal,python3-pip bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
+      || { log "debootstrap failed, see $CACHE/debootstrap.log"; exit 1; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf "$root"
+  fi
+  log "importing adde-test/python:3"
+  docker import --change "LABEL $LABEL" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    "$tarball" adde-test/python:3 >/dev/null
+}
+
+start_registry() {
+  if ! curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+    log "starting a registry on $REGISTRY_ADDR"
+    mkdir -p "$CACHE/registry"
+    cat >"$CACHE/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $CACHE/registry
+http:
+  addr: $REGISTRY_ADDR
+YAML
+    nohup docker-registry serve "$CACHE/registry.yml" >"$CACHE/registry.log" 2>&1 &
+    for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  local ref
+  for tag in latest other; do
+    ref="$REGISTRY_ADDR/adde-test/busybox:$tag"
+    docker tag adde-test/busybox:1 "$ref"
+    docker push -q "$ref" >/dev/null
+    docker rmi "$ref" >/dev/null
+  done
+}
+
+build_wheel() {
+  # A pure-Python wheel the dependency tests install from a local index.
+  local index="$CACHE/index/simple/adde-demo"
+  [ -s "$index/adde_demo-1.0-py3-none-any.whl" ] && return
+  mkdir -p "$index"
+  python3 - "$index/adde_demo-1.0-py3-none-any.whl" <<'PY'
+import base64, hashlib, sys, zipfile
+files = {
+    "adde_demo/__init__.py": "GREETING = 'hello from adde_demo'\n",
+    "adde_demo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: adde-demo\nVersion: 1.0\n",
+    "adde_demo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: adde-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text.encode())}")
+record.append("adde_demo-1.0.dist-info/RECORD,,")
+with zipfile.ZipFile(sys.argv[1], "w") as wheel:
+    for name, text in files.items():
+        wheel.writestr(name, text)
+    wheel.writestr("adde_demo-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+PY
+  printf '<a href="adde_demo-1.0-py3-none-any.whl">adde_demo-1.0-py3-none-any.whl</a>\n' >"$index/index.html"
+  printf '<a href="adde-demo/">adde-demo</a>\n' >"$CACHE/index/simple/index.html"
+}
+
+need_packages
+build_busybox
+build_scratch
+build_python &
+python_job=$!
+start_registry
+build_wheel
+wait "$python_job"
+echo "$CACHE"
