@@ -122,9 +122,9 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
     };
 
     let (exit, duration, timed_out) = relay_until_done(spec, &mut child, started, out);
-    let oom_killed = exit.signal() == Some(libc::SIGKILL)
-        && !timed_out
-        && matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
+    // The kernel may kill any process of the run (a child, not the program itself), so the
+    // cgroup's OOM-kill count is the evidence, not how the program ended.
+    let oom_killed = matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
     let (exit_code, signal) = if timed_out {
         (TIMEOUT_EXIT_CODE, Some(signal_name(libc::SIGKILL)))
     } else if let Some(code) = exit.code() {

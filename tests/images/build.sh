@@ -4,8 +4,8 @@
 #   adde-test/busybox:1    FROM scratch + Debian's static busybox (about 2 MB, about 1 s)
 #   adde-test/scratch:1    FROM scratch with one static program and no shell at all
 #   adde-test/python:3     Debian bookworm minbase + python3 + pip, via debootstrap (about 40 s once)
-#   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other}
-#   a wheel of a tiny package (adde-demo) for dependency tests, in $CACHE/wheels
+#   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other,autopull}
+#   a wheel of a tiny package (adde-demo) in a PEP 503 index at $CACHE/index, for dependency tests
 #
 # Everything is cached: images already in the engine are kept, the Python root filesystem is
 # kept as a tarball in $CACHE, so a second run takes a few seconds. Needs root (apt, debootstrap).
@@ -48,13 +48,18 @@ DOCKERFILE
 }
 
 build_scratch() {
-  # No shell, no coreutils: only a static busybox under a name that is not a shell, so
-  # anything that needs /bin/sh fails. Proves adde works on images with no shell.
+  # No /bin/sh, no coreutils: only a static busybox at /busybox, so anything that needs a shell
+  # fails. Proves adde works on images with no shell. Its command prints, then idles: the
+  # use_image_cmd tests read that output.
   have_image adde-test/scratch:1 && return
   log "building adde-test/scratch:1"
   local dir; dir="$(mktemp -d)"
-  cp "$(readlink -f /bin/busybox)" "$dir/tool"
-  printf 'FROM scratch\nCOPY tool /tool\nCMD ["/tool", "sleep", "3600"]\n' >"$dir/Dockerfile"
+  cp "$(readlink -f /bin/busybox)" "$dir/busybox"
+  cat >"$dir/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /busybox
+CMD ["/busybox", "sh", "-c", "echo server up; echo warming up >&2; exec /busybox sleep 3600"]
+DOCKERFILE
   docker build -q --label "$LABEL" -t adde-test/scratch:1 "$dir" >/dev/null
   rm -rf "$dir"
 }
@@ -96,7 +101,7 @@ YAML
     for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   local ref
-  for tag in latest other; do
+  for tag in latest other autopull; do
     ref="$REGISTRY_ADDR/adde-test/busybox:$tag"
     docker tag adde-test/busybox:1 "$ref"
     docker push -q "$ref" >/dev/null

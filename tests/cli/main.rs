@@ -1,0 +1,10 @@
+//! Integration tests: the real `adde` binary against the real Docker engine.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod envelope;
+mod environments;
+mod execution;
+mod history;
+mod images;

@@ -1,0 +1,323 @@
+//! The harness shared by the integration tests: run the real `adde` binary, talk to the real
+//! engine through the docker CLI to check what adde did, and remove what each test made.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+pub const BUSYBOX: &str = "adde-test/busybox:1";
+pub const SCRATCH: &str = "adde-test/scratch:1";
+pub const PYTHON: &str = "adde-test/python:3";
+pub const REGISTRY: &str = "127.0.0.1:5000";
+
+/// The result of one adde call.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn parse_output(output: Output) -> Out {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        json,
+        stdout,
+        stderr,
+    }
+}
+
+/// adde with its own state directory, so every test has its own run history.
+pub struct Adde {
+    pub state: tempfile::TempDir,
+}
+
+impl Adde {
+    /// For tests that never reach the engine.
+    pub fn offline() -> Adde {
+        Adde {
+            state: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// For tests that need the engine and the test images. Without an engine they fail under
+    /// CI=true and are skipped (with a note) elsewhere.
+    pub fn docker() -> Option<Adde> {
+        static READY: OnceLock<Result<(), String>> = OnceLock::new();
+        let ready = READY.get_or_init(|| {
+            let version = Command::new("docker")
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output();
+            match version {
+                Ok(o) if o.status.success() => {}
+                _ => return Err("the Docker engine is not reachable".into()),
+            }
+            for image in [BUSYBOX, SCRATCH, PYTHON] {
+                if !docker_ok(&["image", "inspect", image]) {
+                    panic!("test image {image} is missing: run `bash tests/images/build.sh` first");
+                }
+            }
+            Ok(())
+        });
+        match ready {
+            Ok(()) => Some(Adde::offline()),
+            Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{why} (CI=true)"),
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                None
+            }
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_adde"));
+        cmd.env("ADDE_STATE_DIR", self.state.path())
+            .env_remove("PIP_INDEX_URL")
+            .env_remove("NPM_CONFIG_REGISTRY")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn call(&self, tool: &str, payload: Value) -> Out {
+        let output = self
+            .command()
+            .arg(tool)
+            .arg(payload.to_string())
+            .output()
+            .expect("run adde");
+        parse_output(output)
+    }
+
+    /// Calls a tool with the payload on stdin instead of argv.
+    pub fn call_stdin(&self, tool: &str, payload: &str) -> Out {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .arg(tool)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run adde");
+        let mut stdin = child.stdin.take().unwrap();
+        let text = payload.to_string();
+        let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+        let output = child.wait_with_output().expect("adde output");
+        writer.join().unwrap().expect("write stdin");
+        parse_output(output)
+    }
+
+    /// A call that must succeed; returns its JSON.
+    pub fn ok(&self, tool: &str, payload: Value) -> Value {
+        let out = self.call(tool, payload.clone());
+        assert_eq!(out.code, 0, "{tool} {payload} failed: {out:?}");
+        assert!(
+            out.stdout.ends_with("}\n") && out.stdout.lines().count() == 1,
+            "{out:?}"
+        );
+        out.json
+    }
+
+    /// A call that must fail with `code`; returns its JSON.
+    pub fn err(&self, tool: &str, payload: Value, code: &str) -> Value {
+        let out = self.call(tool, payload.clone());
+        assert_error(&out, code);
+        out.json
+    }
+
+    /// Creates an environment that is removed when the guard drops.
+    pub fn env(&self, payload: Value) -> Env {
+        let json = self.ok("create_runtime_env", payload);
+        Env {
+            id: json["container_id"]
+                .as_str()
+                .expect("container_id")
+                .to_string(),
+            name: json["name"].as_str().expect("name").to_string(),
+            json,
+        }
+    }
+
+    pub fn busybox(&self) -> Env {
+        self.env(json!({"image": BUSYBOX}))
+    }
+
+    /// Runs code and returns the log.
+    pub fn exec(&self, env: &Env, filename: &str, code: &str, timeout_sec: f64) -> Value {
+        let out = self.ok(
+            "execute_code_block",
+            json!({"container_id": env.id, "filename": filename, "code_content": code, "timeout_sec": timeout_sec}),
+        );
+        out["log"].clone()
+    }
+}
+
+pub fn assert_error(out: &Out, code: &str) {
+    assert_eq!(out.code, 1, "expected exit 1 with {code}: {out:?}");
+    assert_eq!(out.json["error_code"], code, "{out:?}");
+    let message = out.json["error"].as_str().expect("error message");
+    assert!(!message.is_empty());
+    assert!(
+        out.stderr.contains(&format!("adde: error: {message}")),
+        "stderr should repeat the error: {out:?}"
+    );
+    assert_eq!(out.stdout.lines().count(), 1, "one JSON object: {out:?}");
+}
+
+/// An environment made by a test; removed with its volumes when dropped, whatever happened.
+pub struct Env {
+    pub id: String,
+    pub name: String,
+    pub json: Value,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        remove_env_resources(&self.id, &self.name);
+    }
+}
+
+pub fn remove_env_resources(id: &str, name: &str) {
+    let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+    let filter = format!("label=io.adde.env={name}");
+    for volume in docker_lines(&["volume", "ls", "-q", "--filter", &filter]) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &volume])
+            .output();
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn inspect(id: &str) -> Value {
+    let text = docker(&["inspect", id]);
+    serde_json::from_str::<Value>(&text).expect("inspect JSON")[0].clone()
+}
+
+/// The command lines of every process in the container, as the engine lists them.
+pub fn processes(id: &str) -> Vec<String> {
+    docker(&["top", id, "-eo", "pid,args"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.trim()
+                .split_once(char::is_whitespace)
+                .map(|(_, args)| args.trim().to_string())
+        })
+        .collect()
+}
+
+/// The processes an idle environment has: docker-init and adde's idler, nothing else.
+pub fn assert_only_idle(id: &str) {
+    let procs = processes(id);
+    assert!(
+        procs
+            .iter()
+            .all(|p| p.contains("docker-init") || p.ends_with("__helper idle")),
+        "processes left behind: {procs:?}"
+    );
+    assert_eq!(procs.len(), 2, "{procs:?}");
+}
+
+/// Where tests/images/build.sh keeps its cache (the Python index among it).
+pub fn test_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ADDE_TEST_CACHE") {
+        return dir.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
+    base.join("adde-test")
+}
+
+/// A PEP 503 package index on 127.0.0.1, serving the test wheel; stopped when dropped.
+pub struct PackageIndex {
+    pub url: String,
+    child: Child,
+}
+
+impl PackageIndex {
+    pub fn start() -> PackageIndex {
+        let root = test_cache().join("index");
+        assert!(
+            root.join("simple/adde-demo").is_dir(),
+            "no test index at {root:?}: run tests/images/build.sh"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let url = format!("http://127.0.0.1:{port}/simple/");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        PackageIndex { url, child }
+    }
+}
+
+impl Drop for PackageIndex {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
