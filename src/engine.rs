@@ -72,25 +72,24 @@ pub fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
 
 impl Engine {
     /// Connects to DOCKER_HOST (unix://, tcp://, with TLS when DOCKER_TLS_VERIFY is set),
-    /// else the local socket, and negotiates the API version.
-    pub async fn connect() -> Result<Engine> {
+    /// else the local socket, and negotiates the API version. An unreachable engine shows up
+    /// as docker_unavailable on the first request.
+    pub fn connect() -> Result<Engine> {
         let addr = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
-        let unavailable = |reason: String| Error::DockerUnavailable {
+        let docker = Docker::connect_with_host(&addr).map_err(|e| Error::DockerUnavailable {
             addr: addr.clone(),
-            reason,
-        };
-        let docker =
-            Docker::connect_with_host(&addr).map_err(|e| unavailable(transport_reason(&e)))?;
-        // bollard 0.21 sends no version prefix, so this only records the version; it is the
-        // right call for later bollard releases and doubles as the reachability check.
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-            Err(_) => return Err(unavailable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
-            Ok(Err(e)) => return Err(unavailable(transport_reason(&e))),
-            Ok(Ok(docker)) => docker,
-        };
+            reason: transport_reason(&e),
+        })?;
+        // GET /version costs dockerd ~6 ms (it asks containerd too). bollard 0.21 shares the
+        // negotiated version between clones (and sends no version prefix yet), so it runs
+        // beside the first real request instead of before it.
+        let negotiating = docker.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, negotiating.negotiate_version()).await;
+        });
         Ok(Engine { docker, addr })
     }
 

@@ -1,7 +1,8 @@
 //! The run history, kept on the host (never in the container, where user code could alter it)
 //! so that it survives cleanup_env. One JSON file per run under
 //! `<state dir>/runs/<container id>/<run id>.json`, written to a temporary name and renamed
-//! into place: concurrent runs never interleave, and a crash never leaves half a record.
+//! into place: concurrent runs never interleave, and a crash of adde never leaves half a
+//! record. (No fsync: a run log is not worth a disk flush on every execution.)
 
 use std::fs;
 use std::io::Write;
@@ -80,7 +81,6 @@ impl History {
                 .mode(0o600)
                 .open(&tmp)?;
             file.write_all(&body)?;
-            file.sync_data()?;
             fs::rename(&tmp, &done)
         };
         write().map_err(|e| {

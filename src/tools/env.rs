@@ -286,7 +286,7 @@ fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
 
 pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput> {
     let plan = plan(&input)?;
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect()?;
 
     let present = engine.inspect_image(&plan.image).await?;
     let image_pulled = match (present.is_some(), input.pull) {
@@ -754,7 +754,7 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
             "give either container_id or all: true",
         ));
     }
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect()?;
     let mut out = CleanupOutput {
         ok: true,
         removed: Vec::new(),

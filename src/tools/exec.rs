@@ -93,7 +93,7 @@ pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
         timeout_ms: (input.timeout_sec * 1000.0).ceil() as u64,
     };
 
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect()?;
     let inspect = engine.inspect(&container).await?;
     let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
     if !engine::is_managed(labels) {
@@ -191,7 +191,8 @@ async fn run_supervised(
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut overdue = false;
-    loop {
+    // The status frame is the supervisor's last word: no need to wait for the stream's end.
+    while !got_status {
         let chunk = tokio::select! {
             chunk = output.next() => chunk,
             _ = tokio::time::sleep_until(deadline), if !overdue => {

@@ -33,7 +33,7 @@ pub async fn pull_image(input: PullImageInput) -> Result<PullImageOutput> {
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect()?;
     engine.pull(&image, platform).await?;
     let id = image_id(&engine, &image).await?;
     Ok(PullImageOutput {

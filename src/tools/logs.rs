@@ -93,7 +93,7 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
     if show_container {
         let engine = match live {
             Some((_, engine)) => engine,
-            None => Engine::connect().await?,
+            None => Engine::connect()?,
         };
         let limit = (input.tail_lines > 0).then_some(input.tail_lines);
         let (stdout, stderr) = engine.logs(&id, limit).await?;
@@ -110,7 +110,7 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
 /// The full id of an environment adde made, whether it runs the image's command, and the
 /// engine connection used to find out.
 async fn inspect_managed(given: &str) -> Result<(String, bool, Engine)> {
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect()?;
     let container = engine.inspect(given).await?;
     let labels = container.config.and_then(|c| c.labels);
     if !engine::is_managed(labels.as_ref()) {

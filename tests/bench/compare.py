@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Benchmark adde against the docker CLI, side by side in one run (not a test).
+
+Prints the median wall time of each operation and adde's ratio to the docker CLI doing the
+same job on the same engine, measured in the same run, so the figures compare across machines.
+
+    python3 tests/bench/compare.py [--runs N] [--adde PATH]
+
+Needs the test images (bash tests/images/build.sh) and a release build of adde.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUSYBOX = "adde-test/busybox:1"
+
+
+def timed(argv, **kwargs):
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def median_ms(samples):
+    return statistics.median(samples) * 1000
+
+
+def adde_call(adde, tool, payload):
+    out = subprocess.run([adde, tool, json.dumps(payload)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def bench_exec(adde, runs, warmup):
+    env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
+    cid = env["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    try:
+        payload = json.dumps({"container_id": cid, "filename": "a.sh", "code_content": "echo 42"})
+        with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+            f.write("echo 42\n")
+            script = f.name
+        cases = {
+            "adde execute_code_block": [adde, "execute_code_block", payload],
+            "docker exec sh -c 'echo 42'": ["docker", "exec", plain, "sh", "-c", "echo 42"],
+        }
+        samples = {name: [] for name in cases}
+        samples["docker cp + docker exec"] = []
+        for i in range(warmup + runs):
+            # Interleaved, so drift on the machine hits every case alike.
+            for name, argv in cases.items():
+                t = timed(argv)
+                if i >= warmup:
+                    samples[name].append(t)
+            t = timed(["docker", "cp", script, f"{plain}:/a.sh"]) + timed(["docker", "exec", plain, "sh", "/a.sh"])
+            if i >= warmup:
+                samples["docker cp + docker exec"].append(t)
+        os.unlink(script)
+        return samples
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
+def bench_create(adde, runs, warmup):
+    samples = {"adde create_runtime_env": [], "docker run -d --network none": []}
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
+        t = time.perf_counter() - start
+        adde_call(adde, "cleanup_env", {"container_id": env["container_id"]})
+        if i >= warmup:
+            samples["adde create_runtime_env"].append(t)
+        start = time.perf_counter()
+        cid = subprocess.run(
+            ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        t = time.perf_counter() - start
+        subprocess.run(["docker", "rm", "-f", cid], check=True, stdout=subprocess.DEVNULL)
+        if i >= warmup:
+            samples["docker run -d --network none"].append(t)
+    return samples
+
+
+def report(title, samples, baseline):
+    print(f"\n{title}")
+    base = median_ms(samples[baseline])
+    for name, values in samples.items():
+        m = median_ms(values)
+        print(f"  {name:<34} median {m:8.1f} ms   ratio to {baseline!r}: {m / base:5.2f}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(here))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--adde", default=os.path.join(root, "target/x86_64-unknown-linux-gnu/release/adde"))
+    args = parser.parse_args()
+    if not os.access(args.adde, os.X_OK):
+        sys.exit(f"no adde binary at {args.adde}: run `cargo build --release`")
+    with tempfile.TemporaryDirectory() as state:
+        os.environ["ADDE_STATE_DIR"] = state
+        print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
+        report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
+        report("create an environment", bench_create(args.adde, max(args.runs // 3, 5), 1), "docker run -d --network none")
+
+
+if __name__ == "__main__":
+    main()

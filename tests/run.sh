@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests, integration tests against the real engine, and a
+# final check that the tests left none of adde's containers or volumes behind.
+#
+#   bash tests/run.sh
+#
+# Builds the offline test images first (cached; see tests/images/build.sh). Needs Docker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/images/build.sh >/dev/null
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --no-fail-fast
+
+# Everything adde creates carries io.adde.managed; the tests must have removed all of it.
+leaked="$(docker ps -aq --filter label=io.adde.managed=true; docker volume ls -q --filter label=io.adde.managed=true)"
+if [ -n "$leaked" ]; then
+  echo "tests left adde resources behind:" >&2
+  echo "$leaked" >&2
+  docker rm -f -v $(docker ps -aq --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
+  docker volume rm -f $(docker volume ls -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
+  exit 1
+fi
+echo "no adde containers or volumes left behind"
