@@ -224,13 +224,19 @@ impl Engine {
             .collect())
     }
 
-    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+    /// Creates a container; returns its id and the engine's warnings (e.g. a limit the
+    /// kernel cannot enforce).
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<(String, Vec<String>)> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         let image = body.image.clone().unwrap_or_default();
         self.docker
             .create_container(Some(options), body)
             .await
-            .map(|created| created.id)
+            .map(|created| (created.id, created.warnings))
             .map_err(|e| self.classify(e, Subject::Image(&image)))
     }
 

@@ -33,7 +33,7 @@ pub enum Error {
     #[error("cannot reach the Docker engine at {addr}: {reason}. Start the Docker daemon, check that this user may use it, or point DOCKER_HOST at the engine")]
     DockerUnavailable { addr: String, reason: String },
 
-    #[error("image {image} not found: {detail}")]
+    #[error("image {image} not found: {detail}. Check the name and tag; pull_image fetches images from a registry the engine can reach")]
     ImageNotFound { image: String, detail: String },
 
     #[error("image {image} is not present and pulling was turned off (pull: \"never\"); run pull_image first")]

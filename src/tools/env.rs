@@ -451,10 +451,10 @@ async fn build_env(
         body.exposed_ports = Some(plan.ports.keys().cloned().collect());
     }
     body.host_config = Some(host);
-    let id = engine.create_container(&res.name, body).await?;
+    let (id, warnings) = engine.create_container(&res.name, body).await?;
     engine.upload(&id, "/", helper.to_vec()).await?;
     engine.start(&id).await?;
-    Ok((id, installed, Vec::new()))
+    Ok((id, installed, warnings))
 }
 
 /// Runs the install in a short-lived container of the same image, with a network, writing
@@ -489,7 +489,7 @@ async fn install_dependencies(
         );
     }
     let name = format!("{}-install", res.name);
-    let id = engine.create_container(&name, body).await?;
+    let (id, _) = engine.create_container(&name, body).await?;
     let outcome = async {
         engine.upload(&id, "/", helper.to_vec()).await?;
         engine.start(&id).await?;

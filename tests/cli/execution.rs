@@ -302,3 +302,32 @@ fn a_stopped_environment_is_reported_not_running() {
         "container_not_found",
     );
 }
+
+#[test]
+fn interrupting_adde_kills_the_run() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    let child = adde
+        .command()
+        .arg("execute_code_block")
+        .arg(json!({"container_id": env.id, "filename": "long.sh", "code_content": "setsid sleep 300 & sleep 301", "timeout_sec": 600}).to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run's processes are there, then Ctrl-C adde.
+    for _ in 0..100 {
+        if crate::common::processes(&env.id)
+            .iter()
+            .any(|p| p.contains("sleep 301"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = crate::common::parse_output(child.wait_with_output().unwrap());
+    crate::common::assert_error(&out, "interrupted");
+    assert_only_idle(&env.id);
+}
