@@ -13,9 +13,11 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptions, UploadToContainerOptionsBuilder, WaitContainerOptions,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, PruneBuildOptionsBuilder, PruneImagesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -383,6 +385,258 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Runs a classic-builder build of a streamed context. A failing step is not an `Err`:
+    /// it comes back in the outcome with the log, so the caller can report where it failed.
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        context: crate::context::TarStream,
+    ) -> Result<BuildOutcome> {
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile(&request.dockerfile)
+            .t(&request.tag)
+            .rm(true)
+            .forcerm(true)
+            .nocache(request.no_cache)
+            .buildargs(&request.build_args)
+            .labels(&request.labels);
+        if let Some(target) = &request.target {
+            options = options.target(target);
+        }
+        if let Some(network) = &request.network_mode {
+            options = options.networkmode(network);
+        }
+        let mut stream = self.docker.build_image(
+            options.build(),
+            None,
+            Some(bollard::body_try_stream(context)),
+        );
+        let mut outcome = BuildOutcome::default();
+        let mut log = BuildLog::new(std::io::stderr().is_terminal());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref() {
+                        log.push(text, &mut outcome);
+                    }
+                    if let Some(id) = info.aux.and_then(|aux| aux.id) {
+                        outcome.image_id = Some(id);
+                    }
+                    if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                        outcome.error = Some(message);
+                        break;
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    outcome.error = Some(error);
+                    break;
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 400,
+                    message,
+                }) => {
+                    outcome.error = Some(message);
+                    break;
+                }
+                Err(e) => return Err(self.classify(e, Subject::Other)),
+            }
+        }
+        log.finish(&mut outcome);
+        Ok(outcome)
+    }
+
+    /// adde's images (by label), all of them or those whose tag starts with `prefix`.
+    pub async fn list_managed_images(&self) -> Result<Vec<bollard::models::ImageSummary>> {
+        let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))
+    }
+
+    /// Every image, intermediates included: id to (size, parent id).
+    pub async fn image_sizes(&self) -> Result<HashMap<String, (i64, String)>> {
+        let options = ListImagesOptionsBuilder::default().all(true).build();
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        Ok(images
+            .into_iter()
+            .map(|i| (i.id, (i.size, i.parent_id)))
+            .collect())
+    }
+
+    /// Removes an image (and its untagged parents); returns what was deleted or untagged.
+    pub async fn remove_image(&self, image: &str, force: bool) -> Result<Vec<String>> {
+        let options = RemoveImageOptionsBuilder::default().force(force).build();
+        let items = self
+            .docker
+            .remove_image(image, Some(options), None)
+            .await
+            .map_err(|e| self.classify(e, Subject::Image(image)))?;
+        Ok(items
+            .into_iter()
+            .filter_map(|i| i.deleted.or(i.untagged))
+            .collect())
+    }
+
+    /// Removes an intermediate image if it is untagged and nothing depends on it; returns the
+    /// ids deleted (it and its untagged parents), or none when it was kept.
+    pub async fn remove_intermediate(&self, id: &str) -> Result<Vec<String>> {
+        let Some(image) = self.inspect_image(id).await? else {
+            return Ok(Vec::new());
+        };
+        let tagged = image
+            .repo_tags
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t != "<none>:<none>");
+        if tagged {
+            return Ok(Vec::new());
+        }
+        let options = RemoveImageOptionsBuilder::default().force(false).build();
+        match self.docker.remove_image(id, Some(options), None).await {
+            Ok(items) => Ok(items.into_iter().filter_map(|i| i.deleted).collect()),
+            // 409: a child image or a container still uses it; it stays.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(Vec::new()),
+            Err(e) => Err(self.classify(e, Subject::Image(id))),
+        }
+    }
+
+    /// Prunes adde's dangling images and, where the engine has one, the BuildKit cache
+    /// older than `until` (a Go duration). Returns the bytes the engine reports reclaimed.
+    pub async fn prune_caches(&self, until: &str) -> Result<u64> {
+        let mut image_filters = HashMap::from([
+            ("dangling", vec!["true".to_string()]),
+            ("label", vec![format!("{LABEL_MANAGED}=true")]),
+        ]);
+        if until != "0s" {
+            image_filters.insert("until", vec![until.to_string()]);
+        }
+        let options = PruneImagesOptionsBuilder::default()
+            .filters(&image_filters)
+            .build();
+        let images = self
+            .docker
+            .prune_images(Some(options))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        let mut reclaimed = images.space_reclaimed.unwrap_or(0).max(0) as u64;
+        let build_filters = HashMap::from([("until", vec![until.to_string()])]);
+        let options = PruneBuildOptionsBuilder::default()
+            .filters(&build_filters)
+            .build();
+        // Engines without BuildKit's cache answer with an error or with nothing to prune.
+        if let Ok(build) = self.docker.prune_build(Some(options)).await {
+            reclaimed += build.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        Ok(reclaimed)
+    }
+}
+
+/// What a build is asked to do.
+pub struct BuildRequest {
+    pub tag: String,
+    pub dockerfile: String,
+    pub build_args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub network_mode: Option<String>,
+}
+
+/// What a build did, whether it succeeded (`image_id`) or failed (`error`).
+#[derive(Default, Debug)]
+pub struct BuildOutcome {
+    pub image_id: Option<String>,
+    pub error: Option<String>,
+    /// The last step header seen, e.g. "Step 3/5 : RUN make", and its number.
+    pub step: Option<(u32, String)>,
+    pub lines: Vec<String>,
+    /// Images the steps produced (not the base images), for prune_build_cache.
+    pub intermediates: Vec<String>,
+}
+
+/// Splits the build's stream fragments into lines, tracks steps and intermediate image ids,
+/// and echoes lines to stderr when it is a terminal.
+struct BuildLog {
+    partial: String,
+    echo: bool,
+    after_from: bool,
+}
+
+impl BuildLog {
+    fn new(echo: bool) -> Self {
+        BuildLog {
+            partial: String::new(),
+            echo,
+            after_from: false,
+        }
+    }
+
+    fn push(&mut self, text: &str, outcome: &mut BuildOutcome) {
+        self.partial.push_str(text);
+        while let Some(pos) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=pos).collect();
+            self.line(line.trim_end(), outcome);
+        }
+    }
+
+    fn finish(&mut self, outcome: &mut BuildOutcome) {
+        let rest = std::mem::take(&mut self.partial);
+        if !rest.trim().is_empty() {
+            self.line(rest.trim_end(), outcome);
+        }
+    }
+
+    fn line(&mut self, line: &str, outcome: &mut BuildOutcome) {
+        if line.is_empty() {
+            return;
+        }
+        if self.echo {
+            eprintln!("{line}");
+        }
+        if let Some((number, header)) = parse_step(line) {
+            self.after_from = header
+                .split_whitespace()
+                .nth(3)
+                .is_some_and(|k| k.eq_ignore_ascii_case("FROM"));
+            outcome.step = Some((number, header));
+        } else if let Some(id) = line.strip_prefix(" ---> ").filter(|id| is_short_id(id)) {
+            if !std::mem::take(&mut self.after_from) {
+                outcome.intermediates.push(id.to_string());
+            }
+        }
+        outcome.lines.push(line.to_string());
+    }
+}
+
+/// "Step 3/5 : RUN make" (classic builder) or "STEP 3/5: RUN make" (buildah): the number
+/// and the header in the classic form.
+pub fn parse_step(line: &str) -> Option<(u32, String)> {
+    let rest = line
+        .strip_prefix("Step ")
+        .or_else(|| line.strip_prefix("STEP "))?;
+    let (numbers, instruction) = rest.split_once(':')?;
+    let (n, m) = numbers.trim().split_once('/')?;
+    let n: u32 = n.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    Some((n, format!("Step {n}/{m} : {}", instruction.trim())))
+}
+
+fn is_short_id(text: &str) -> bool {
+    text.len() == 12 && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// The root cause of a transport failure, in words (e.g. "connection refused").
 fn transport_reason(err: &bollard::errors::Error) -> String {
     use bollard::errors::Error as E;
@@ -446,5 +700,38 @@ impl PullProgress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_headers_parse_in_both_builders_forms() {
+        assert_eq!(
+            parse_step("Step 3/5 : RUN make"),
+            Some((3, "Step 3/5 : RUN make".into()))
+        );
+        assert_eq!(
+            parse_step("STEP 2/4: COPY . /app"),
+            Some((2, "Step 2/4 : COPY . /app".into()))
+        );
+        assert_eq!(parse_step("Stepping out"), None);
+    }
+
+    #[test]
+    fn the_build_log_tracks_steps_and_skips_base_images() {
+        let mut outcome = BuildOutcome::default();
+        let mut log = BuildLog::new(false);
+        let stream = "Step 1/3 : FROM busybox\n ---> aaaaaaaaaaaa\nStep 2/3 : RUN echo hi\n ---> Running in 123\nhi\nRemoving intermediate container 123\n ---> bbbbbbbbbbbb\nStep 3/3 : RUN ex";
+        for chunk in stream.as_bytes().chunks(7) {
+            log.push(std::str::from_utf8(chunk).unwrap(), &mut outcome);
+        }
+        log.push("it 1\n", &mut outcome);
+        log.finish(&mut outcome);
+        assert_eq!(outcome.intermediates, vec!["bbbbbbbbbbbb".to_string()]);
+        assert_eq!(outcome.step, Some((3, "Step 3/3 : RUN exit 1".into())));
+        assert!(outcome.lines.contains(&"hi".to_string()));
     }
 }

@@ -45,7 +45,7 @@ pub enum Error {
     #[error("no container {0}: it does not exist or was already cleaned up")]
     ContainerNotFound(String),
 
-    #[error("container {0} was not created by adde; adde only touches what it made")]
+    #[error("{0} was not created by adde; adde only touches what it made")]
     NotManaged(String),
 
     #[error("environment {id} is {state}, not running; create a new one with create_runtime_env")]
@@ -69,6 +69,50 @@ pub enum Error {
 
     #[error("no execution recorded for container {0}; run execute_code_block first")]
     NoRuns(String),
+
+    #[error("no build context {0}: context_id must come from prepare_build_context (adde builds no other folder by id)")]
+    ContextNotFound(String),
+
+    #[error("cannot read {path} in the build context: {message}")]
+    ContextUnreadable { path: String, message: String },
+
+    #[error(
+        "{path} is a symlink to {target}, outside the build context; remove it or point it inside"
+    )]
+    ContextSymlinkEscape { path: String, target: String },
+
+    #[error("the build context is over {} MiB after .dockerignore; exclude large files in .dockerignore or raise max_context_mb", limit_bytes >> 20)]
+    ContextTooLarge { limit_bytes: u64 },
+
+    #[error("no {dockerfile} in {dir}; add one, or name another with `dockerfile`")]
+    DockerfileMissing { dockerfile: String, dir: String },
+
+    #[error("{dockerfile} line {line}: {message}")]
+    DockerfileInvalid {
+        dockerfile: String,
+        line: usize,
+        message: String,
+    },
+
+    #[error(
+        "the Dockerfile is blocked by adde's security policy: {}",
+        summarize(findings)
+    )]
+    DockerfileBlocked {
+        findings: Vec<crate::dockerfile::Finding>,
+    },
+
+    #[error("the build failed at {failed_layer}: {error_line}")]
+    BuildFailed {
+        failed_layer: String,
+        failed_step: Option<u32>,
+        error_line: String,
+        log_summary: String,
+        warnings: Vec<crate::dockerfile::Finding>,
+    },
+
+    #[error("cloning {url} failed: {message}")]
+    GitFailed { url: String, message: String },
 
     #[error("the in-container helper failed: {0}")]
     Helper(String),
@@ -110,6 +154,15 @@ impl Error {
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
             Error::RunNotFound { .. } => "run_not_found",
             Error::NoRuns(_) => "no_runs",
+            Error::ContextNotFound(_) => "context_not_found",
+            Error::ContextUnreadable { .. } => "context_unreadable",
+            Error::ContextSymlinkEscape { .. } => "context_symlink_escape",
+            Error::ContextTooLarge { .. } => "context_too_large",
+            Error::DockerfileMissing { .. } => "dockerfile_missing",
+            Error::DockerfileInvalid { .. } => "dockerfile_invalid",
+            Error::DockerfileBlocked { .. } => "dockerfile_blocked",
+            Error::BuildFailed { .. } => "build_failed",
+            Error::GitFailed { .. } => "git_failed",
             Error::Helper(_) => "helper_failed",
             Error::Engine { .. } => "engine_error",
             Error::State { .. } => "state_error",
@@ -140,6 +193,34 @@ impl Error {
                 map.insert("installer_exit_code".into(), (*exit_code).into());
                 map.insert("installer_output".into(), output.clone().into());
             }
+            Error::DockerfileBlocked { findings } => {
+                map.insert(
+                    "findings".into(),
+                    serde_json::to_value(findings).unwrap_or_default(),
+                );
+            }
+            Error::DockerfileInvalid { line, .. } => {
+                map.insert("line".into(), (*line).into());
+            }
+            Error::BuildFailed {
+                failed_layer,
+                failed_step,
+                error_line,
+                log_summary,
+                warnings,
+            } => {
+                map.insert("failed_layer".into(), failed_layer.clone().into());
+                map.insert(
+                    "failed_step".into(),
+                    serde_json::to_value(failed_step).unwrap_or_default(),
+                );
+                map.insert("error_line".into(), error_line.clone().into());
+                map.insert("build_log_summary".into(), log_summary.clone().into());
+                map.insert(
+                    "findings".into(),
+                    serde_json::to_value(warnings).unwrap_or_default(),
+                );
+            }
             Error::UnknownTool { .. } => {
                 map.insert("tools".into(), crate::tools::names().into());
             }
@@ -161,4 +242,13 @@ impl Error {
             source,
         }
     }
+}
+
+fn summarize(findings: &[crate::dockerfile::Finding]) -> String {
+    findings
+        .iter()
+        .filter(|f| f.severity == crate::dockerfile::Severity::Block)
+        .map(|f| format!("{} line {}: {}", f.rule, f.line, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -38,26 +38,39 @@ pub struct RunLog {
     pub started_at: String,
 }
 
+/// adde's state directory: ADDE_STATE_DIR, else $XDG_STATE_HOME/adde, else
+/// ~/.local/state/adde.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("ADDE_STATE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(|d| PathBuf::from(d).join("adde"))
+        })
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            PathBuf::from(home).join(".local/state/adde")
+        })
+}
+
+/// Creates a private (0700) folder and its parents.
+pub fn private_dir(path: &std::path::Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::state(path, e))
+}
+
 pub struct History {
     root: PathBuf,
 }
 
 impl History {
-    /// ADDE_STATE_DIR, else $XDG_STATE_HOME/adde, else ~/.local/state/adde.
     pub fn open() -> Self {
-        let root = std::env::var_os("ADDE_STATE_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_STATE_HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|d| PathBuf::from(d).join("adde"))
-            })
-            .unwrap_or_else(|| {
-                let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-                PathBuf::from(home).join(".local/state/adde")
-            });
-        History { root }
+        History { root: state_dir() }
     }
 
     fn runs_dir(&self) -> PathBuf {
@@ -66,11 +79,7 @@ impl History {
 
     pub fn record(&self, log: &RunLog) -> Result<()> {
         let dir = self.runs_dir().join(&log.container_id);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::state(&dir, e))?;
+        private_dir(&dir)?;
         let tmp = dir.join(format!(".{}.tmp", log.run_id));
         let done = dir.join(format!("{}.json", log.run_id));
         let body = serde_json::to_vec(log).map_err(|e| Error::Internal(e.to_string()))?;

@@ -2,6 +2,8 @@
 
 mod capture;
 mod cli;
+mod context;
+mod dockerfile;
 mod engine;
 mod error;
 mod helper;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit tests, integration tests against the real engine, and a
-# final check that the tests left none of adde's containers or volumes behind.
+# final check that the tests left none of adde's containers, volumes or images behind.
 #
 #   bash tests/run.sh
 #
@@ -15,12 +15,15 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast
 
 # Everything adde creates carries io.adde.managed; the tests must have removed all of it.
-leaked="$(docker ps -aq --filter label=io.adde.managed=true; docker volume ls -q --filter label=io.adde.managed=true)"
+leaked="$(docker ps -aq --filter label=io.adde.managed=true
+  docker volume ls -q --filter label=io.adde.managed=true
+  docker images -q --filter label=io.adde.managed=true)"
 if [ -n "$leaked" ]; then
   echo "tests left adde resources behind:" >&2
   echo "$leaked" >&2
   docker rm -f -v $(docker ps -aq --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
   docker volume rm -f $(docker volume ls -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
+  docker rmi -f $(docker images -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
   exit 1
 fi
-echo "no adde containers or volumes left behind"
+echo "no adde containers, volumes or images left behind"

@@ -92,3 +92,170 @@ mod tests {
         assert!(normalize_reference("bad name").is_err());
     }
 }
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListImagesInput {
+    /// Only images with a tag starting with this, e.g. "agent-env".
+    #[serde(default)]
+    pub filter_tag: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ListImagesOutput {
+    pub images: Vec<AgentImage>,
+}
+
+#[derive(Serialize)]
+pub struct AgentImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size_mb: f64,
+    /// When the image was built, UTC (RFC 3339).
+    pub created: String,
+}
+
+/// The images adde built (by label), newest first.
+pub async fn list_agent_images(input: ListImagesInput) -> Result<ListImagesOutput> {
+    let prefix = input
+        .filter_tag
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let engine = Engine::connect()?;
+    let mut images: Vec<_> = engine
+        .list_managed_images()
+        .await?
+        .into_iter()
+        .filter(|image| prefix.is_none_or(|p| image.repo_tags.iter().any(|t| t.starts_with(p))))
+        .collect();
+    images.sort_by_key(|image| std::cmp::Reverse(image.created));
+    let images = images
+        .into_iter()
+        .map(|image| AgentImage {
+            id: image.id,
+            tags: image
+                .repo_tags
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .collect(),
+            size_mb: super::build::megabytes(image.size.max(0) as u64),
+            created: chrono::DateTime::from_timestamp(image.created, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
+        .collect();
+    Ok(ListImagesOutput { images })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteImageInput {
+    /// Image reference or id.
+    pub image: String,
+    /// Remove it even if a container uses it or it has several tags.
+    #[serde(default)]
+    pub force: bool,
+    /// Refuse images adde did not build (the default; ADDE's field).
+    #[serde(default = "yes")]
+    pub agent_env_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize)]
+pub struct DeleteImageOutput {
+    pub ok: bool,
+    /// Ids deleted and tags removed.
+    pub deleted: Vec<String>,
+}
+
+pub async fn delete_image(input: DeleteImageInput) -> Result<DeleteImageOutput> {
+    let image = super::required("image", "image name", &input.image)?;
+    let engine = Engine::connect()?;
+    let inspect = engine
+        .inspect_image(&image)
+        .await?
+        .ok_or_else(|| Error::ImageNotFound {
+            image: image.clone(),
+            detail: "no such image on the engine".into(),
+        })?;
+    let labels = inspect.config.and_then(|c| c.labels);
+    if input.agent_env_only && !crate::engine::is_managed(labels.as_ref()) {
+        return Err(Error::NotManaged(format!("image {image}")));
+    }
+    let deleted = engine.remove_image(&image, input.force).await?;
+    Ok(DeleteImageOutput { ok: true, deleted })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneInput {
+    /// Only what builds left more than this many hours ago; everything when absent.
+    #[serde(default)]
+    pub older_than_hrs: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct PruneOutput {
+    pub space_reclaimed_mb: f64,
+    pub space_reclaimed_bytes: u64,
+    /// Intermediate and dangling images removed.
+    pub images_deleted: usize,
+}
+
+/// Removes what adde's builds left behind: the intermediate images of their steps (untagged
+/// and unused; a tagged image's own chain stays), adde's dangling images, and the BuildKit
+/// cache where the engine has one.
+pub async fn prune_build_cache(input: PruneInput) -> Result<PruneOutput> {
+    let hours = input.older_than_hrs.unwrap_or(0.0);
+    if !(hours >= 0.0 && hours.is_finite()) {
+        return Err(Error::invalid(
+            "older_than_hrs",
+            "older_than_hrs must be 0 or more",
+        ));
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds((hours * 3600.0) as i64);
+    let engine = Engine::connect()?;
+    let sizes = engine.image_sizes().await?;
+    let own_size = |id: &str| {
+        sizes.get(id).map_or(0, |(size, parent)| {
+            let parent_size = sizes.get(parent).map_or(0, |(s, _)| *s);
+            (size - parent_size).max(0) as u64
+        })
+    };
+    let mut bytes = 0u64;
+    let mut deleted = 0usize;
+    let dir = super::build::builds_dir();
+    let records = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_else(|_| Vec::new());
+    for path in records {
+        let Ok(record) = std::fs::read(&path)
+            .map_err(drop)
+            .and_then(|b| serde_json::from_slice::<super::build::BuildRecord>(&b).map_err(drop))
+        else {
+            continue;
+        };
+        if record.finished_at > cutoff {
+            continue;
+        }
+        // Newest step first: removing it frees its untagged parents with it.
+        for id in record.intermediates.iter().rev() {
+            for gone in engine.remove_intermediate(id).await? {
+                bytes += own_size(&gone);
+                deleted += 1;
+            }
+        }
+        std::fs::remove_file(&path).map_err(|e| Error::state(&path, e))?;
+    }
+    let until = format!("{}s", (hours * 3600.0) as u64);
+    bytes += engine.prune_caches(&until).await?;
+    Ok(PruneOutput {
+        space_reclaimed_mb: super::build::megabytes(bytes),
+        space_reclaimed_bytes: bytes,
+        images_deleted: deleted,
+    })
+}

@@ -2,6 +2,7 @@
 //! and generates its JSON Schema) and an async function; the table below is the single list
 //! that dispatch, `list_tools` and `--help` are built from.
 
+mod build;
 mod env;
 mod exec;
 mod images;
@@ -28,6 +29,14 @@ fn no_fields() -> Map<String, Value> {
 
 fn not_ok() -> Map<String, Value> {
     Map::from_iter([("ok".to_string(), Value::Bool(false))])
+}
+
+fn build_failed() -> Map<String, Value> {
+    Map::from_iter([
+        ("status".to_string(), Value::from("error")),
+        ("build_log_summary".to_string(), Value::from("")),
+        ("failed_layer".to_string(), Value::Null),
+    ])
 }
 
 macro_rules! tools {
@@ -62,6 +71,20 @@ tools! {
         "Return an environment's last run (or one run, or all runs) from the host-side history.";
     "cleanup_env" => env::cleanup_env, env::CleanupInput, not_ok,
         "Stop and remove an environment adde created, with its volumes (or all of them).";
+    "prepare_build_context" => build::prepare_build_context, build::PrepareInput, no_fields,
+        "Stage files (text or base64) as a private build context; adds a .dockerignore and, for Python or Node projects without one, a Dockerfile.";
+    "build_image_from_context" => build::build_image_from_context, build::BuildFromContextInput, build_failed,
+        "Build an image from a context made by prepare_build_context, behind the Dockerfile security gate.";
+    "build_image_from_path" => build::build_image_from_path, build::BuildFromPathInput, build_failed,
+        "Build an image from a folder holding a Dockerfile, behind the Dockerfile security gate.";
+    "build_image_from_git" => build::build_image_from_git, build::BuildFromGitInput, build_failed,
+        "Clone a repository (shallow) and build it like build_image_from_path.";
+    "list_agent_images" => images::list_agent_images, images::ListImagesInput, no_fields,
+        "List the images adde built, optionally those whose tag starts with filter_tag.";
+    "delete_image" => images::delete_image, images::DeleteImageInput, not_ok,
+        "Delete an image; by default only one adde built.";
+    "prune_build_cache" => images::prune_build_cache, images::PruneInput, no_fields,
+        "Remove what adde's builds left behind (intermediate and dangling images, build cache) and report the space reclaimed.";
     "list_tools" => list_tools, ListToolsInput, no_fields,
         "List every tool with a one-line description and its input JSON Schema.";
 }
@@ -143,6 +166,39 @@ pub fn required(field: &'static str, what: &str, value: &str) -> Result<String> 
     Ok(trimmed.to_string())
 }
 
+/// A path that must stay inside its folder: relative, no `..`, no NUL; returned cleaned.
+pub fn relative_path(field: &'static str, name: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Err(Error::invalid(
+            field,
+            format!("{field} {name:?} {why}; give a relative path such as \"main.py\" or \"src/app.js\""),
+        ))
+    };
+    if name.trim().is_empty() {
+        return bad("is empty");
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    if name.starts_with('/') {
+        return bad("is absolute");
+    }
+    if name.ends_with('/') {
+        return bad("names a folder");
+    }
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return bad("contains '..'");
+    }
+    if parts.is_empty() {
+        return bad("names no file");
+    }
+    Ok(parts.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +244,29 @@ mod tests {
     fn every_tool_has_an_object_schema() {
         for tool in TOOLS {
             assert_eq!((tool.schema)()["type"], "object", "{}", tool.name);
+        }
+    }
+
+    #[test]
+    fn paths_must_stay_inside() {
+        assert_eq!(relative_path("filename", "main.py").unwrap(), "main.py");
+        assert_eq!(
+            relative_path("filename", "./src//app.js").unwrap(),
+            "src/app.js"
+        );
+        for bad in [
+            "",
+            "  ",
+            "/etc/passwd",
+            "../x.py",
+            "a/../../x",
+            "a\0b",
+            "dir/",
+            ".",
+        ] {
+            let err = relative_path("filename", bad).err().unwrap();
+            assert_eq!(err.code(), "invalid_argument", "{bad:?}");
+            assert_eq!(err.details()["field"], "filename");
         }
     }
 

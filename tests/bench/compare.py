@@ -90,6 +90,32 @@ def bench_create(adde, runs, warmup):
     return samples
 
 
+def bench_build(adde, runs, warmup):
+    """A small context, built without cache by adde and by `docker build` with the same labels
+    (the classic builder turns each label into a step, so both do the same work)."""
+    samples = {"adde build_image_from_path": [], "docker build": []}
+    with tempfile.TemporaryDirectory() as context:
+        with open(os.path.join(context, "Dockerfile"), "w") as f:
+            f.write(f"FROM {BUSYBOX}\nCOPY app.txt /app/\nRUN wc -c /app/app.txt\nUSER 1000\n")
+        with open(os.path.join(context, "app.txt"), "w") as f:
+            f.write("hello\n" * 1000)
+        labels = ["--label", "io.adde.managed=true", "--label", "io.adde.kind=image", "--label", "io.adde.build=bench"]
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            adde_call(adde, "build_image_from_path", {"path": context, "tag": "adde-bench:adde", "no_cache": True})
+            t = time.perf_counter() - start
+            if i >= warmup:
+                samples["adde build_image_from_path"].append(t)
+            t = timed(["docker", "build", "-q", "--no-cache", "--rm", "--force-rm", *labels, "-t", "adde-bench:docker", context],
+                      env={**os.environ, "DOCKER_BUILDKIT": "0"})
+            if i >= warmup:
+                samples["docker build"].append(t)
+    for tag in ("adde-bench:adde", "adde-bench:docker"):
+        subprocess.run(["docker", "rmi", "-f", tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    adde_call(adde, "prune_build_cache", {})
+    return samples
+
+
 def report(title, samples, baseline):
     print(f"\n{title}")
     base = median_ms(samples[baseline])
@@ -113,6 +139,7 @@ def main():
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
         report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("create an environment", bench_create(args.adde, max(args.runs // 3, 5), 1), "docker run -d --network none")
+        report("build a small context (no cache)", bench_build(args.adde, max(args.runs // 6, 3), 1), "docker build")
 
 
 if __name__ == "__main__":

@@ -6,5 +6,6 @@ mod common;
 mod envelope;
 mod environments;
 mod execution;
+mod factory;
 mod history;
 mod images;
