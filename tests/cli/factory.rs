@@ -420,6 +420,14 @@ fn a_git_repository_builds_from_a_branch_and_subfolder() {
         docker(&["run", "--rm", &tag, "cat", "/svc/version"]),
         "v2\n"
     );
+    // The first image lost its tag to the second: a dangling image of adde's, which prune frees.
+    let first = built["image_id"].as_str().unwrap();
+    assert!(docker_ok(&["image", "inspect", first]));
+    adde.ok("prune_build_cache", json!({}));
+    assert!(
+        !docker_ok(&["image", "inspect", first]),
+        "the dangling image survived the prune"
+    );
 
     adde.err(
         "build_image_from_git",
