@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, unit tests, integration tests against the real engine, and a
-# final check that the tests left none of adde's containers, volumes or images behind.
+# The whole test suite: lint, Rust unit and integration tests against the real engine, the
+# Python package's tests, and a final check that the tests left none of adde's containers,
+# volumes or images behind.
 #
 #   bash tests/run.sh
 #
@@ -13,6 +14,14 @@ bash tests/images/build.sh >/dev/null
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast
+
+# The Python package, installed the way users install it (maturin builds and bundles the
+# binary into the wheel), tested with its unit and integration tests.
+venv=target/python-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q "./python[langchain,test]"
+(cd python && env -u ADDE_BIN "../$venv/bin/python" -m pytest -p no:cacheprovider)
 
 # Everything adde creates carries io.adde.managed; the tests must have removed all of it.
 leaked="$(docker ps -aq --filter label=io.adde.managed=true

@@ -1,0 +1,55 @@
+"""adde: run AI agents' code safely in hardened Docker containers.
+
+A thin client for the `adde` binary, with ADDE's function names and signatures. Each function
+returns the tool's JSON result as a dict and raises AddeError (a RuntimeError) when the tool
+fails. A program that exits non-zero or times out inside the container is not an error: it is
+the returned log.
+
+    import adde
+    env = adde.create_runtime_env("python:3.12-slim", dependencies=["requests"])
+    log = adde.execute_code_block(env["container_id"], "main.py", "print(6 * 7)")["log"]
+    adde.cleanup_env(env["container_id"])
+
+`adde.aio` has the same functions for asyncio.
+"""
+
+from . import _tools
+from ._errors import (
+    AddeError,
+    AddeTimeout,
+    BinaryNotFound,
+    BuildFailed,
+    DockerUnavailable,
+    InvalidInput,
+    NotFound,
+    NotManaged,
+)
+from ._find import find_adde_bin
+from ._run import sync_tool
+
+pull_image = sync_tool(_tools.pull_image)
+create_runtime_env = sync_tool(_tools.create_runtime_env)
+execute_code_block = sync_tool(_tools.execute_code_block)
+get_container_logs = sync_tool(_tools.get_container_logs)
+cleanup_env = sync_tool(_tools.cleanup_env)
+prepare_build_context = sync_tool(_tools.prepare_build_context)
+build_image_from_context = sync_tool(_tools.build_image_from_context)
+build_image_from_path = sync_tool(_tools.build_image_from_path)
+build_image_from_git = sync_tool(_tools.build_image_from_git)
+list_agent_images = sync_tool(_tools.list_agent_images)
+prune_build_cache = sync_tool(_tools.prune_build_cache)
+delete_image = sync_tool(_tools.delete_image)
+list_tools = sync_tool(_tools.list_tools)
+
+__all__ = [
+    *_tools.NAMES,
+    "AddeError",
+    "AddeTimeout",
+    "BinaryNotFound",
+    "BuildFailed",
+    "DockerUnavailable",
+    "InvalidInput",
+    "NotFound",
+    "NotManaged",
+    "find_adde_bin",
+]

@@ -1,0 +1,21 @@
+"""The asyncio client: the same functions as `adde`, as coroutines, for agent loops that run
+tools concurrently. Cancelling one interrupts adde, which stops the run in the container."""
+
+from . import _tools
+from ._run import async_tool
+
+pull_image = async_tool(_tools.pull_image)
+create_runtime_env = async_tool(_tools.create_runtime_env)
+execute_code_block = async_tool(_tools.execute_code_block)
+get_container_logs = async_tool(_tools.get_container_logs)
+cleanup_env = async_tool(_tools.cleanup_env)
+prepare_build_context = async_tool(_tools.prepare_build_context)
+build_image_from_context = async_tool(_tools.build_image_from_context)
+build_image_from_path = async_tool(_tools.build_image_from_path)
+build_image_from_git = async_tool(_tools.build_image_from_git)
+list_agent_images = async_tool(_tools.list_agent_images)
+prune_build_cache = async_tool(_tools.prune_build_cache)
+delete_image = async_tool(_tools.delete_image)
+list_tools = async_tool(_tools.list_tools)
+
+__all__ = list(_tools.NAMES)

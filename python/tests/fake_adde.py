@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""A stand-in for the adde binary in unit tests; FAKE_ADDE_MODE picks what it does."""
+import json
+import os
+import sys
+import time
+
+mode = os.environ.get("FAKE_ADDE_MODE", "echo")
+payload = sys.stdin.buffer.read()
+out = sys.stdout.buffer
+if mode == "echo":
+    out.write(json.dumps({"argv": sys.argv[1:], "payload": json.loads(payload)}).encode())
+elif mode == "error":
+    code = os.environ["FAKE_ADDE_CODE"]
+    out.write(json.dumps({"error": f"failed with {code}", "error_code": code, "ok": False}).encode())
+    sys.exit(1)
+elif mode == "garbage":
+    out.write(b"this is not json")
+elif mode == "sleep":
+    time.sleep(30)
+elif mode == "utf8":
+    out.write('{"log": {"stdout": "h\u00e9llo \u2713\\n", "exit_code": 0}}'.encode("utf-8"))
+elif mode == "tools":
+    if sys.argv[1] == "list_tools":
+        schema = {"type": "object", "properties": {"container_id": {"type": "string"}}, "required": ["container_id"]}
+        tools = [{"name": n, "description": f"{n} tool", "input_schema": schema}
+                 for n in ["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"]]
+        out.write(json.dumps({"tools": tools}).encode())
+    else:
+        out.write(json.dumps({"error": "no container x", "error_code": "container_not_found"}).encode())
+        sys.exit(1)
+out.write(b"\n")

@@ -1,0 +1,78 @@
+"""The real binary against the real engine (test images from tests/images/build.sh)."""
+
+import asyncio
+import subprocess
+
+import pytest
+
+import adde
+import adde.aio
+
+PYTHON = "adde-test/python:3"
+BUSYBOX = "adde-test/busybox:1"
+
+
+@pytest.fixture
+def env(engine):
+    created = adde.create_runtime_env(PYTHON)
+    yield created["container_id"]
+    try:
+        adde.cleanup_env(created["container_id"])
+    except adde.NotFound:
+        pass
+
+
+def test_the_agent_loop(env):
+    log = adde.execute_code_block(env, "main.py", "import sys\nprint('six times seven', 6 * 7)\nsys.exit(2)\n")["log"]
+    assert log["stdout"] == "six times seven 42\n"
+    assert log["exit_code"] == 2, "a failing program is a result, not an exception"
+
+    log = adde.execute_code_block(env, "spin.py", "print('going')\nwhile True: pass\n", timeout_sec=1)["log"]
+    assert log["timed_out"] is True
+    assert log["stdout"] == "going\n"
+
+    tail = adde.get_container_logs(env, tail_lines=1)["log"]
+    assert tail["run_id"] == log["run_id"]
+    assert tail["stdout"] == "going\n"
+
+    assert adde.cleanup_env(env)["ok"] is True
+    with pytest.raises(adde.NotFound):
+        adde.execute_code_block(env, "a.py", "print(1)")
+
+
+def test_bad_input_raises_invalid_input(engine):
+    with pytest.raises(adde.InvalidInput) as caught:
+        adde.execute_code_block("x", "../escape.py", "print(1)")
+    assert caught.value.result["field"] == "filename"
+
+
+def test_asyncio_runs_in_parallel(env):
+    async def main():
+        calls = [adde.aio.execute_code_block(env, f"p{i}.py", f"import time\ntime.sleep(1)\nprint({i})\n") for i in range(3)]
+        return await asyncio.gather(*calls)
+
+    logs = [r["log"] for r in asyncio.run(main())]
+    assert [log["stdout"] for log in logs] == ["0\n", "1\n", "2\n"]
+
+
+def test_a_build_from_a_context(engine):
+    tag = "adde-pytest:ctx"
+    context = adde.prepare_build_context(
+        {"Dockerfile": f"FROM {BUSYBOX}\nCOPY hello.txt /\nUSER 1000\nCMD [\"cat\", \"/hello.txt\"]\n", "hello.txt": "hi\n"}
+    )["context_id"]
+    try:
+        built = adde.build_image_from_context(context, tag=tag)
+        assert built["status"] == "success"
+        run = subprocess.run(["docker", "run", "--rm", tag], capture_output=True, text=True, check=True)
+        assert run.stdout == "hi\n"
+        listed = adde.list_agent_images(filter_tag="adde-pytest")["images"]
+        assert any(tag in image["tags"] for image in listed)
+        assert adde.delete_image(tag)["ok"] is True
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+    broken = adde.prepare_build_context({"Dockerfile": f"FROM {BUSYBOX}\nRUN exit 4\nUSER 1\n"})["context_id"]
+    with pytest.raises(adde.BuildFailed) as caught:
+        adde.build_image_from_context(broken, tag="adde-pytest:broken")
+    assert caught.value.result["failed_layer"].endswith("RUN exit 4")
+    adde.prune_build_cache()
