@@ -13,11 +13,11 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, PruneBuildOptionsBuilder, PruneImagesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    BuildImageOptionsBuilder, ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
+    CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, PruneBuildOptionsBuilder,
+    PruneImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptions, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -251,6 +251,52 @@ impl Engine {
             .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
             .await
             .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    /// Creates a container whose name is a lock: `None` when a container of that name exists
+    /// and is younger than `stale` (someone holds the lock); an older one is removed first.
+    pub async fn create_locked(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        stale: Duration,
+    ) -> Result<Option<String>> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => Ok(Some(created.id)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let holder = self.inspect(name).await;
+                let created = holder
+                    .ok()
+                    .and_then(|c| c.created)
+                    .map(|t| chrono::Utc::now().signed_duration_since(t));
+                if created.is_some_and(|age| age.to_std().unwrap_or_default() > stale) {
+                    self.remove_container(name).await?;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.classify(e, Subject::Other)),
+        }
+    }
+
+    /// The size of a file in a container (started or not), or `None` when it is missing.
+    pub async fn path_size(&self, id: &str, path: &str) -> Result<Option<u64>> {
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        match self
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+        {
+            Ok(stat) => Ok(Some(stat.size.max(0) as u64)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.classify(e, Subject::Container(id))),
+        }
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -541,6 +587,13 @@ impl Engine {
         }
         Ok(reclaimed)
     }
+}
+
+/// How an attempt to fill a shared volume went.
+pub enum Fill {
+    Done,
+    /// Someone else holds the lock.
+    Busy,
 }
 
 /// What a build is asked to do.

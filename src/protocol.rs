@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where the helper binary lives inside every environment adde creates.
+/// Where the helper binary lives inside every environment adde creates: a read-only volume.
+pub const HELPER_DIR: &str = "/.adde";
 pub const HELPER_PATH: &str = "/.adde/adde";
 /// The first argument that switches the binary into its in-container role.
 pub const HELPER_FLAG: &str = "__helper";

@@ -23,15 +23,16 @@ venv=target/python-venv
 "$venv/bin/python" -m pip install -q "./python[langchain,test]"
 (cd python && env -u ADDE_BIN "../$venv/bin/python" -m pytest -p no:cacheprovider)
 
-# Everything adde creates carries io.adde.managed; the tests must have removed all of it.
+# Everything adde creates carries io.adde.managed; the tests must have removed all of it but
+# the helper's volume, a cache that environments share.
 leaked="$(docker ps -aq --filter label=io.adde.managed=true
-  docker volume ls -q --filter label=io.adde.managed=true
+  docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-' || true
   docker images -q --filter label=io.adde.managed=true)"
 if [ -n "$leaked" ]; then
   echo "tests left adde resources behind:" >&2
   echo "$leaked" >&2
   docker rm -f -v $(docker ps -aq --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
-  docker volume rm -f $(docker volume ls -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
+  docker volume rm -f $(docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-') >/dev/null 2>&1 || true
   docker rmi -f $(docker images -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
   exit 1
 fi

@@ -15,6 +15,7 @@ use crate::helper::{InstallSpec, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT};
 use crate::ids::random_hex;
 use crate::protocol::{DEPS_DIR, HELPER_FLAG, HELPER_PATH, WORKSPACE};
 
+use super::helper_volume::HelperVolume;
 use super::images::normalize_reference;
 
 const DEFAULT_MEMORY: &str = "512m";
@@ -333,7 +334,7 @@ pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput
         workspace: format!("adde-ws-{suffix}"),
         deps: (!plan.packages.is_empty()).then(|| format!("adde-deps-{suffix}")),
     };
-    let helper = helper_archive()?;
+    let helper = HelperVolume::for_this_binary()?;
     let built = build_env(&engine, &plan, &input, &resources, &helper, image_path).await;
     let (container_id, installed, warnings) = match built {
         Ok(done) => done,
@@ -395,17 +396,20 @@ async fn build_env(
     plan: &EnvPlan,
     input: &CreateEnvInput,
     res: &Resources,
-    helper: &[u8],
+    helper: &HelperVolume,
     image_path: Option<String>,
 ) -> Result<(String, Option<InstalledDeps>, Vec<String>)> {
     let volume_labels = engine::labels("volume", &[("io.adde.env", res.name.clone())]);
     for volume in res.volumes() {
         engine.create_volume(&volume, volume_labels.clone()).await?;
     }
+    engine
+        .create_volume(&helper.name, engine::labels("helper", &[]))
+        .await?;
     let mut env = plan.env.clone();
     let mut installed = None;
-    if let Some(deps_volume) = &res.deps {
-        let manager = install_dependencies(engine, plan, input, res, deps_volume, helper).await?;
+    if res.deps.is_some() {
+        let manager = install_dependencies(engine, plan, input, res, helper).await?;
         let path = image_path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         // Ahead of the user's own variables, which may still override them.
         env.splice(
@@ -432,7 +436,7 @@ async fn build_env(
         ],
     );
     let command = (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
-    let mut body = hardened_body(plan, command, env, labels, mounts(res, true));
+    let mut body = hardened_body(plan, command, env, labels, mounts(res, helper, true));
     let mut host = body.host_config.take().unwrap_or_default();
     if input.network {
         host.network_mode = Some("bridge".into());
@@ -452,7 +456,7 @@ async fn build_env(
     }
     body.host_config = Some(host);
     let (id, warnings) = engine.create_container(&res.name, body).await?;
-    engine.upload(&id, "/", helper.to_vec()).await?;
+    helper.ensure(engine, &id, &plan.image).await?;
     engine.start(&id).await?;
     Ok((id, installed, warnings))
 }
@@ -464,8 +468,7 @@ async fn install_dependencies(
     plan: &EnvPlan,
     input: &CreateEnvInput,
     res: &Resources,
-    deps_volume: &str,
-    helper: &[u8],
+    helper: &HelperVolume,
 ) -> Result<String> {
     let spec = InstallSpec {
         packages: plan.packages.clone(),
@@ -476,8 +479,8 @@ async fn install_dependencies(
     let spec = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     let labels = engine::labels("installer", &[("io.adde.env", res.name.clone())]);
     let command = Some(vec![HELPER_FLAG.to_string(), "install".to_string(), spec]);
-    let mut mounts = mounts(res, false);
-    mounts.retain(|m| m.source.as_deref() == Some(deps_volume));
+    let mut mounts = mounts(res, helper, false);
+    mounts.retain(|m| m.source.as_deref() != Some(res.workspace.as_str()));
     let mut body = hardened_body(plan, command, plan.installer_env.clone(), labels, mounts);
     if let Some(host) = body.host_config.as_mut() {
         host.network_mode = Some(
@@ -491,7 +494,7 @@ async fn install_dependencies(
     let name = format!("{}-install", res.name);
     let (id, _) = engine.create_container(&name, body).await?;
     let outcome = async {
-        engine.upload(&id, "/", helper.to_vec()).await?;
+        helper.ensure(engine, &id, &plan.image).await?;
         engine.start(&id).await?;
         let limit = Duration::from_secs(input.install_timeout_sec);
         let code = engine.wait(&id, limit).await?;
@@ -560,8 +563,9 @@ fn keep_end(text: &str, cap: usize) -> String {
     text[start..].to_string()
 }
 
-/// The workspace volume, and the deps volume (read-only in the environment itself).
-fn mounts(res: &Resources, read_only_deps: bool) -> Vec<Mount> {
+/// The workspace volume, the deps volume (read-only in the environment itself) and the
+/// helper's volume (always read-only).
+fn mounts(res: &Resources, helper: &HelperVolume, read_only_deps: bool) -> Vec<Mount> {
     let volume = |source: &str, target: &str, read_only: bool| Mount {
         source: Some(source.to_string()),
         target: Some(target.to_string()),
@@ -569,7 +573,7 @@ fn mounts(res: &Resources, read_only_deps: bool) -> Vec<Mount> {
         read_only: Some(read_only),
         ..Default::default()
     };
-    let mut mounts = vec![volume(&res.workspace, WORKSPACE, false)];
+    let mut mounts = vec![volume(&res.workspace, WORKSPACE, false), helper.mount(true)];
     if let Some(deps) = &res.deps {
         mounts.push(volume(deps, DEPS_DIR, read_only_deps));
     }
@@ -613,31 +617,6 @@ fn hardened_body(
         }),
         ..Default::default()
     }
-}
-
-/// adde itself, packed to be unpacked at "/" as the helper.
-fn helper_archive() -> Result<Vec<u8>> {
-    let exe = std::fs::read("/proc/self/exe")
-        .map_err(|e| Error::Helper(format!("cannot read adde's own binary: {e}")))?;
-    let (dir, file) = HELPER_PATH[1..]
-        .rsplit_once('/')
-        .unwrap_or(("", HELPER_PATH));
-    let mut builder = tar::Builder::new(Vec::with_capacity(exe.len() + 2048));
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_size(0);
-    let pack = |e: std::io::Error| Error::Internal(format!("packing the helper: {e}"));
-    builder
-        .append_data(&mut header, format!("{dir}/"), std::io::empty())
-        .map_err(pack)?;
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o755);
-    header.set_size(exe.len() as u64);
-    builder
-        .append_data(&mut header, format!("{dir}/{file}"), exe.as_slice())
-        .map_err(pack)?;
-    builder.into_inner().map_err(pack)
 }
 
 /// "512m", "2g", "1048576", "64k" into bytes; the engine needs at least 6 MiB.

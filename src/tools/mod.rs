@@ -5,6 +5,7 @@
 mod build;
 mod env;
 mod exec;
+mod helper_volume;
 mod images;
 mod logs;
 

@@ -204,12 +204,15 @@ fn cleanup_removes_the_container_and_its_volumes_but_not_the_history() {
     let Some(adde) = Adde::docker() else { return };
     let env = adde.busybox();
     adde.exec(&env, "a.sh", "echo kept", 10.0);
-    let volumes: Vec<String> = inspect(&env.id)["Mounts"]
+    // Its own volumes; the helper's volume is shared by every environment and stays.
+    let (helper, volumes): (Vec<String>, Vec<String>) = inspect(&env.id)["Mounts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["Name"].as_str().unwrap().to_string())
-        .collect();
+        .partition(|name| name.starts_with("adde-helper-"));
+    assert_eq!(helper.len(), 1);
+    assert!(!volumes.is_empty());
     let out = adde.ok("cleanup_env", json!({"container_id": env.id}));
     assert_eq!(out["ok"], true);
     assert_eq!(out["removed"], json!([env.id]));
@@ -220,6 +223,7 @@ fn cleanup_removes_the_container_and_its_volumes_but_not_the_history() {
             "volume {volume} still there"
         );
     }
+    assert!(docker_ok(&["volume", "inspect", &helper[0]]));
     let out = adde.ok("get_container_logs", json!({"container_id": env.id}));
     assert_eq!(out["log"]["stdout"], "kept\n");
     let json = adde.err(
