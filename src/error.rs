@@ -64,6 +64,9 @@ pub enum Error {
     #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
     InterpreterNotFound { filename: String, tried: String },
 
+    #[error("cannot run the command: {0} was not found in the environment's PATH")]
+    CommandNotFound(String),
+
     #[error("no run {run_id} recorded for container {container}")]
     RunNotFound { container: String, run_id: String },
 
@@ -152,6 +155,7 @@ impl Error {
             Error::DependencyInstallFailed { .. } => "dependency_install_failed",
             Error::NoPackageManager { .. } => "no_package_manager",
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
+            Error::CommandNotFound(_) => "command_not_found",
             Error::RunNotFound { .. } => "run_not_found",
             Error::NoRuns(_) => "no_runs",
             Error::ContextNotFound(_) => "context_not_found",

@@ -22,8 +22,8 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, HelperFailure, RunSpec, RunStatus, DEPS_DIR, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
-    TIMEOUT_EXIT_CODE,
+    encode_frame, FileSpec, HelperFailure, RunSpec, RunStatus, DEPS_DIR, TAG_STATUS, TAG_STDERR,
+    TAG_STDOUT, TIMEOUT_EXIT_CODE,
 };
 
 /// The first line the installer prints on stderr names the package manager it chose.
@@ -80,8 +80,10 @@ fn setup_failure(message: String) -> RunStatus {
 }
 
 fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
-    if let Err(e) = write_code_file(spec) {
-        return setup_failure(format!("cannot write {}: {e}", spec.file));
+    if let Some(file) = &spec.file {
+        if let Err(e) = write_code_file(file) {
+            return setup_failure(format!("cannot write {}: {e}", file.path));
+        }
     }
     let Some(argv) = spec
         .candidates
@@ -103,9 +105,14 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
     let oom_before = oom_kill_count();
     let started = Instant::now();
     let mut command = Command::new(&argv[0]);
+    let stdin = if spec.stdin_len > 0 {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     command
         .args(&argv[1..])
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: setsid is async-signal-safe; the child leads its own session and process group
@@ -121,6 +128,13 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         Err(e) => return setup_failure(format!("cannot start {}: {e}", argv[0])),
     };
 
+    if let Some(mut input) = child.stdin.take() {
+        // Fed from a thread: a program that reads slowly (or never) cannot stall the relay.
+        let len = spec.stdin_len;
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock().take(len), &mut input);
+        });
+    }
     let (exit, duration, timed_out) = relay_until_done(spec, &mut child, started, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
@@ -144,18 +158,18 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
     }
 }
 
-fn write_code_file(spec: &RunSpec) -> std::io::Result<()> {
-    let mut content = Vec::with_capacity(spec.file_len as usize);
+fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
+    let mut content = Vec::with_capacity(spec.len as usize);
     std::io::stdin()
         .lock()
-        .take(spec.file_len)
+        .take(spec.len)
         .read_to_end(&mut content)?;
-    if content.len() as u64 != spec.file_len {
+    if content.len() as u64 != spec.len {
         return Err(std::io::Error::other(
             "stdin ended before the whole file arrived",
         ));
     }
-    let path = Path::new(&spec.file);
+    let path = Path::new(&spec.path);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)?;
     }

@@ -25,13 +25,21 @@ pub const TAG_STATUS: u8 = 3;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunSpec {
     pub run_id: String,
-    /// Path of the file to write, relative to the working directory, and its length on stdin.
-    pub file: String,
-    pub file_len: u64,
-    pub executable: bool,
+    /// The file to write before running, relative to the working directory; its bytes come
+    /// first on stdin.
+    pub file: Option<FileSpec>,
+    /// Bytes after the file on stdin that are the program's own standard input.
+    pub stdin_len: u64,
     /// Command lines to try in order; the first whose program exists is run.
     pub candidates: Vec<Vec<String>>,
     pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileSpec {
+    pub path: String,
+    pub len: u64,
+    pub executable: bool,
 }
 
 /// How an execution ended, as the helper reports it.
@@ -71,6 +79,11 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     pub fn push(&mut self, chunk: &[u8]) {
         self.pending.extend_from_slice(chunk);
+    }
+
+    /// Bytes that never made a whole frame.
+    pub fn into_pending(self) -> Vec<u8> {
+        self.pending
     }
 
     pub fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {

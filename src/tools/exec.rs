@@ -1,11 +1,13 @@
 //! execute_code_block: one exec of adde's in-container supervisor, which receives the file on
 //! stdin, runs it, enforces the deadline inside the container and reports how it ended.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use schemars::JsonSchema;
+
 use serde::{Deserialize, Serialize};
 
 use crate::capture::HeadTail;
@@ -14,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
 use crate::protocol::{
-    FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH, TAG_STATUS,
-    TAG_STDERR, TAG_STDOUT, WORKSPACE,
+    FileSpec, FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH,
+    TAG_STATUS, TAG_STDERR, TAG_STDOUT, WORKSPACE,
 };
 
 const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
@@ -60,37 +62,144 @@ pub struct ExecuteOutput {
 }
 
 pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
-    let container = super::required("container_id", "container_id", &input.container_id)?;
     let file = super::relative_path("filename", &input.filename)?;
-    if !(input.timeout_sec > 0.0 && input.timeout_sec <= MAX_TIMEOUT_SEC) {
+    let (candidates, executable) = match input.command {
+        Some(argv) => (vec![validate_argv(argv)?], false),
+        None => interpreters(&file),
+    };
+    let run = Run {
+        container: input.container_id,
+        file: Some(FileSpec {
+            path: file,
+            len: input.code_content.len() as u64,
+            executable,
+        }),
+        candidates,
+        input: input.code_content.into_bytes(),
+        stdin_len: 0,
+        timeout_sec: input.timeout_sec,
+        workdir: Some(WORKSPACE.to_string()),
+        env: BTreeMap::new(),
+        max_output_bytes: input.max_output_bytes,
+    };
+    Ok(ExecuteOutput {
+        log: execute(run).await?,
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CommandLine {
+    /// A shell command line, run with `sh -c`.
+    Shell(String),
+    /// An argument vector, run directly with no shell.
+    Argv(Vec<String>),
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandInput {
+    /// The environment (id, short id or name).
+    pub container_id: String,
+    /// A string (run with `sh -c`) or an argument list (run directly, no shell).
+    pub command: CommandLine,
+    /// Seconds before the command and everything it started are killed.
+    #[serde(default = "default_timeout")]
+    pub timeout_sec: f64,
+    /// Working directory; the environment's own when absent.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Extra environment variables for this command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Text given to the command on its standard input.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Most bytes kept of each of stdout and stderr (the head and the tail are kept).
+    #[serde(default = "default_output_cap")]
+    pub max_output_bytes: usize,
+}
+
+pub async fn execute_command(input: CommandInput) -> Result<ExecuteOutput> {
+    let argv = match input.command {
+        CommandLine::Shell(line) if line.trim().is_empty() => {
+            return Err(Error::invalid("command", "command is empty"))
+        }
+        CommandLine::Shell(line) => vec!["sh".to_string(), "-c".to_string(), line],
+        CommandLine::Argv(argv) => validate_argv(argv)?,
+    };
+    let stdin = input.stdin.unwrap_or_default().into_bytes();
+    let run = Run {
+        container: input.container_id,
+        file: None,
+        candidates: vec![argv],
+        stdin_len: stdin.len() as u64,
+        input: stdin,
+        timeout_sec: input.timeout_sec,
+        workdir: input.workdir,
+        env: input.env,
+        max_output_bytes: input.max_output_bytes,
+    };
+    Ok(ExecuteOutput {
+        log: execute(run).await?,
+    })
+}
+
+fn validate_argv(argv: Vec<String>) -> Result<Vec<String>> {
+    if argv.is_empty() || argv[0].is_empty() || argv.iter().any(|a| a.contains('\0')) {
+        return Err(Error::invalid(
+            "command",
+            "command must be a non-empty list of arguments without NUL bytes",
+        ));
+    }
+    Ok(argv)
+}
+
+/// One supervised execution, whatever asked for it.
+pub struct Run {
+    pub container: String,
+    pub file: Option<FileSpec>,
+    pub candidates: Vec<Vec<String>>,
+    /// What goes on the helper's stdin: the file's bytes, then the program's stdin.
+    pub input: Vec<u8>,
+    pub stdin_len: u64,
+    pub timeout_sec: f64,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub max_output_bytes: usize,
+}
+
+/// Checks the environment, runs the supervisor, and records the run on the host.
+pub async fn execute(run: Run) -> Result<RunLog> {
+    let container = super::required("container_id", "container_id", &run.container)?;
+    if !(run.timeout_sec > 0.0 && run.timeout_sec <= MAX_TIMEOUT_SEC) {
         return Err(Error::invalid(
             "timeout_sec",
             format!("timeout_sec must be above 0 and at most {MAX_TIMEOUT_SEC} (24 hours)"),
         ));
     }
-    if input.max_output_bytes < 2 {
+    if run.max_output_bytes < 2 {
         return Err(Error::invalid(
             "max_output_bytes",
             "max_output_bytes must be at least 2",
         ));
     }
-    let (candidates, executable) = match &input.command {
-        Some(argv) if argv.is_empty() || argv.iter().any(|a| a.contains('\0')) => {
+    let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
+    for (key, value) in &run.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
             return Err(Error::invalid(
-                "command",
-                "command must be a non-empty list of arguments without NUL bytes",
-            ))
+                "env",
+                format!("{key:?} is not a valid variable name"),
+            ));
         }
-        Some(argv) => (vec![argv.clone()], false),
-        None => interpreters(&file),
-    };
+        env.push(format!("{key}={value}"));
+    }
     let spec = RunSpec {
         run_id: new_run_id(),
-        file: file.clone(),
-        file_len: input.code_content.len() as u64,
-        executable,
-        candidates,
-        timeout_ms: (input.timeout_sec * 1000.0).ceil() as u64,
+        file: run.file.clone(),
+        stdin_len: run.stdin_len,
+        candidates: run.candidates,
+        timeout_ms: (run.timeout_sec * 1000.0).ceil() as u64,
     };
 
     let engine = Engine::connect()?;
@@ -107,21 +216,36 @@ pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
             .map_or("stopped".into(), |s| s.to_string());
         return Err(Error::ContainerNotRunning { id, state: status });
     }
+    if let Some(dir) = &run.workdir {
+        if engine.path_size(&id, dir).await?.is_none() {
+            return Err(Error::invalid(
+                "workdir",
+                format!("there is no folder {dir} in the environment"),
+            ));
+        }
+    }
+    let workdir = run
+        .workdir
+        .or_else(|| inspect.config.as_ref().and_then(|c| c.working_dir.clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| WORKSPACE.to_string());
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let report = run_supervised(
-        &engine,
-        &id,
-        &spec,
-        input.code_content.as_bytes(),
-        input.max_output_bytes,
-    )
-    .await?;
+    let exec = Exec {
+        id: &id,
+        env,
+        workdir: &workdir,
+    };
+    let report = run_supervised(&engine, &exec, &spec, &run.input, run.max_output_bytes).await?;
     let status = report.status;
+    let filename = run.file.map(|f| f.path).unwrap_or_default();
     if let Some(failure) = status.error {
         return Err(match failure {
+            HelperFailure::InterpreterNotFound { tried } if filename.is_empty() => {
+                Error::CommandNotFound(tried.join(", "))
+            }
             HelperFailure::InterpreterNotFound { tried } => Error::InterpreterNotFound {
-                filename: file,
+                filename,
                 tried: tried.join(", "),
             },
             HelperFailure::Setup { message } => Error::Helper(message),
@@ -143,13 +267,20 @@ pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
         stderr_bytes: stderr.total_bytes,
         stdout: stdout.text,
         stderr: stderr.text,
-        filename: file,
+        filename,
         command: status.command,
         container_id: id,
         started_at,
     };
     History::open().record(&log)?;
-    Ok(ExecuteOutput { log })
+    Ok(log)
+}
+
+/// Where and how the supervisor is started.
+struct Exec<'a> {
+    id: &'a str,
+    env: Vec<String>,
+    workdir: &'a str,
 }
 
 struct Report {
@@ -163,11 +294,12 @@ struct Report {
 /// or when adde itself is interrupted.
 async fn run_supervised(
     engine: &Engine,
-    id: &str,
+    exec: &Exec<'_>,
     spec: &RunSpec,
-    code: &[u8],
+    input: &[u8],
     cap: usize,
 ) -> Result<Report> {
+    let id = exec.id;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
     let argv = vec![
         HELPER_PATH.into(),
@@ -175,8 +307,9 @@ async fn run_supervised(
         "run".into(),
         spec_json,
     ];
-    let env = vec!["PYTHONUNBUFFERED=1".to_string()];
-    let mut output = engine.exec(id, argv, env, WORKSPACE, code).await?;
+    let mut output = engine
+        .exec(id, argv, exec.env.clone(), exec.workdir, input)
+        .await?;
 
     let mut report = Report {
         status: RunStatus::default(),
@@ -228,6 +361,8 @@ async fn run_supervised(
         }
     }
     if !got_status {
+        // The engine's own failures (e.g. a missing working directory) arrive unframed.
+        helper_stderr.extend_from_slice(&decoder.into_pending());
         let said = String::from_utf8_lossy(&helper_stderr);
         return Err(Error::Helper(format!(
             "it ended without reporting{}{}",

@@ -68,6 +68,8 @@ tools! {
         "Create a hardened, long-lived environment with a /workspace volume; optionally install dependencies.";
     "execute_code_block" => exec::execute_code_block, exec::ExecuteInput, no_fields,
         "Write a file into an environment and run it with a timeout that kills its whole process tree.";
+    "execute_command" => exec::execute_command, exec::CommandInput, no_fields,
+        "Run a shell command line (sh -c) or an argument list in an environment, with the same enforced timeout, capture and history.";
     "get_container_logs" => logs::get_container_logs, logs::LogsInput, no_fields,
         "Return an environment's last run (or one run, or all runs) from the host-side history.";
     "cleanup_env" => env::cleanup_env, env::CleanupInput, not_ok,
