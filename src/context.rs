@@ -219,7 +219,7 @@ fn visit(
 }
 
 /// Whether a symlink at `link` (relative to the context) pointing at `target` leaves it.
-fn escapes(link: &Path, target: &Path) -> bool {
+pub fn escapes(link: &Path, target: &Path) -> bool {
     if target.is_absolute() {
         return true;
     }

@@ -14,10 +14,11 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
-    CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, PruneBuildOptionsBuilder,
-    PruneImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RemoveVolumeOptions, UploadToContainerOptionsBuilder, WaitContainerOptions,
+    CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    PruneBuildOptionsBuilder, PruneImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -299,6 +300,51 @@ impl Engine {
         }
     }
 
+    /// Unpacks a tar archive at `path`, taking ownership from the archive's headers.
+    pub async fn upload_owned(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .copy_uidgid("true")
+            .build();
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))
+    }
+
+    /// A path in a container as a tar stream (entries rooted at its base name); a missing
+    /// path is `Ok(None)`.
+    pub async fn download(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<Option<Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>>> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = Box::pin(
+            self.docker
+                .download_from_container(id, Some(options))
+                .peekable(),
+        );
+        // The first item tells a missing path (404) from a stream that has begun.
+        if let Some(Err(_)) = stream.as_mut().peek().await {
+            match stream.next().await {
+                Some(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })) => return Ok(None),
+                Some(Err(e)) => return Err(self.classify(e, Subject::Container(id))),
+                _ => {}
+            }
+        }
+        let engine = self.clone();
+        let id = id.to_string();
+        Ok(Some(Box::pin(stream.map(move |item| {
+            item.map_err(|e| engine.classify(e, Subject::Container(&id)))
+        }))))
+    }
+
     pub async fn start(&self, id: &str) -> Result<()> {
         self.docker
             .start_container(id, None)
@@ -423,11 +469,16 @@ impl Engine {
         Ok(output)
     }
 
-    /// Runs `argv` in the container and waits for it, output discarded (for kill requests).
-    pub async fn exec_quiet(&self, id: &str, argv: Vec<String>) -> Result<()> {
+    /// Runs `argv` in the container and returns its stdout (for the helper's short roles).
+    pub async fn exec_collect(&self, id: &str, argv: Vec<String>) -> Result<Vec<u8>> {
         let mut output = self.exec(id, argv, Vec::new(), "/", &[]).await?;
-        while output.next().await.is_some() {}
-        Ok(())
+        let mut stdout = Vec::new();
+        while let Some(chunk) = output.next().await {
+            if let Ok(LogOutput::StdOut { message }) = chunk {
+                stdout.extend_from_slice(&message);
+            }
+        }
+        Ok(stdout)
     }
 }
 

@@ -64,6 +64,15 @@ pub enum Error {
     #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
     InterpreterNotFound { filename: String, tried: String },
 
+    #[error("no file or folder {0} in the environment")]
+    FileNotFound(String),
+
+    #[error("{0} is a folder; use list_files, or export_files to copy it out")]
+    IsADirectory(String),
+
+    #[error("{0} is not UTF-8 text; read it with encoding \"base64\"")]
+    NotText(String),
+
     #[error("cannot run the command: {0} was not found in the environment's PATH")]
     CommandNotFound(String),
 
@@ -155,6 +164,9 @@ impl Error {
             Error::DependencyInstallFailed { .. } => "dependency_install_failed",
             Error::NoPackageManager { .. } => "no_package_manager",
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
+            Error::FileNotFound(_) => "file_not_found",
+            Error::IsADirectory(_) => "is_a_directory",
+            Error::NotText(_) => "not_text",
             Error::CommandNotFound(_) => "command_not_found",
             Error::RunNotFound { .. } => "run_not_found",
             Error::NoRuns(_) => "no_runs",

@@ -22,8 +22,8 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileSpec, HelperFailure, RunSpec, RunStatus, DEPS_DIR, TAG_STATUS, TAG_STDERR,
-    TAG_STDOUT, TIMEOUT_EXIT_CODE,
+    encode_frame, FileSpec, HelperFailure, ListEntry, Listing, RunSpec, RunStatus, DEPS_DIR,
+    TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE,
 };
 
 /// The first line the installer prints on stderr names the package manager it chose.
@@ -42,6 +42,11 @@ pub fn main(args: &[OsString]) -> ExitCode {
         },
         "run" => run(arg(3)),
         "install" => install(arg(3)),
+        "list" => {
+            let listing = list(Path::new(arg(3)), arg(4) == "recursive");
+            println!("{}", serde_json::to_string(&listing).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         "kill" => {
             let killed = kill_run(arg(3));
             eprintln!("adde helper: killed {killed} processes");
@@ -421,6 +426,69 @@ fn find_program(name: &str) -> Option<PathBuf> {
     path.split(':')
         .map(|dir| Path::new(dir).join(name))
         .find(|p| executable(p))
+}
+
+/// The entries under `root` (or `root` itself when it is not a folder), sorted by name.
+fn list(root: &Path, recursive: bool) -> Listing {
+    let Ok(meta) = fs::symlink_metadata(root) else {
+        return Listing::NotFound;
+    };
+    let mut entries = Vec::new();
+    if meta.is_dir() {
+        walk(root, root, recursive, &mut entries);
+    } else {
+        let name = root
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        entries.push(list_entry(root, name, &meta));
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Listing::Entries(entries)
+}
+
+fn walk(root: &Path, dir: &Path, recursive: bool, entries: &mut Vec<ListEntry>) {
+    let Ok(children) = fs::read_dir(dir) else {
+        return;
+    };
+    for child in children.flatten() {
+        let path = child.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let name = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        entries.push(list_entry(&path, name, &meta));
+        if recursive && meta.is_dir() {
+            walk(root, &path, recursive, entries);
+        }
+    }
+}
+
+fn list_entry(path: &Path, name: String, meta: &fs::Metadata) -> ListEntry {
+    use std::os::unix::fs::MetadataExt;
+    let kind = if meta.file_type().is_symlink() {
+        "symlink"
+    } else if meta.is_dir() {
+        "dir"
+    } else if meta.is_file() {
+        "file"
+    } else {
+        "other"
+    };
+    let modified = chrono::DateTime::from_timestamp(meta.mtime(), 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ListEntry {
+        name,
+        path: path.display().to_string(),
+        kind: kind.to_string(),
+        size: meta.len(),
+        mode: format!("{:04o}", meta.mode() & 0o7777),
+        modified,
+    }
 }
 
 /// What the installer role receives.

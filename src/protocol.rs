@@ -62,6 +62,29 @@ pub enum HelperFailure {
     Setup { message: String },
 }
 
+/// One entry of the helper's `list` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct ListEntry {
+    /// Path relative to the folder listed.
+    pub name: String,
+    /// Absolute path in the environment.
+    pub path: String,
+    /// "file", "dir", "symlink" or "other".
+    pub kind: String,
+    pub size: u64,
+    /// Permission bits in octal, e.g. "0644".
+    pub mode: String,
+    /// Last modification, UTC (RFC 3339).
+    pub modified: String,
+}
+
+/// What the helper's `list` role prints.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Listing {
+    Entries(Vec<ListEntry>),
+    NotFound,
+}
+
 pub fn encode_frame(tag: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(5 + payload.len());
     frame.push(tag);

@@ -5,6 +5,7 @@
 mod build;
 mod env;
 mod exec;
+mod files;
 mod helper_volume;
 mod images;
 mod logs;
@@ -70,6 +71,14 @@ tools! {
         "Write a file into an environment and run it with a timeout that kills its whole process tree.";
     "execute_command" => exec::execute_command, exec::CommandInput, no_fields,
         "Run a shell command line (sh -c) or an argument list in an environment, with the same enforced timeout, capture and history.";
+    "write_file" => files::write_file, files::WriteFileInput, not_ok,
+        "Write a file into an environment (text or base64, with a mode) through the archive API.";
+    "read_file" => files::read_file, files::ReadFileInput, no_fields,
+        "Read a file from an environment: text paged by lines, or bytes as base64.";
+    "list_files" => files::list_files, files::ListFilesInput, no_fields,
+        "List a folder of an environment (names, kinds, sizes, modes, times), optionally recursively.";
+    "export_files" => files::export_files, files::ExportInput, not_ok,
+        "Copy files or folders out of an environment into a host folder, streaming, never writing outside it.";
     "get_container_logs" => logs::get_container_logs, logs::LogsInput, no_fields,
         "Return an environment's last run (or one run, or all runs) from the host-side history.";
     "cleanup_env" => env::cleanup_env, env::CleanupInput, not_ok,

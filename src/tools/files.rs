@@ -1,0 +1,510 @@
+//! Files in and out of an environment: write_file and read_file through the archive API,
+//! list_files through the helper, export_files streaming to a host folder. No shell.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{self, Engine};
+use crate::error::{Error, Result};
+use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
+
+const DEFAULT_READ_CAP: u64 = 1024 * 1024;
+
+#[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Text, UTF-8 (the default).
+    #[default]
+    Utf8,
+    /// Bytes, base64.
+    Base64,
+}
+
+/// The environment's id after checking adde made it, and its user ("uid[:gid]" or a name).
+async fn managed(engine: &Engine, container: &str) -> Result<(String, Option<String>)> {
+    let container = super::required("container_id", "container_id", container)?;
+    let inspect = engine.inspect(&container).await?;
+    let config = inspect.config.unwrap_or_default();
+    if !engine::is_managed(config.labels.as_ref()) {
+        return Err(Error::NotManaged(container));
+    }
+    let user = config.user.filter(|u| !u.is_empty());
+    Ok((inspect.id.unwrap_or(container), user))
+}
+
+/// An absolute, normalized path in the environment; relative paths start at /workspace.
+pub fn container_path(field: &'static str, path: &str) -> Result<String> {
+    if path.trim().is_empty() || path.contains('\0') {
+        return Err(Error::invalid(
+            field,
+            format!("{field} {path:?} is not a path"),
+        ));
+    }
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{WORKSPACE}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileInput {
+    pub container_id: String,
+    /// Where to write: absolute, or relative to /workspace. Folders are created.
+    pub path: String,
+    pub content: String,
+    /// "utf8" (default) or "base64".
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Permission bits in octal, e.g. "0755"; default "0644".
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct WriteFileOutput {
+    pub ok: bool,
+    pub path: String,
+    pub bytes: u64,
+}
+
+pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
+    let path = container_path("path", &input.path)?;
+    if path == "/" {
+        return Err(Error::invalid("path", "path names no file"));
+    }
+    let bytes = decode(&input.content, input.encoding, "content")?;
+    let mode = match input.mode.as_deref().map(str::trim) {
+        None | Some("") => 0o644,
+        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "mode",
+                    format!("mode {text:?} is not octal permission bits like \"0644\""),
+                )
+            })?,
+    };
+    let engine = Engine::connect()?;
+    let (id, user) = managed(&engine, &input.container_id).await?;
+    // Files belong to the environment's user, so a non-root user can change what it is given.
+    let (uid, gid) = numeric_user(user.as_deref());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_uid(uid);
+    header.set_gid(gid);
+    header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
+    let mut builder = tar::Builder::new(Vec::with_capacity(bytes.len() + 1024));
+    builder
+        .append_data(&mut header, &path[1..], bytes.as_slice())
+        .map_err(|e| Error::Internal(format!("packing {path}: {e}")))?;
+    let tar = builder
+        .into_inner()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    engine
+        .upload_owned(&id, "/", tar)
+        .await
+        .map_err(|e| match e {
+            Error::Engine { message, .. } => Error::Engine {
+                status: 500,
+                message: format!("cannot write {path}: {message}"),
+            },
+            other => other,
+        })?;
+    Ok(WriteFileOutput {
+        ok: true,
+        path,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// A user given as numbers ("1000" or "1000:1000"); names and root map to root, which is
+/// who the archive API writes as.
+fn numeric_user(user: Option<&str>) -> (u64, u64) {
+    let Some(user) = user else { return (0, 0) };
+    let (u, g) = user.split_once(':').unwrap_or((user, user));
+    match (u.parse(), g.parse()) {
+        (Ok(u), Ok(g)) => (u, g),
+        (Ok(u), Err(_)) => (u, u),
+        _ => (0, 0),
+    }
+}
+
+fn decode(content: &str, encoding: Encoding, field: &'static str) -> Result<Vec<u8>> {
+    match encoding {
+        Encoding::Utf8 => Ok(content.as_bytes().to_vec()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(content.trim())
+            .map_err(|e| Error::invalid(field, format!("{field} is not valid base64: {e}"))),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFileInput {
+    pub container_id: String,
+    /// The file: absolute, or relative to /workspace.
+    pub path: String,
+    /// First line to return (0-based), for text.
+    #[serde(default)]
+    pub offset: usize,
+    /// How many lines to return, for text; all when absent.
+    #[serde(default)]
+    pub line_count: Option<usize>,
+    /// Most bytes read from the file (default 1 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// "utf8" (default) pages by lines; "base64" returns the bytes.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+#[derive(Serialize)]
+pub struct ReadFileOutput {
+    pub path: String,
+    pub content: String,
+    pub encoding: &'static str,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// For text: the first line returned, how many, and how many lines were read.
+    pub offset: usize,
+    pub line_count: usize,
+    pub total_lines: usize,
+    /// Whether more of the file remains (past max_bytes or past the lines returned).
+    pub has_more: bool,
+}
+
+pub async fn read_file(input: ReadFileInput) -> Result<ReadFileOutput> {
+    let path = container_path("path", &input.path)?;
+    let cap = input.max_bytes.unwrap_or(DEFAULT_READ_CAP);
+    if cap == 0 {
+        return Err(Error::invalid("max_bytes", "max_bytes must be above 0"));
+    }
+    let engine = Engine::connect()?;
+    let (id, _) = managed(&engine, &input.container_id).await?;
+    let stream = engine
+        .download(&id, &path)
+        .await?
+        .ok_or_else(|| Error::FileNotFound(path.clone()))?;
+    let (size, bytes) = read_first_entry(stream, &path, cap).await?;
+    let cut = (bytes.len() as u64) < size;
+    match input.encoding {
+        Encoding::Base64 => Ok(ReadFileOutput {
+            content: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            encoding: "base64",
+            size,
+            offset: 0,
+            line_count: 0,
+            total_lines: 0,
+            has_more: cut,
+            path,
+        }),
+        Encoding::Utf8 => {
+            let text = String::from_utf8(bytes).map_err(|_| Error::NotText(path.clone()))?;
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            let start = input.offset.min(lines.len());
+            let end = input
+                .line_count
+                .map_or(lines.len(), |n| (start + n).min(lines.len()));
+            Ok(ReadFileOutput {
+                content: lines[start..end].concat(),
+                encoding: "utf8",
+                size,
+                offset: start,
+                line_count: end - start,
+                total_lines: lines.len(),
+                has_more: cut || end < lines.len(),
+                path,
+            })
+        }
+    }
+}
+
+/// The first entry of a tar stream: its size and up to `cap` bytes. A folder is an error.
+async fn read_first_entry(
+    mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send>>,
+    path: &str,
+    cap: u64,
+) -> Result<(u64, Vec<u8>)> {
+    // Enough of the stream for the header and `cap` bytes; the rest is never fetched.
+    let mut buf = Vec::new();
+    while (buf.len() as u64) < cap + 1024 {
+        match stream.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    let header = tar::Header::from_byte_slice(buf.get(..512).unwrap_or_default());
+    if header.entry_type().is_dir() {
+        return Err(Error::IsADirectory(path.to_string()));
+    }
+    let size = header.size().map_err(|e| Error::Internal(e.to_string()))?;
+    let take = size.min(cap) as usize;
+    let body = buf.get(512..512 + take).unwrap_or_default().to_vec();
+    Ok((size, body))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilesInput {
+    pub container_id: String,
+    /// Folder (or file) to list: absolute, or relative to /workspace; default /workspace.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// List sub-folders too.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+#[derive(Serialize)]
+pub struct ListFilesOutput {
+    pub path: String,
+    pub entries: Vec<ListEntry>,
+}
+
+pub async fn list_files(input: ListFilesInput) -> Result<ListFilesOutput> {
+    let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
+    let engine = Engine::connect()?;
+    let (id, _) = managed(&engine, &input.container_id).await?;
+    let mut argv = vec![
+        HELPER_PATH.into(),
+        HELPER_FLAG.into(),
+        "list".into(),
+        path.clone(),
+    ];
+    if input.recursive {
+        argv.push("recursive".into());
+    }
+    let out = engine.exec_collect(&id, argv).await?;
+    let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
+        Error::Helper(format!(
+            "unreadable listing ({e}): {}",
+            String::from_utf8_lossy(&out).trim()
+        ))
+    })?;
+    match listing {
+        Listing::Entries(entries) => Ok(ListFilesOutput { path, entries }),
+        Listing::NotFound => Err(Error::FileNotFound(path)),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportInput {
+    pub container_id: String,
+    /// Files or folders to copy out: absolute, or relative to /workspace.
+    pub paths: Vec<String>,
+    /// Host folder to copy them into (created if missing); nothing is written outside it.
+    pub dest: String,
+}
+
+#[derive(Serialize)]
+pub struct ExportOutput {
+    pub ok: bool,
+    pub dest: String,
+    /// What was written, relative to dest.
+    pub files: Vec<String>,
+    pub bytes: u64,
+    /// Entries left out because they would have pointed or landed outside dest.
+    pub skipped: Vec<String>,
+}
+
+pub async fn export_files(input: ExportInput) -> Result<ExportOutput> {
+    if input.paths.is_empty() {
+        return Err(Error::invalid("paths", "give at least one path"));
+    }
+    let paths = input
+        .paths
+        .iter()
+        .map(|p| container_path("paths", p))
+        .collect::<Result<Vec<_>>>()?;
+    let dest = super::required("dest", "dest", &input.dest)?;
+    let dest = PathBuf::from(dest);
+    std::fs::create_dir_all(&dest).map_err(|e| Error::state(&dest, e))?;
+    let dest = dest.canonicalize().map_err(|e| Error::state(&dest, e))?;
+    let engine = Engine::connect()?;
+    let (id, _) = managed(&engine, &input.container_id).await?;
+    let mut out = ExportOutput {
+        ok: true,
+        dest: dest.display().to_string(),
+        files: Vec::new(),
+        bytes: 0,
+        skipped: Vec::new(),
+    };
+    for path in paths {
+        let mut stream = engine
+            .download(&id, &path)
+            .await?
+            .ok_or_else(|| Error::FileNotFound(path.clone()))?;
+        // The tar is unpacked on a blocking thread as its chunks arrive, never whole.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<bytes::Bytes>(16);
+        let target = dest.clone();
+        let unpack =
+            tokio::task::spawn_blocking(move || unpack_inside(ChunkReader::new(receiver), &target));
+        while let Some(chunk) = stream.next().await {
+            if sender.send(chunk?).is_err() {
+                break;
+            }
+        }
+        drop(sender);
+        let report = unpack
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::state(&dest, e))?;
+        out.files.extend(report.files);
+        out.bytes += report.bytes;
+        out.skipped.extend(report.skipped);
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Unpacked {
+    files: Vec<String>,
+    bytes: u64,
+    skipped: Vec<String>,
+}
+
+/// Unpacks a tar under `dest`: entries whose path or link target would leave it are skipped.
+fn unpack_inside(reader: impl Read, dest: &Path) -> std::io::Result<Unpacked> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(false);
+    archive.set_overwrite(true);
+    let mut report = Unpacked::default();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let link_escapes = entry.link_name()?.is_some_and(|target| {
+            target.is_absolute() || crate::context::escapes(Path::new(&name), &target)
+        });
+        if link_escapes {
+            report.skipped.push(name);
+            continue;
+        }
+        let size = entry.header().size().unwrap_or(0);
+        // unpack_in refuses paths with `..` or that resolve outside dest (false: skipped).
+        if entry.unpack_in(dest)? {
+            if entry.header().entry_type().is_file() {
+                report.bytes += size;
+                report.files.push(name);
+            }
+        } else {
+            report.skipped.push(name);
+        }
+    }
+    Ok(report)
+}
+
+/// A blocking `Read` over chunks sent from the async side.
+struct ChunkReader {
+    receiver: std::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl ChunkReader {
+    fn new(receiver: std::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
+        ChunkReader {
+            receiver,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_are_normalized_inside_the_root() {
+        assert_eq!(
+            container_path("path", "out/plot.png").unwrap(),
+            "/workspace/out/plot.png"
+        );
+        assert_eq!(container_path("path", "/tmp/../etc//x").unwrap(), "/etc/x");
+        assert_eq!(container_path("path", "../../..").unwrap(), "/");
+        assert!(container_path("path", "").is_err());
+        assert!(container_path("path", "a\0b").is_err());
+    }
+
+    #[test]
+    fn numeric_users_are_parsed() {
+        assert_eq!(numeric_user(Some("1000")), (1000, 1000));
+        assert_eq!(numeric_user(Some("1000:50")), (1000, 50));
+        assert_eq!(numeric_user(Some("nobody")), (0, 0));
+        assert_eq!(numeric_user(None), (0, 0));
+    }
+
+    #[test]
+    fn unpacking_never_leaves_dest() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, data).unwrap();
+        };
+        add("out/ok.txt", b"fine");
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "out/evil", "/etc")
+            .unwrap();
+        let mut raw = builder.into_inner().unwrap();
+        // A hand-made entry named ../escape.txt (tar::Builder refuses to write one).
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..14].copy_from_slice(b"../escape.txt\0");
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let end = raw.len() - 1024;
+        raw.truncate(end);
+        raw.extend_from_slice(header.as_bytes());
+        raw.extend_from_slice(&[b'x'; 512]);
+        raw.extend_from_slice(&[0; 1024]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let report = unpack_inside(raw.as_slice(), &dest).unwrap();
+        assert_eq!(report.files, vec!["out/ok.txt".to_string()]);
+        assert_eq!(std::fs::read(dest.join("out/ok.txt")).unwrap(), b"fine");
+        assert!(!dest.join("out/evil").exists());
+        assert!(!dir.path().join("escape.txt").exists());
+        assert_eq!(report.skipped.len(), 2, "{:?}", report.skipped);
+    }
+}
