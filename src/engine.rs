@@ -34,6 +34,8 @@ pub const LABEL_VERSION: &str = "io.adde.version";
 /// Named volumes that belong to an environment, comma-separated; removed with it.
 pub const LABEL_VOLUMES: &str = "io.adde.volumes";
 pub const LABEL_USE_IMAGE_CMD: &str = "io.adde.use_image_cmd";
+/// When `reap` may remove an environment (unix seconds).
+pub const LABEL_EXPIRES_AT: &str = "io.adde.expires_at";
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -300,18 +302,6 @@ impl Engine {
         }
     }
 
-    /// Unpacks a tar archive at `path`, taking ownership from the archive's headers.
-    pub async fn upload_owned(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(path)
-            .copy_uidgid("true")
-            .build();
-        self.docker
-            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
-            .await
-            .map_err(|e| self.classify(e, Subject::Other))
-    }
-
     /// A path in a container as a tar stream (entries rooted at its base name); a missing
     /// path is `Ok(None)`.
     pub async fn download(
@@ -357,6 +347,27 @@ impl Engine {
             .inspect_container(id, None)
             .await
             .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    /// A container, or `None` when there is none of that name or id.
+    pub async fn inspect_optional(&self, id: &str) -> Result<Option<ContainerInspectResponse>> {
+        match self.inspect(id).await {
+            Ok(c) => Ok(Some(c)),
+            Err(Error::ContainerNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The OCI runtimes the engine has registered.
+    pub async fn runtimes(&self) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Force-removes a container with its anonymous volumes; one already gone is fine.
@@ -469,16 +480,24 @@ impl Engine {
         Ok(output)
     }
 
-    /// Runs `argv` in the container and returns its stdout (for the helper's short roles).
-    pub async fn exec_collect(&self, id: &str, argv: Vec<String>) -> Result<Vec<u8>> {
-        let mut output = self.exec(id, argv, Vec::new(), "/", &[]).await?;
-        let mut stdout = Vec::new();
+    /// Runs `argv` in the container (as its user) with `stdin`, and returns its stdout and
+    /// stderr (for the helper's short roles).
+    pub async fn exec_collect(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        stdin: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut output = self.exec(id, argv, Vec::new(), "/", stdin).await?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(chunk) = output.next().await {
-            if let Ok(LogOutput::StdOut { message }) = chunk {
-                stdout.extend_from_slice(&message);
+            match chunk {
+                Ok(LogOutput::StdOut { message }) => stdout.extend_from_slice(&message),
+                Ok(LogOutput::StdErr { message }) => stderr.extend_from_slice(&message),
+                _ => {}
             }
         }
-        Ok(stdout)
+        Ok((stdout, stderr))
     }
 }
 

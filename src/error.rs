@@ -64,6 +64,12 @@ pub enum Error {
     #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
     InterpreterNotFound { filename: String, tried: String },
 
+    #[error("runtime {runtime:?} is not registered with the engine; it has: {available}")]
+    RuntimeNotAvailable { runtime: String, available: String },
+
+    #[error("session {session} already exists with image {image}; use that image, another session name, or cleanup_env it")]
+    SessionConflict { session: String, image: String },
+
     #[error("no file or folder {0} in the environment")]
     FileNotFound(String),
 
@@ -164,6 +170,8 @@ impl Error {
             Error::DependencyInstallFailed { .. } => "dependency_install_failed",
             Error::NoPackageManager { .. } => "no_package_manager",
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
+            Error::RuntimeNotAvailable { .. } => "runtime_not_available",
+            Error::SessionConflict { .. } => "session_conflict",
             Error::FileNotFound(_) => "file_not_found",
             Error::IsADirectory(_) => "is_a_directory",
             Error::NotText(_) => "not_text",

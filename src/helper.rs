@@ -42,6 +42,23 @@ pub fn main(args: &[OsString]) -> ExitCode {
         },
         "run" => run(arg(3)),
         "install" => install(arg(3)),
+        "chown" => match chown_workspace(arg(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(3)
+            }
+        },
+        "write" => match write_stdin_to(Path::new(arg(3)), arg(4)) {
+            Ok(()) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot write {}: {e}", arg(3));
+                ExitCode::from(1)
+            }
+        },
         "list" => {
             let listing = list(Path::new(arg(3)), arg(4) == "recursive");
             println!("{}", serde_json::to_string(&listing).unwrap_or_default());
@@ -489,6 +506,65 @@ fn list_entry(path: &Path, name: String, meta: &fs::Metadata) -> ListEntry {
         mode: format!("{:04o}", meta.mode() & 0o7777),
         modified,
     }
+}
+
+/// Writes stdin to `path` with octal `mode`, creating folders, as whoever runs it.
+fn write_stdin_to(path: &Path, mode: &str) -> std::io::Result<()> {
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| std::io::Error::other("bad mode"))?;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut file = fs::File::create(path)?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Gives /workspace (and what the image put there) to `user`: "uid", "uid:gid", or names
+/// from the image's /etc/passwd and /etc/group. Runs as root with only CAP_CHOWN.
+fn chown_workspace(user: &str) -> Result<(), String> {
+    let (name, group) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let lookup = |file: &str, key: &str| -> Option<(u32, Option<u32>)> {
+        let text = fs::read_to_string(file).ok()?;
+        text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.first() != Some(&key) {
+                return None;
+            }
+            Some((
+                fields.get(2)?.parse().ok()?,
+                fields.get(3).and_then(|g| g.parse().ok()),
+            ))
+        })
+    };
+    let (uid, primary) = match name.parse::<u32>() {
+        Ok(uid) => (uid, None),
+        Err(_) => lookup("/etc/passwd", name)
+            .ok_or_else(|| format!("user {name:?} is not in the image's /etc/passwd"))?,
+    };
+    let gid = match group {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                lookup("/etc/group", g)
+                    .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?
+                    .0
+            }
+        },
+    };
+    fn chown_all(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        if fs::symlink_metadata(path)?.is_dir() {
+            for entry in fs::read_dir(path)? {
+                chown_all(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    chown_all(Path::new(crate::protocol::WORKSPACE), uid, gid)
+        .map_err(|e| format!("cannot give /workspace to {user}: {e}"))
 }
 
 /// What the installer role receives.

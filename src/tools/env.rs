@@ -1,15 +1,17 @@
 //! create_runtime_env and cleanup_env: hardened, long-lived environments and their removal.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
+    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, PortBinding,
+    ResourcesUlimits,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, Engine, LABEL_USE_IMAGE_CMD, LABEL_VOLUMES};
+use crate::engine::{self, Engine, LABEL_EXPIRES_AT, LABEL_USE_IMAGE_CMD, LABEL_VOLUMES};
 use crate::error::{Error, Result};
 use crate::helper::{InstallSpec, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT};
 use crate::ids::random_hex;
@@ -105,6 +107,48 @@ pub struct CreateEnvInput {
     /// Time limit of the install step in seconds.
     #[serde(default = "default_install_timeout")]
     pub install_timeout_sec: u64,
+    /// Get-or-create by name: the same session returns the same environment while it lives,
+    /// restarts it when stopped, and creates it when gone.
+    #[serde(default, alias = "name")]
+    pub session: Option<String>,
+    /// Host folders to mount, e.g. tools/ or skills/ an agent imports; read-only by default.
+    /// The Docker socket can never be mounted.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// User to run as ("1000", "1000:1000" or a name from the image); the workspace is made
+    /// writable for it.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Make the root filesystem read-only; /workspace and /tmp stay writable.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// Working directory of commands (default /workspace; code blocks always go to /workspace).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Labels for the container (adde's own `io.adde.*` labels are reserved).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// OCI runtime, e.g. "runsc"; checked against the engine's runtimes before anything is made.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Seconds after which `reap` removes the environment.
+    #[serde(default)]
+    pub ttl_sec: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// Absolute host path.
+    pub source: String,
+    /// Absolute path in the environment.
+    pub target: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_memory() -> String {
@@ -125,23 +169,49 @@ fn default_install_timeout() -> u64 {
 
 #[derive(Serialize, Debug)]
 pub struct CreateEnvOutput {
+    #[serde(flatten)]
+    pub env: EnvDescription,
+    /// Whether the image had to be pulled for this call.
+    pub image_pulled: bool,
+    /// For sessions: "created", "reused" or "restarted".
+    pub session_action: Option<&'static str>,
+    /// Warnings from the engine, e.g. a limit the kernel cannot enforce.
+    pub warnings: Vec<String>,
+}
+
+/// An environment as the engine reports it: what was actually applied.
+#[derive(Serialize, Debug)]
+pub struct EnvDescription {
     pub container_id: String,
     pub name: String,
+    pub session: Option<String>,
     pub workspace: String,
     pub image: String,
     pub image_id: String,
-    /// Whether the image had to be pulled for this call.
-    pub image_pulled: bool,
+    /// "running", "exited", ...
+    pub state: String,
+    pub created: String,
+    /// When `reap` may remove it (UTC), if it has a TTL.
+    pub expires_at: Option<String>,
     pub use_image_cmd: bool,
     /// "none" unless `network` was true.
     pub network: String,
     /// Published ports: "3000/tcp" -> "127.0.0.1:8080".
     pub port_bindings: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: String,
+    pub mounts: Vec<MountInfo>,
     pub limits: Limits,
     pub security: Security,
     pub dependencies: Option<InstalledDeps>,
-    /// Warnings from the engine, e.g. a limit the kernel cannot enforce.
-    pub warnings: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct MountInfo {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -160,7 +230,9 @@ pub struct Security {
     pub no_new_privileges: bool,
     pub init: bool,
     pub network_mode: String,
-    pub dependencies_read_only: bool,
+    pub read_only_rootfs: bool,
+    /// The OCI runtime ("runc" unless another was asked for).
+    pub runtime: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -179,6 +251,14 @@ struct EnvPlan {
     packages: Vec<String>,
     installer_env: Vec<String>,
     install_network: InstallNetwork,
+    session: Option<String>,
+    binds: Vec<Mount>,
+    user: Option<String>,
+    read_only_rootfs: bool,
+    workdir: String,
+    labels: Vec<(String, String)>,
+    runtime: Option<String>,
+    expires_at: Option<i64>,
 }
 
 fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
@@ -267,6 +347,66 @@ fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
         InstallNetwork::Bridge
     });
 
+    let session = input
+        .session
+        .as_deref()
+        .map(|s| super::required("session", "session name", s))
+        .transpose()?;
+    let binds = input
+        .mounts
+        .iter()
+        .map(validate_mount)
+        .collect::<Result<Vec<_>>>()?;
+    let user = input
+        .user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let ok = u
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+            ok.then(|| u.to_string()).ok_or_else(|| {
+                Error::invalid("user", format!("{u:?} is not a user name or uid[:gid]"))
+            })
+        })
+        .transpose()?;
+    let workdir = match input
+        .workdir
+        .as_deref()
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        Some(dir) if dir.starts_with('/') && !dir.contains('\0') => dir.to_string(),
+        Some(dir) => {
+            return Err(Error::invalid(
+                "workdir",
+                format!("workdir {dir:?} must be an absolute path"),
+            ))
+        }
+        None => WORKSPACE.to_string(),
+    };
+    let mut labels = Vec::new();
+    for (key, value) in &input.labels {
+        if key.starts_with("io.adde.") || key.is_empty() {
+            return Err(Error::invalid(
+                "labels",
+                format!("label {key:?} is reserved for adde or empty"),
+            ));
+        }
+        labels.push((key.clone(), value.clone()));
+    }
+    let runtime = input
+        .runtime
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    let expires_at = match input.ttl_sec {
+        Some(0) => return Err(Error::invalid("ttl_sec", "ttl_sec must be above 0")),
+        Some(ttl) => Some(chrono::Utc::now().timestamp() + ttl.min(10 * 365 * 86400) as i64),
+        None => None,
+    };
     Ok(EnvPlan {
         image,
         limits: Limits {
@@ -282,13 +422,213 @@ fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
         packages,
         installer_env,
         install_network,
+        session,
+        binds,
+        user,
+        read_only_rootfs: input.read_only_rootfs,
+        workdir,
+        labels,
+        runtime,
+        expires_at,
+    })
+}
+
+/// A host folder to bind: absolute paths, and never the Docker socket or a folder holding it.
+fn validate_mount(spec: &MountSpec) -> Result<Mount> {
+    let source = spec.source.trim();
+    let target = spec.target.trim();
+    if !source.starts_with('/') || source.contains('\0') {
+        return Err(Error::invalid(
+            "mounts",
+            format!("mount source {source:?} must be an absolute host path"),
+        ));
+    }
+    if !target.starts_with('/') || target.contains('\0') {
+        return Err(Error::invalid(
+            "mounts",
+            format!("mount target {target:?} must be an absolute path"),
+        ));
+    }
+    let normal = |p: &str| crate::tools::files::container_path("mounts", p);
+    let target = normal(target)?;
+    let reserved = [WORKSPACE, DEPS_DIR, crate::protocol::HELPER_DIR];
+    if target == "/"
+        || reserved
+            .iter()
+            .any(|r| target == *r || target.starts_with(&format!("{r}/")))
+    {
+        return Err(Error::invalid(
+            "mounts",
+            format!("mount target {target} is adde's own (or the root)"),
+        ));
+    }
+    // Compare the spelled path and, when it exists here, the real one.
+    let mut sources = vec![normal(source)?];
+    if let Ok(real) = std::fs::canonicalize(source) {
+        sources.push(real.display().to_string());
+    }
+    let mut sockets = vec![
+        "/var/run/docker.sock".to_string(),
+        "/run/docker.sock".to_string(),
+    ];
+    if let Some(path) = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+    {
+        sockets.push(path);
+    }
+    let exposes = |src: &str| {
+        sockets
+            .iter()
+            .any(|sock| sock == src || src == "/" || sock.starts_with(&format!("{src}/")))
+    };
+    if sources.iter().any(|src| exposes(src)) {
+        return Err(Error::invalid(
+            "mounts",
+            format!("{source} is or holds the Docker socket, which is never mounted"),
+        ));
+    }
+    if std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://"))
+        && !Path::new(source).exists()
+    {
+        return Err(Error::invalid(
+            "mounts",
+            format!("mount source {source} does not exist"),
+        ));
+    }
+    Ok(Mount {
+        source: Some(sources.pop().unwrap_or_default()),
+        target: Some(target),
+        typ: Some(MountType::BIND),
+        read_only: Some(spec.read_only),
+        ..Default::default()
     })
 }
 
 pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput> {
     let plan = plan(&input)?;
     let engine = Engine::connect()?;
+    if let Some(runtime) = &plan.runtime {
+        let available = engine.runtimes().await?;
+        if !available.contains(runtime) {
+            return Err(Error::RuntimeNotAvailable {
+                runtime: runtime.clone(),
+                available: available.join(", "),
+            });
+        }
+    }
+    match plan.session.clone() {
+        None => create_new(&engine, &plan, &input, format!("adde-{}", random_hex(6))).await,
+        Some(session) => get_or_create(&engine, &plan, &input, &session).await,
+    }
+}
 
+/// The container name of a session: readable, and unique per session name.
+fn session_container(session: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let readable: String = session
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let mut hasher = std::hash::DefaultHasher::new();
+    session.hash(&mut hasher);
+    format!(
+        "adde-s-{}-{:08x}",
+        readable.trim_matches('-'),
+        hasher.finish() & 0xffff_ffff
+    )
+}
+
+/// Returns the session's environment, starting or creating it as needed. The container name
+/// is the lock: when two calls race, one creation fails with a name conflict, and that call
+/// removes what it made and returns the winner's environment.
+async fn get_or_create(
+    engine: &Engine,
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    session: &str,
+) -> Result<CreateEnvOutput> {
+    let name = session_container(session);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Helper(format!(
+                "session {session}'s environment did not come up in time"
+            )));
+        }
+        let Some(existing) = engine.inspect_optional(&name).await? else {
+            match create_new(engine, plan, input, name.clone()).await {
+                Ok(mut out) => {
+                    out.session_action = Some("created");
+                    return Ok(out);
+                }
+                Err(Error::Engine { status: 409, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let labels = existing
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if !engine::is_managed(Some(&labels)) {
+            return Err(Error::NotManaged(name));
+        }
+        let image = labels.get("io.adde.image").cloned().unwrap_or_default();
+        if image != plan.image {
+            return Err(Error::SessionConflict {
+                session: session.to_string(),
+                image,
+            });
+        }
+        let id = existing.id.clone().unwrap_or_else(|| name.clone());
+        let state = existing
+            .state
+            .as_ref()
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let age = existing
+            .created
+            .map(|t| chrono::Utc::now().signed_duration_since(t).num_seconds())
+            .unwrap_or(i64::MAX);
+        let action = match state.as_str() {
+            "running" => "reused",
+            // Another call is still setting it up.
+            "created" if age < 120 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            _ => {
+                HelperVolume::for_this_binary()?
+                    .ensure(engine, &id, &plan.image)
+                    .await?;
+                engine.start(&id).await?;
+                "restarted"
+            }
+        };
+        return Ok(CreateEnvOutput {
+            env: describe(engine.inspect(&id).await?),
+            image_pulled: false,
+            session_action: Some(action),
+            warnings: Vec::new(),
+        });
+    }
+}
+
+async fn create_new(
+    engine: &Engine,
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    name: String,
+) -> Result<CreateEnvOutput> {
     let present = engine.inspect_image(&plan.image).await?;
     let image_pulled = match (present.is_some(), input.pull) {
         (true, PullPolicy::Missing | PullPolicy::Never) => false,
@@ -329,58 +669,39 @@ pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput
         .find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
 
     let suffix = random_hex(6);
-    let resources = Resources {
-        name: format!("adde-{suffix}"),
+    let mut resources = Resources {
+        name,
         workspace: format!("adde-ws-{suffix}"),
         deps: (!plan.packages.is_empty()).then(|| format!("adde-deps-{suffix}")),
+        container: None,
     };
     let helper = HelperVolume::for_this_binary()?;
-    let built = build_env(&engine, &plan, &input, &resources, &helper, image_path).await;
-    let (container_id, installed, warnings) = match built {
-        Ok(done) => done,
+    match build_env(engine, plan, input, &mut resources, &helper, image_path).await {
+        Ok((id, warnings)) => Ok(CreateEnvOutput {
+            env: describe(engine.inspect(&id).await?),
+            image_pulled,
+            session_action: None,
+            warnings,
+        }),
         Err(err) => {
-            // Leave nothing behind: the container (if any) first, then its volumes.
-            let _ = engine.remove_container(&resources.name).await;
+            // Leave nothing behind: what this call made, and nothing of anyone else's.
+            if let Some(id) = &resources.container {
+                let _ = engine.remove_container(id).await;
+            }
             for volume in resources.volumes() {
                 let _ = engine.remove_volume(&volume).await;
             }
-            return Err(err);
+            Err(err)
         }
-    };
-
-    let network = if input.network { "bridge" } else { "none" };
-    Ok(CreateEnvOutput {
-        container_id,
-        name: resources.name,
-        workspace: WORKSPACE.to_string(),
-        image: plan.image,
-        image_id: image.id.unwrap_or_default(),
-        image_pulled,
-        use_image_cmd: input.use_image_cmd,
-        network: network.to_string(),
-        port_bindings: plan
-            .ports
-            .iter()
-            .map(|(c, h)| (c.clone(), format!("127.0.0.1:{h}")))
-            .collect(),
-        limits: plan.limits,
-        security: Security {
-            cap_drop: vec!["ALL".into()],
-            no_new_privileges: true,
-            init: true,
-            network_mode: network.to_string(),
-            dependencies_read_only: installed.is_some(),
-        },
-        dependencies: installed,
-        warnings,
-    })
+    }
 }
 
-/// The names of what one environment is made of.
+/// The names of what one environment is made of, and its container once it exists.
 struct Resources {
     name: String,
     workspace: String,
     deps: Option<String>,
+    container: Option<String>,
 }
 
 impl Resources {
@@ -395,10 +716,10 @@ async fn build_env(
     engine: &Engine,
     plan: &EnvPlan,
     input: &CreateEnvInput,
-    res: &Resources,
+    res: &mut Resources,
     helper: &HelperVolume,
     image_path: Option<String>,
-) -> Result<(String, Option<InstalledDeps>, Vec<String>)> {
+) -> Result<(String, Vec<String>)> {
     let volume_labels = engine::labels("volume", &[("io.adde.env", res.name.clone())]);
     for volume in res.volumes() {
         engine.create_volume(&volume, volume_labels.clone()).await?;
@@ -407,7 +728,17 @@ async fn build_env(
         .create_volume(&helper.name, engine::labels("helper", &[]))
         .await?;
     let mut env = plan.env.clone();
-    let mut installed = None;
+    let mut labels = vec![
+        (LABEL_VOLUMES, res.volumes().join(",")),
+        (LABEL_USE_IMAGE_CMD, input.use_image_cmd.to_string()),
+        ("io.adde.image", plan.image.clone()),
+    ];
+    if let Some(session) = &plan.session {
+        labels.push(("io.adde.session", session.clone()));
+    }
+    if let Some(expires_at) = plan.expires_at {
+        labels.push((LABEL_EXPIRES_AT, expires_at.to_string()));
+    }
     if res.deps.is_some() {
         let manager = install_dependencies(engine, plan, input, res, helper).await?;
         let path = image_path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
@@ -420,24 +751,39 @@ async fn build_env(
                 format!("PATH={DEPS_DIR}/python/bin:{DEPS_DIR}/node/node_modules/.bin:{path}"),
             ],
         );
-        installed = Some(InstalledDeps {
-            package_manager: manager,
-            packages: plan.packages.clone(),
-            path: DEPS_DIR.to_string(),
-        });
+        labels.push(("io.adde.package_manager", manager));
+        labels.push(("io.adde.dependencies", plan.packages.join(" ")));
     }
+    let mut labels = engine::labels("env", &labels);
+    labels.extend(plan.labels.iter().cloned());
 
-    let labels = engine::labels(
-        "env",
-        &[
-            (LABEL_VOLUMES, res.volumes().join(",")),
-            (LABEL_USE_IMAGE_CMD, input.use_image_cmd.to_string()),
-            ("io.adde.image", plan.image.clone()),
-        ],
-    );
     let command = (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
-    let mut body = hardened_body(plan, command, env, labels, mounts(res, helper, true));
+    let mut mounts = mounts(res, helper, true);
+    if plan.user.is_some() {
+        // The prep container already copied the image's /workspace into the volume and gave
+        // it to the user; a second copy-up on an empty volume would give it back to root.
+        if let Some(workspace) = mounts
+            .iter_mut()
+            .find(|m| m.target.as_deref() == Some(WORKSPACE))
+        {
+            workspace.volume_options = Some(MountVolumeOptions {
+                no_copy: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    mounts.extend(plan.binds.iter().cloned());
+    let mut body = hardened_body(plan, command, env, labels, mounts);
+    body.user = plan.user.clone();
+    body.working_dir = Some(plan.workdir.clone());
     let mut host = body.host_config.take().unwrap_or_default();
+    if plan.read_only_rootfs {
+        host.readonly_rootfs = Some(true);
+        host.tmpfs = Some(HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=64m,mode=1777".to_string(),
+        )]));
+    }
     if input.network {
         host.network_mode = Some("bridge".into());
         host.port_bindings = Some(
@@ -455,10 +801,178 @@ async fn build_env(
         body.exposed_ports = Some(plan.ports.keys().cloned().collect());
     }
     body.host_config = Some(host);
+    if let Some(user) = &plan.user {
+        give_workspace_to(engine, plan, res, helper, user).await?;
+    }
     let (id, warnings) = engine.create_container(&res.name, body).await?;
+    res.container = Some(id.clone());
     helper.ensure(engine, &id, &plan.image).await?;
     engine.start(&id).await?;
-    Ok((id, installed, warnings))
+    Ok((id, warnings))
+}
+
+/// Gives the workspace volume to `user` before anything runs, from a short-lived container
+/// of the same image that has only CAP_CHOWN. (The archive API cannot: Docker resolves its
+/// ownership through the host's user database.)
+async fn give_workspace_to(
+    engine: &Engine,
+    plan: &EnvPlan,
+    res: &Resources,
+    helper: &HelperVolume,
+    user: &str,
+) -> Result<()> {
+    let command = Some(vec![
+        HELPER_FLAG.to_string(),
+        "chown".to_string(),
+        user.to_string(),
+    ]);
+    let mut mounts = mounts(res, helper, false);
+    mounts.retain(|m| m.target.as_deref() != Some(DEPS_DIR));
+    let labels = engine::labels("prep", &[("io.adde.env", res.name.clone())]);
+    let mut body = hardened_body(plan, command, Vec::new(), labels, mounts);
+    body.user = Some("0:0".into());
+    if let Some(host) = body.host_config.as_mut() {
+        host.cap_add = Some(vec!["CHOWN".into()]);
+    }
+    let (id, _) = engine
+        .create_container(&format!("{}-prep", res.name), body)
+        .await?;
+    let outcome = async {
+        helper.ensure(engine, &id, &plan.image).await?;
+        engine.start(&id).await?;
+        let code = engine.wait(&id, Duration::from_secs(60)).await?;
+        let (_, stderr) = engine.logs(&id, None).await?;
+        Ok::<_, Error>((code, stderr))
+    }
+    .await;
+    let _ = engine.remove_container(&id).await;
+    match outcome? {
+        (Some(0), _) => Ok(()),
+        (_, stderr) => Err(Error::invalid(
+            "user",
+            String::from_utf8_lossy(&stderr).trim().to_string(),
+        )),
+    }
+}
+
+/// An environment as the engine reports it.
+pub fn describe(c: bollard::models::ContainerInspectResponse) -> EnvDescription {
+    let config = c.config.unwrap_or_default();
+    let host = c.host_config.unwrap_or_default();
+    let labels = config.labels.unwrap_or_default();
+    let label = |k: &str| labels.get(k).cloned();
+    let memory = host.memory.unwrap_or(0);
+    let time = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let network = host.network_mode.clone().unwrap_or_default();
+    EnvDescription {
+        container_id: c.id.unwrap_or_default(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        session: label("io.adde.session"),
+        workspace: WORKSPACE.to_string(),
+        image: label("io.adde.image").unwrap_or_else(|| config.image.clone().unwrap_or_default()),
+        image_id: c.image.unwrap_or_default(),
+        state: c
+            .state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        created: c
+            .created
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
+        expires_at: label(LABEL_EXPIRES_AT)
+            .and_then(|t| t.parse().ok())
+            .map(time),
+        use_image_cmd: label(LABEL_USE_IMAGE_CMD).as_deref() == Some("true"),
+        port_bindings: host
+            .port_bindings
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(port, bindings)| {
+                let b = bindings?.into_iter().next()?;
+                Some((
+                    port,
+                    format!(
+                        "{}:{}",
+                        b.host_ip.unwrap_or_default(),
+                        b.host_port.unwrap_or_default()
+                    ),
+                ))
+            })
+            .collect(),
+        network: network.clone(),
+        user: config.user.filter(|u| !u.is_empty()),
+        workdir: config.working_dir.unwrap_or_default(),
+        mounts: host
+            .mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ == Some(MountType::BIND))
+            .map(|m| MountInfo {
+                source: m.source.unwrap_or_default(),
+                target: m.target.unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+            })
+            .collect(),
+        limits: Limits {
+            memory: format_size(memory),
+            memory_bytes: memory,
+            memory_swap_bytes: host.memory_swap.unwrap_or(0),
+            cpus: host.nano_cpus.unwrap_or(0) as f64 / 1e9,
+            pids_limit: host.pids_limit.unwrap_or(0),
+            nofile: host
+                .ulimits
+                .unwrap_or_default()
+                .iter()
+                .find(|u| u.name.as_deref() == Some("nofile"))
+                .and_then(|u| u.soft)
+                .unwrap_or(0),
+        },
+        security: Security {
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            no_new_privileges: host
+                .security_opt
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.starts_with("no-new-privileges")),
+            init: host.init.unwrap_or(false),
+            network_mode: network,
+            read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
+            runtime: host.runtime.unwrap_or_else(|| "runc".into()),
+        },
+        dependencies: label("io.adde.package_manager").map(|manager| InstalledDeps {
+            package_manager: manager,
+            packages: label("io.adde.dependencies")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            path: DEPS_DIR.to_string(),
+        }),
+        labels: labels
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("io.adde."))
+            .collect(),
+    }
+}
+
+/// 536870912 as "512m".
+fn format_size(bytes: i64) -> String {
+    match bytes {
+        b if b > 0 && b % (1 << 30) == 0 => format!("{}g", b >> 30),
+        b if b > 0 && b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        b => b.to_string(),
+    }
 }
 
 /// Runs the install in a short-lived container of the same image, with a network, writing

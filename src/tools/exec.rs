@@ -380,7 +380,7 @@ async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
         "kill".into(),
         run_id.into(),
     ];
-    let _ = tokio::time::timeout(Duration::from_secs(5), engine.exec_collect(id, argv)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), engine.exec_collect(id, argv, &[])).await;
 }
 
 /// The command lines to try for a file, by extension, and whether the file must be made

@@ -105,31 +105,31 @@ pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
     };
     let engine = Engine::connect()?;
     let (id, user) = managed(&engine, &input.container_id).await?;
-    // Files belong to the environment's user, so a non-root user can change what it is given.
-    let (uid, gid) = numeric_user(user.as_deref());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(mode);
-    header.set_uid(uid);
-    header.set_gid(gid);
-    header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
-    let mut builder = tar::Builder::new(Vec::with_capacity(bytes.len() + 1024));
-    builder
-        .append_data(&mut header, &path[1..], bytes.as_slice())
-        .map_err(|e| Error::Internal(format!("packing {path}: {e}")))?;
-    let tar = builder
-        .into_inner()
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    engine
-        .upload_owned(&id, "/", tar)
-        .await
-        .map_err(|e| match e {
-            Error::Engine { message, .. } => Error::Engine {
-                status: 500,
-                message: format!("cannot write {path}: {message}"),
-            },
-            other => other,
-        })?;
+    let written = match user.filter(|u| !matches!(u.as_str(), "root" | "0" | "0:0")) {
+        // The archive API writes as root (Docker resolves other owners through the host's
+        // user database), so for a non-root environment its own user writes the file,
+        // through the helper, and the file and its folders are that user's.
+        Some(_) => {
+            let argv = vec![
+                HELPER_PATH.into(),
+                HELPER_FLAG.into(),
+                "write".into(),
+                path.clone(),
+                format!("{mode:o}"),
+            ];
+            let (stdout, stderr) = engine.exec_collect(&id, argv, &bytes).await?;
+            if stdout.trim_ascii() == b"ok" {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&stderr).trim().to_string())
+            }
+        }
+        None => upload(&engine, &id, &path, &bytes, mode).await,
+    };
+    written.map_err(|message| Error::Engine {
+        status: 500,
+        message: format!("cannot write {path}: {message}"),
+    })?;
     Ok(WriteFileOutput {
         ok: true,
         path,
@@ -137,15 +137,42 @@ pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
     })
 }
 
-/// A user given as numbers ("1000" or "1000:1000"); names and root map to root, which is
-/// who the archive API writes as.
-fn numeric_user(user: Option<&str>) -> (u64, u64) {
-    let Some(user) = user else { return (0, 0) };
-    let (u, g) = user.split_once(':').unwrap_or((user, user));
-    match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => (u, g),
-        (Ok(u), Err(_)) => (u, u),
-        _ => (0, 0),
+/// Writes a file through the archive API, unpacked at the deepest folder that exists: a
+/// read-only rootfs refuses uploads addressed to it even when the file lands in a volume.
+async fn upload(
+    engine: &Engine,
+    id: &str,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> std::result::Result<(), String> {
+    let mut base = Path::new(path)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    while base != Path::new("/") {
+        match engine.path_size(id, &base.to_string_lossy()).await {
+            Ok(Some(_)) => break,
+            Ok(None) => base = base.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let relative = Path::new(path)
+        .strip_prefix(&base)
+        .unwrap_or(Path::new(path));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
+    let mut builder = tar::Builder::new(Vec::with_capacity(bytes.len() + 1024));
+    builder
+        .append_data(&mut header, relative, bytes)
+        .map_err(|e| e.to_string())?;
+    let tar = builder.into_inner().map_err(|e| e.to_string())?;
+    match engine.upload(id, &base.to_string_lossy(), tar).await {
+        Ok(()) => Ok(()),
+        Err(Error::Engine { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -294,7 +321,7 @@ pub async fn list_files(input: ListFilesInput) -> Result<ListFilesOutput> {
     if input.recursive {
         argv.push("recursive".into());
     }
-    let out = engine.exec_collect(&id, argv).await?;
+    let (out, _) = engine.exec_collect(&id, argv, &[]).await?;
     let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
         Error::Helper(format!(
             "unreadable listing ({e}): {}",
@@ -457,14 +484,6 @@ mod tests {
         assert_eq!(container_path("path", "../../..").unwrap(), "/");
         assert!(container_path("path", "").is_err());
         assert!(container_path("path", "a\0b").is_err());
-    }
-
-    #[test]
-    fn numeric_users_are_parsed() {
-        assert_eq!(numeric_user(Some("1000")), (1000, 1000));
-        assert_eq!(numeric_user(Some("1000:50")), (1000, 50));
-        assert_eq!(numeric_user(Some("nobody")), (0, 0));
-        assert_eq!(numeric_user(None), (0, 0));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod build;
 mod env;
 mod exec;
-mod files;
+pub mod files;
 mod helper_volume;
 mod images;
 mod logs;
