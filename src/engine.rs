@@ -358,6 +358,36 @@ impl Engine {
         }
     }
 
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// What the engine says about itself.
+    pub async fn about(&self) -> Result<About> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.classify(e, Subject::Other))?;
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
+        Ok(About {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            min_api_version: version.min_api_version.unwrap_or_default(),
+            os: version.os.unwrap_or_default(),
+            arch: version.arch.unwrap_or_default(),
+            kernel: version.kernel_version.unwrap_or_default(),
+            runtimes,
+            default_runtime: info.default_runtime.unwrap_or_default(),
+        })
+    }
+
     /// The OCI runtimes the engine has registered.
     pub async fn runtimes(&self) -> Result<Vec<String>> {
         let info = self
@@ -657,6 +687,18 @@ impl Engine {
         }
         Ok(reclaimed)
     }
+}
+
+/// The engine's versions and runtimes.
+pub struct About {
+    pub version: String,
+    pub api_version: String,
+    pub min_api_version: String,
+    pub os: String,
+    pub arch: String,
+    pub kernel: String,
+    pub runtimes: Vec<String>,
+    pub default_runtime: String,
 }
 
 /// How an attempt to fill a shared volume went.

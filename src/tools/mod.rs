@@ -2,6 +2,7 @@
 //! and generates its JSON Schema) and an async function; the table below is the single list
 //! that dispatch, `list_tools` and `--help` are built from.
 
+mod admin;
 mod build;
 mod env;
 mod exec;
@@ -9,6 +10,7 @@ pub mod files;
 mod helper_volume;
 mod images;
 mod logs;
+mod oneshot;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -81,7 +83,7 @@ tools! {
         "Copy files or folders out of an environment into a host folder, streaming, never writing outside it.";
     "get_container_logs" => logs::get_container_logs, logs::LogsInput, no_fields,
         "Return an environment's last run (or one run, or all runs) from the host-side history.";
-    "cleanup_env" => env::cleanup_env, env::CleanupInput, not_ok,
+    "cleanup_env" => admin::cleanup_env, admin::CleanupInput, not_ok,
         "Stop and remove an environment adde created, with its volumes (or all of them).";
     "prepare_build_context" => build::prepare_build_context, build::PrepareInput, no_fields,
         "Stage files (text or base64) as a private build context; adds a .dockerignore and, for Python or Node projects without one, a Dockerfile.";
@@ -97,6 +99,14 @@ tools! {
         "Delete an image; by default only one adde built.";
     "prune_build_cache" => images::prune_build_cache, images::PruneInput, no_fields,
         "Remove what adde's builds left behind (intermediate and dangling images, build cache) and report the space reclaimed.";
+    "list_runtime_envs" => admin::list_runtime_envs, admin::ListEnvsInput, no_fields,
+        "List adde's environments with id, session, image, state, creation, expiry and limits.";
+    "reap" => admin::reap, admin::ReapInput, no_fields,
+        "Remove environments past their TTL, leftovers of crashed calls, unused volumes and stale staging folders.";
+    "run_container" => oneshot::run_container, oneshot::RunContainerInput, no_fields,
+        "One-shot run: create a hardened environment, put the code or payload in, run, collect the log, remove everything.";
+    "ping" => admin::ping, admin::PingInput, no_fields,
+        "Check the engine: reachable, versions, runtimes, adde's version and state directory.";
     "list_tools" => list_tools, ListToolsInput, no_fields,
         "List every tool with a one-line description and its input JSON Schema.";
 }
