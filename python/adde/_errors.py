@@ -58,6 +58,7 @@ _BY_CODE: dict[str, type[AddeError]] = {
     "context_not_found": NotFound,
     "run_not_found": NotFound,
     "no_runs": NotFound,
+    "file_not_found": NotFound,
     "invalid_json": InvalidInput,
     "invalid_payload": InvalidInput,
     "invalid_argument": InvalidInput,

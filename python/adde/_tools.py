@@ -25,7 +25,7 @@ def _payload(fields: Mapping[str, Any], options: Mapping[str, Any]) -> Dict[str,
 def timeout_for(tool: str, payload: Mapping[str, Any]) -> Optional[float]:
     """How long to wait for adde: a run's or a build's own limit plus a margin, else no limit
     (pulls and installs take as long as they take)."""
-    if tool == "execute_code_block":
+    if tool in ("execute_code_block", "execute_command", "run_container"):
         return float(payload.get("timeout_sec", 30)) + MARGIN_SEC
     if tool.startswith("build_image_from_"):
         return float(payload.get("timeout_sec", DEFAULT_BUILD_TIMEOUT_SEC)) + MARGIN_SEC
@@ -173,6 +173,67 @@ def delete_image(image: str, force: bool = False, agent_env_only: bool = True, *
     return call("delete_image", _payload(fields, {}), bin_path)
 
 
+def execute_command(
+    container_id: str,
+    command: Any,
+    timeout_sec: float = 30,
+    *,
+    bin_path: Optional[str] = None,
+    **options: Any,
+) -> Call:
+    """Run a shell command line (a string, through sh -c) or an argument list (no shell),
+    with the same enforced timeout and log as execute_code_block. Options: workdir, env,
+    stdin, max_output_bytes."""
+    fields = {"container_id": container_id, "command": command, "timeout_sec": timeout_sec}
+    return call("execute_command", _payload(fields, options), bin_path)
+
+
+def write_file(container_id: str, path: str, content: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+    """Write a file (relative paths are under /workspace). Options: encoding ("utf8" or
+    "base64"), mode (e.g. "0755")."""
+    return call("write_file", _payload({"container_id": container_id, "path": path, "content": content}, options), bin_path)
+
+
+def read_file(container_id: str, path: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+    """Read a file: {"content", "size", "has_more", ...}. Options: offset and line_count
+    (lines, for text), max_bytes, encoding ("base64" for binary files)."""
+    return call("read_file", _payload({"container_id": container_id, "path": path}, options), bin_path)
+
+
+def list_files(container_id: str, path: Optional[str] = None, recursive: bool = False, *, bin_path: Optional[str] = None) -> Call:
+    """List a folder (default /workspace): {"entries": [{"name", "kind", "size", "mode", "modified"}]}."""
+    fields = {"container_id": container_id, "path": path, "recursive": recursive}
+    return call("list_files", _payload(fields, {}), bin_path)
+
+
+def export_files(container_id: str, paths: List[str], dest: str, *, bin_path: Optional[str] = None) -> Call:
+    """Copy files or folders out into the host folder `dest` (nothing is written outside it)."""
+    fields = {"container_id": container_id, "paths": paths, "dest": str(dest)}
+    return call("export_files", _payload(fields, {}), bin_path)
+
+
+def list_runtime_envs(session: Optional[str] = None, all: bool = False, *, bin_path: Optional[str] = None) -> Call:
+    """adde's environments: {"environments": [{"container_id", "session", "state", ...}]}."""
+    return call("list_runtime_envs", _payload({"session": session, "all": all}, {}), bin_path)
+
+
+def reap(*, bin_path: Optional[str] = None, **options: Any) -> Call:
+    """Remove environments past their TTL and whatever nothing uses any more."""
+    return call("reap", _payload({}, options), bin_path)
+
+
+def run_container(image: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+    """One-shot run: create, put the code or payload in, run, collect the log, remove.
+    Options: command or code_content (+ filename), payload, payload_path, timeout_sec, env,
+    memory, cpus, pids_limit, network."""
+    return call("run_container", _payload({"image": image}, options), bin_path)
+
+
+def ping(*, bin_path: Optional[str] = None) -> Call:
+    """The engine's versions and runtimes, adde's version and state directory."""
+    return call("ping", {}, bin_path)
+
+
 def list_tools(*, bin_path: Optional[str] = None) -> Call:
     """Every tool with its description and input JSON Schema."""
     return call("list_tools", {}, bin_path)
@@ -191,5 +252,14 @@ NAMES = [
     "list_agent_images",
     "prune_build_cache",
     "delete_image",
+    "execute_command",
+    "write_file",
+    "read_file",
+    "list_files",
+    "export_files",
+    "list_runtime_envs",
+    "reap",
+    "run_container",
+    "ping",
     "list_tools",
 ]

@@ -25,7 +25,16 @@ from ._errors import AddeError
 from ._run import run_async, run_sync
 
 # The tools an agent loop needs; builds and housekeeping are left to the application.
-AGENT_TOOLS = ["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"]
+AGENT_TOOLS = [
+    "create_runtime_env",
+    "execute_code_block",
+    "execute_command",
+    "write_file",
+    "read_file",
+    "list_files",
+    "get_container_logs",
+    "cleanup_env",
+]
 
 
 # The model's arguments go to adde as they are: adde validates them and answers with a JSON

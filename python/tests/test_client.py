@@ -87,6 +87,8 @@ def test_output_is_utf8_whatever_the_locale(fake_adde, monkeypatch):
 
 def test_the_subprocess_timeout_follows_timeout_sec():
     assert _tools.execute_code_block("c", "a.py", "", timeout_sec=12).timeout == 12 + _tools.MARGIN_SEC
+    assert _tools.execute_command("c", "ls", timeout_sec=3).timeout == 3 + _tools.MARGIN_SEC
+    assert _tools.run_container("busybox", command="ls").timeout == 30 + _tools.MARGIN_SEC
     assert _tools.build_image_from_path("/x", timeout_sec=100).timeout == 100 + _tools.MARGIN_SEC
     assert _tools.cleanup_env("c").timeout is None
 
@@ -145,8 +147,9 @@ def test_langchain_tools_return_results_and_errors_as_text(fake_adde):
     from adde.langchain import adde_tools
 
     fake_adde("tools")
-    tools = adde_tools()
+    tools = adde_tools(["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"])
     assert [t.name for t in tools] == ["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"]
+    assert tools[0].args_schema["required"] == ["container_id"], "the schema is adde's own"
     assert tools[1].description == "execute_code_block tool"
     answer = json.loads(tools[1].invoke({"container_id": "x"}))
     assert answer["error_code"] == "container_not_found"

@@ -76,3 +76,26 @@ def test_a_build_from_a_context(engine):
         adde.build_image_from_context(broken, tag="adde-pytest:broken")
     assert caught.value.result["failed_layer"].endswith("RUN exit 4")
     adde.prune_build_cache()
+
+
+def test_session_tools(engine, tmp_path):
+    env = adde.create_runtime_env(BUSYBOX, session="pytest-session")
+    try:
+        assert env["session_action"] == "created"
+        assert adde.create_runtime_env(BUSYBOX, session="pytest-session")["session_action"] == "reused"
+        cid = env["container_id"]
+        adde.write_file(cid, "out/result.txt", "42\n")
+        assert adde.execute_command(cid, ["cat", "out/result.txt"])["log"]["stdout"] == "42\n"
+        assert adde.read_file(cid, "out/result.txt")["content"] == "42\n"
+        names = [e["name"] for e in adde.list_files(cid, recursive=True)["entries"]]
+        assert names == ["out", "out/result.txt"]
+        adde.export_files(cid, ["out"], str(tmp_path))
+        assert (tmp_path / "out" / "result.txt").read_text() == "42\n"
+        assert [e["container_id"] for e in adde.list_runtime_envs(session="pytest-session")["environments"]] == [cid]
+        with pytest.raises(adde.NotFound):
+            adde.read_file(cid, "missing.txt")
+    finally:
+        adde.cleanup_env(env["container_id"])
+    log = adde.run_container(BUSYBOX, command="echo once")["log"]
+    assert log["stdout"] == "once\n"
+    assert adde.ping()["ok"] is True

@@ -78,7 +78,7 @@ pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
         input: input.code_content.into_bytes(),
         stdin_len: 0,
         timeout_sec: input.timeout_sec,
-        workdir: Some(WORKSPACE.to_string()),
+        workdir: Workdir::Workspace,
         env: BTreeMap::new(),
         max_output_bytes: input.max_output_bytes,
     };
@@ -136,7 +136,7 @@ pub async fn execute_command(input: CommandInput) -> Result<ExecuteOutput> {
         stdin_len: stdin.len() as u64,
         input: stdin,
         timeout_sec: input.timeout_sec,
-        workdir: input.workdir,
+        workdir: input.workdir.map_or(Workdir::Default, Workdir::Given),
         env: input.env,
         max_output_bytes: input.max_output_bytes,
     };
@@ -164,9 +164,19 @@ pub struct Run {
     pub input: Vec<u8>,
     pub stdin_len: u64,
     pub timeout_sec: f64,
-    pub workdir: Option<String>,
+    pub workdir: Workdir,
     pub env: BTreeMap<String, String>,
     pub max_output_bytes: usize,
+}
+
+/// Where a run starts.
+pub enum Workdir {
+    /// /workspace, where code files are written.
+    Workspace,
+    /// The environment's own working directory.
+    Default,
+    /// One the caller named; checked before the run.
+    Given(String),
 }
 
 /// Checks the environment, runs the supervisor, and records the run on the host.
@@ -216,19 +226,24 @@ pub async fn execute(run: Run) -> Result<RunLog> {
             .map_or("stopped".into(), |s| s.to_string());
         return Err(Error::ContainerNotRunning { id, state: status });
     }
-    if let Some(dir) = &run.workdir {
-        if engine.path_size(&id, dir).await?.is_none() {
-            return Err(Error::invalid(
-                "workdir",
-                format!("there is no folder {dir} in the environment"),
-            ));
+    let workdir = match run.workdir {
+        Workdir::Workspace => WORKSPACE.to_string(),
+        Workdir::Default => inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| WORKSPACE.to_string()),
+        Workdir::Given(dir) => {
+            if engine.path_size(&id, &dir).await?.is_none() {
+                return Err(Error::invalid(
+                    "workdir",
+                    format!("there is no folder {dir} in the environment"),
+                ));
+            }
+            dir
         }
-    }
-    let workdir = run
-        .workdir
-        .or_else(|| inspect.config.as_ref().and_then(|c| c.working_dir.clone()))
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| WORKSPACE.to_string());
+    };
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let exec = Exec {

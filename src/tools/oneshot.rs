@@ -15,7 +15,7 @@ use crate::history::RunLog;
 use crate::protocol::{FileSpec, WORKSPACE};
 
 use super::admin::remove_env;
-use super::exec::{execute, interpreters, CommandLine, Run};
+use super::exec::{execute, interpreters, CommandLine, Run, Workdir};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,7 +139,7 @@ pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutpu
             input: input_bytes,
             stdin_len: 0,
             timeout_sec: input.timeout_sec,
-            workdir: Some(WORKSPACE.to_string()),
+            workdir: Workdir::Workspace,
             env: BTreeMap::new(),
             max_output_bytes: input.max_output_bytes.unwrap_or(1024 * 1024),
         })

@@ -9,3 +9,4 @@ mod execution;
 mod factory;
 mod history;
 mod images;
+mod sessions;

@@ -8,22 +8,36 @@ use serde_json::json;
 
 use common::{docker_lines, Adde, PackageIndex, BUSYBOX, PYTHON};
 
+/// Cargo runs a binary's tests on parallel threads; these must not overlap.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn managed(kind: &str) -> Vec<String> {
     docker_lines(&[kind, "ls", "-aq", "--filter", "label=io.adde.managed=true"])
 }
 
+/// adde's volumes, less the shared helper volumes (a cache that outlives environments).
 fn managed_volumes() -> Vec<String> {
-    docker_lines(&[
+    let all = docker_lines(&[
         "volume",
         "ls",
         "-q",
         "--filter",
         "label=io.adde.managed=true",
-    ])
+    ]);
+    all.into_iter()
+        .filter(|v| !v.starts_with("adde-helper-"))
+        .collect()
 }
 
 #[test]
 fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
+    let _alone = alone();
     let Some(adde) = Adde::docker() else { return };
     let before = (managed("container"), managed_volumes());
 
@@ -77,4 +91,114 @@ fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
         "a foreign container was touched"
     );
     common::docker(&["rm", "-f", &foreign[0]]);
+}
+
+#[test]
+fn reap_removes_expired_environments_and_what_nothing_uses() {
+    let _alone = alone();
+    let Some(adde) = Adde::docker() else { return };
+    let expiring = adde.ok(
+        "create_runtime_env",
+        json!({"image": BUSYBOX, "ttl_sec": 1}),
+    );
+    let lasting = adde.ok(
+        "create_runtime_env",
+        json!({"image": BUSYBOX, "ttl_sec": 3600}),
+    );
+    let orphan = "adde-test-orphan-volume";
+    common::docker(&[
+        "volume",
+        "create",
+        "--label",
+        "io.adde.managed=true",
+        "--label",
+        "io.adde.kind=volume",
+        orphan,
+    ]);
+    let stale = adde.state.path().join("git").join("deadbeef");
+    std::fs::create_dir_all(&stale).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let fresh_context = adde.ok(
+        "prepare_build_context",
+        json!({"files": {"Dockerfile": "FROM scratch\n"}}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+
+    let out = adde.ok("reap", json!({}));
+    assert_eq!(
+        out["removed_environments"],
+        json!([expiring["container_id"]]),
+        "{out}"
+    );
+    assert!(
+        out["removed_volumes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(orphan)),
+        "{out}"
+    );
+    assert_eq!(
+        out["removed_folders"],
+        json!([stale.display().to_string()]),
+        "{out}"
+    );
+    assert!(!stale.exists());
+    let context = adde
+        .state
+        .path()
+        .join("contexts")
+        .join(fresh_context["context_id"].as_str().unwrap());
+    assert!(context.exists(), "a fresh context is kept");
+    assert!(!common::docker_ok(&[
+        "inspect",
+        expiring["container_id"].as_str().unwrap()
+    ]));
+    let lasting_id = lasting["container_id"].as_str().unwrap();
+    assert!(
+        common::docker_ok(&["inspect", lasting_id]),
+        "an environment before its TTL stays"
+    );
+    adde.ok("cleanup_env", json!({"container_id": lasting_id}));
+}
+
+#[test]
+fn an_interrupted_one_shot_run_leaves_nothing_behind() {
+    let _alone = alone();
+    let Some(adde) = Adde::docker() else { return };
+    let before = (managed("container"), managed_volumes());
+    let child = adde
+        .command()
+        .args([
+            "run_container",
+            &json!({"image": BUSYBOX, "command": "sleep 300", "timeout_sec": 600}).to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until its run is under way, then Ctrl-C it.
+    for _ in 0..100 {
+        let running = docker_lines(&["ps", "-q", "--filter", "label=io.adde.managed=true"]);
+        if running.iter().any(|id| {
+            common::processes(id)
+                .iter()
+                .any(|p| p.contains("sleep 300"))
+        }) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = common::parse_output(child.wait_with_output().unwrap());
+    common::assert_error(&out, "interrupted");
+    assert_eq!(
+        (managed("container"), managed_volumes()),
+        before,
+        "the interrupted run left something behind"
+    );
 }
