@@ -690,7 +690,9 @@ impl Engine {
 }
 
 /// The engine's versions and runtimes.
+#[derive(serde::Serialize)]
 pub struct About {
+    #[serde(rename = "engine_version")]
     pub version: String,
     pub api_version: String,
     pub min_api_version: String,

@@ -329,25 +329,24 @@ fn kill_tree(root: u32, keep: Option<u32>) -> usize {
     killed
 }
 
-/// (pid, state) of every descendant of `root`, from /proc (the container's own PIDs).
+/// The PIDs in /proc: the container's own, whatever the host's are.
+fn proc_pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse().ok()))
+}
+
+/// (pid, state) of every descendant of `root`.
 fn descendants(root: u32) -> Vec<(u32, char)> {
-    let mut procs = Vec::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-                if let Some((state, ppid)) = parse_stat(&stat) {
-                    procs.push((pid, ppid, state));
-                }
-            }
-        }
-    }
+    let procs: Vec<(u32, u32, char)> = proc_pids()
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, ppid) = parse_stat(&stat)?;
+            Some((pid, ppid, state))
+        })
+        .collect();
     let mut found = Vec::new();
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {
@@ -372,25 +371,17 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 
 /// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.
 fn kill_run(run_id: &str) -> usize {
-    let needle = format!("\"run_id\":\"{run_id}\"");
-    let Ok(entries) = fs::read_dir("/proc") else {
+    if run_id.is_empty() {
         return 0;
-    };
-    let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if !run_id.is_empty() && String::from_utf8_lossy(&cmdline).contains(&needle) {
-            killed += kill_tree(pid, None);
-        }
     }
-    killed
+    let needle = format!("\"run_id\":\"{run_id}\"");
+    proc_pids()
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .map(|pid| kill_tree(pid, None))
+        .sum()
 }
 
 /// The memory cgroup's count of OOM kills (cgroup v2, then v1), when it can be read.

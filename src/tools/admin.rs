@@ -252,32 +252,18 @@ pub struct PingOutput {
     pub ok: bool,
     pub adde_version: &'static str,
     pub docker_host: String,
-    pub engine_version: String,
-    pub api_version: String,
-    pub min_api_version: String,
-    pub os: String,
-    pub arch: String,
-    pub kernel: String,
-    pub runtimes: Vec<String>,
-    pub default_runtime: String,
+    #[serde(flatten)]
+    pub engine: engine::About,
     pub state_dir: String,
 }
 
 pub async fn ping(_: PingInput) -> Result<PingOutput> {
     let engine = Engine::connect()?;
-    let about = engine.about().await?;
     Ok(PingOutput {
         ok: true,
         adde_version: env!("CARGO_PKG_VERSION"),
         docker_host: engine.addr().to_string(),
-        engine_version: about.version,
-        api_version: about.api_version,
-        min_api_version: about.min_api_version,
-        os: about.os,
-        arch: about.arch,
-        kernel: about.kernel,
-        runtimes: about.runtimes,
-        default_runtime: about.default_runtime,
+        engine: engine.about().await?,
         state_dir: state_dir().display().to_string(),
     })
 }
