@@ -268,3 +268,30 @@ fn adde_refuses_containers_it_did_not_create() {
     );
     docker(&["rm", "-f", &name]);
 }
+
+#[test]
+fn npm_is_detected_from_what_the_image_has() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.env(
+        json!({"image": crate::common::FAKE_NODE, "dependencies": ["left-pad", "is-odd@3"],
+        "npm_registry": "https://registry.example.invalid/"}),
+    );
+    assert_eq!(
+        env.json["dependencies"]["package_manager"], "npm",
+        "{}",
+        env.json
+    );
+    let out = adde.ok("execute_command", json!({"container_id": env.id,
+        "command": "cat $NODE_PATH/left-pad/index.js $NODE_PATH/is-odd@3/index.js /opt/adde/deps/node/npm-call.txt"}));
+    assert_eq!(
+        out["log"]["stdout"],
+        "module.exports = 'left-pad';\nmodule.exports = 'is-odd@3';\nregistry=https://registry.example.invalid/\n"
+    );
+    // A package manager the image lacks is an error, not a guess from the image's name.
+    let json = adde.err(
+        "create_runtime_env",
+        json!({"image": crate::common::FAKE_NODE, "dependencies": ["x"], "package_manager": "pip"}),
+        "no_package_manager",
+    );
+    assert!(json["error"].as_str().unwrap().contains("pip"), "{json}");
+}

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 pub const BUSYBOX: &str = "adde-test/busybox:1";
 pub const SCRATCH: &str = "adde-test/scratch:1";
 pub const PYTHON: &str = "adde-test/python:3";
+pub const FAKE_NODE: &str = "adde-test/fake-node:1";
 pub const REGISTRY: &str = "127.0.0.1:5000";
 
 /// The result of one adde call.
@@ -59,7 +60,7 @@ impl Adde {
                 Ok(o) if o.status.success() => {}
                 _ => return Err("the Docker engine is not reachable".into()),
             }
-            for image in [BUSYBOX, SCRATCH, PYTHON] {
+            for image in [BUSYBOX, SCRATCH, PYTHON, FAKE_NODE] {
                 if !docker_ok(&["image", "inspect", image]) {
                     panic!("test image {image} is missing: run `bash tests/images/build.sh` first");
                 }

@@ -4,6 +4,7 @@
 #   adde-test/busybox:1    FROM scratch + Debian's static busybox (about 2 MB, about 1 s)
 #   adde-test/scratch:1    FROM scratch with one static program and no shell at all
 #   adde-test/python:3     Debian bookworm minbase + python3 + pip, via debootstrap (about 40 s once)
+#   adde-test/fake-node:1  busybox with a stand-in npm, for the npm install path
 #   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other,autopull}
 #   a wheel of a tiny package (adde-demo) in a PEP 503 index at $CACHE/index, for dependency tests
 #
@@ -61,6 +62,40 @@ COPY busybox /busybox
 CMD ["/busybox", "sh", "-c", "echo server up; echo warming up >&2; exec /busybox sleep 3600"]
 DOCKERFILE
   docker build -q --label "$LABEL" -t adde-test/scratch:1 "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+build_fake_node() {
+  # busybox plus a stand-in `npm` that records how adde called it and "installs" each package
+  # as node_modules/<name>/index.js: proves npm is detected from what the image has and
+  # called with the right arguments, with no Node or npm registry offline.
+  have_image adde-test/fake-node:1 && return
+  log "building adde-test/fake-node:1"
+  local dir; dir="$(mktemp -d)"
+  cat >"$dir/npm" <<'NPM'
+#!/bin/sh
+prefix=""; packages=""; seen_dashdash=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) prefix="$2"; shift ;;
+    --) seen_dashdash=1 ;;
+    -*) ;;
+    install) ;;
+    *) [ -n "$seen_dashdash" ] && packages="$packages $1" ;;
+  esac
+  shift
+done
+mkdir -p "$prefix/node_modules"
+echo "registry=$NPM_CONFIG_REGISTRY" > "$prefix/npm-call.txt"
+for p in $packages; do
+  mkdir -p "$prefix/node_modules/$p"
+  echo "module.exports = '$p';" > "$prefix/node_modules/$p/index.js"
+done
+echo "added$packages"
+NPM
+  chmod 755 "$dir/npm"
+  printf 'FROM adde-test/busybox:1\nCOPY npm /usr/local/bin/npm\n' >"$dir/Dockerfile"
+  docker build -q --label "$LABEL" -t adde-test/fake-node:1 "$dir" >/dev/null
   rm -rf "$dir"
 }
 
@@ -138,6 +173,7 @@ PY
 need_packages
 build_busybox
 build_scratch
+build_fake_node
 build_python &
 python_job=$!
 start_registry
