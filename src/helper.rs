@@ -22,8 +22,8 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileSpec, HelperFailure, ListEntry, Listing, RunSpec, RunStatus, DEPS_DIR,
-    TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE,
+    encode_frame, FileHead, FileSpec, HelperFailure, ListEntry, Listing, RunSpec, RunStatus,
+    DEPS_DIR, TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE,
 };
 
 /// The first line the installer prints on stderr names the package manager it chose.
@@ -59,6 +59,10 @@ pub fn main(args: &[OsString]) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        "read" => {
+            read_head_and_bytes(Path::new(arg(3)), arg(4).parse().unwrap_or(0));
+            ExitCode::SUCCESS
+        }
         "list" => {
             let listing = list(Path::new(arg(3)), arg(4) == "recursive");
             println!("{}", serde_json::to_string(&listing).unwrap_or_default());
@@ -496,6 +500,22 @@ fn list_entry(path: &Path, name: String, meta: &fs::Metadata) -> ListEntry {
         size: meta.len(),
         mode: format!("{:04o}", meta.mode() & 0o7777),
         modified,
+    }
+}
+
+/// Prints a `FileHead` line, then up to `cap` bytes of the file.
+fn read_head_and_bytes(path: &Path, cap: u64) {
+    let head = match fs::metadata(path) {
+        Err(_) => FileHead::Missing,
+        Ok(meta) if meta.is_dir() => FileHead::Dir,
+        Ok(meta) => FileHead::File { size: meta.len() },
+    };
+    let mut out = raw_stdout();
+    let _ = writeln!(out, "{}", serde_json::to_string(&head).unwrap_or_default());
+    if matches!(head, FileHead::File { .. }) {
+        if let Ok(file) = fs::File::open(path) {
+            let _ = std::io::copy(&mut file.take(cap), &mut *out);
+        }
     }
 }
 

@@ -78,6 +78,14 @@ pub struct ListEntry {
     pub modified: String,
 }
 
+/// The first line the helper's `read` role prints; the file's bytes follow.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FileHead {
+    File { size: u64 },
+    Dir,
+    Missing,
+}
+
 /// What the helper's `list` role prints.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Listing {

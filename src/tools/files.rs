@@ -25,16 +25,46 @@ pub enum Encoding {
     Base64,
 }
 
-/// The environment's id after checking adde made it, and its user ("uid[:gid]" or a name).
-async fn managed(engine: &Engine, container: &str) -> Result<(String, Option<String>)> {
-    let container = super::required("container_id", "container_id", container)?;
-    let inspect = engine.inspect(&container).await?;
-    let config = inspect.config.unwrap_or_default();
-    if !engine::is_managed(config.labels.as_ref()) {
-        return Err(Error::NotManaged(container));
+/// An environment adde made, and what decides how its files are reached.
+struct Target {
+    id: String,
+    /// The user it runs as ("uid[:gid]" or a name), when it is not root.
+    user: Option<String>,
+    /// Its tmpfs mount points, e.g. /tmp on a read-only rootfs.
+    tmpfs: Vec<String>,
+}
+
+impl Target {
+    async fn find(engine: &Engine, container: &str) -> Result<Target> {
+        let container = super::required("container_id", "container_id", container)?;
+        let inspect = engine.inspect(&container).await?;
+        let config = inspect.config.unwrap_or_default();
+        if !engine::is_managed(config.labels.as_ref()) {
+            return Err(Error::NotManaged(container));
+        }
+        let user = config
+            .user
+            .filter(|u| !u.is_empty() && !matches!(u.as_str(), "root" | "0" | "0:0"));
+        let tmpfs = inspect
+            .host_config
+            .and_then(|h| h.tmpfs)
+            .map(|t| t.into_keys().collect())
+            .unwrap_or_default();
+        Ok(Target {
+            id: inspect.id.unwrap_or(container),
+            user,
+            tmpfs,
+        })
     }
-    let user = config.user.filter(|u| !u.is_empty());
-    Ok((inspect.id.unwrap_or(container), user))
+
+    /// The archive API works on the container's filesystem as the engine mounts it: it
+    /// cannot see tmpfs mounts (they live in the container alone) and it writes as root.
+    /// Those cases go through the helper, run in the container as its own user.
+    fn on_tmpfs(&self, path: &str) -> bool {
+        self.tmpfs
+            .iter()
+            .any(|t| path == t || path.starts_with(&format!("{t}/")))
+    }
 }
 
 /// An absolute, normalized path in the environment; relative paths start at /workspace.
@@ -104,27 +134,17 @@ pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
             })?,
     };
     let engine = Engine::connect()?;
-    let (id, user) = managed(&engine, &input.container_id).await?;
-    let written = match user.filter(|u| !matches!(u.as_str(), "root" | "0" | "0:0")) {
-        // The archive API writes as root (Docker resolves other owners through the host's
-        // user database), so for a non-root environment its own user writes the file,
-        // through the helper, and the file and its folders are that user's.
-        Some(_) => {
-            let argv = vec![
-                HELPER_PATH.into(),
-                HELPER_FLAG.into(),
-                "write".into(),
-                path.clone(),
-                format!("{mode:o}"),
-            ];
-            let (stdout, stderr) = engine.exec_collect(&id, argv, &bytes).await?;
-            if stdout.trim_ascii() == b"ok" {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&stderr).trim().to_string())
-            }
+    let target = Target::find(&engine, &input.container_id).await?;
+    let written = if target.user.is_some() || target.on_tmpfs(&path) {
+        let argv = helper_argv("write", &[&path, &format!("{mode:o}")]);
+        let (stdout, stderr) = engine.exec_collect(&target.id, argv, &bytes).await?;
+        if stdout.trim_ascii() == b"ok" {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&stderr).trim().to_string())
         }
-        None => upload(&engine, &id, &path, &bytes, mode).await,
+    } else {
+        upload(&engine, &target.id, &path, &bytes, mode).await
     };
     written.map_err(|message| Error::Engine {
         status: 500,
@@ -227,12 +247,16 @@ pub async fn read_file(input: ReadFileInput) -> Result<ReadFileOutput> {
         return Err(Error::invalid("max_bytes", "max_bytes must be above 0"));
     }
     let engine = Engine::connect()?;
-    let (id, _) = managed(&engine, &input.container_id).await?;
-    let stream = engine
-        .download(&id, &path)
-        .await?
-        .ok_or_else(|| Error::FileNotFound(path.clone()))?;
-    let (size, bytes) = read_first_entry(stream, &path, cap).await?;
+    let target = Target::find(&engine, &input.container_id).await?;
+    let (size, bytes) = if target.on_tmpfs(&path) {
+        read_through_helper(&engine, &target.id, &path, cap).await?
+    } else {
+        let stream = engine
+            .download(&target.id, &path)
+            .await?
+            .ok_or_else(|| Error::FileNotFound(path.clone()))?;
+        read_first_entry(stream, &path, cap).await?
+    };
     let cut = (bytes.len() as u64) < size;
     match input.encoding {
         Encoding::Base64 => Ok(ReadFileOutput {
@@ -264,6 +288,43 @@ pub async fn read_file(input: ReadFileInput) -> Result<ReadFileOutput> {
             })
         }
     }
+}
+
+/// A file's size and first `cap` bytes, read by the helper inside the container.
+async fn read_through_helper(
+    engine: &Engine,
+    id: &str,
+    path: &str,
+    cap: u64,
+) -> Result<(u64, Vec<u8>)> {
+    let argv = helper_argv("read", &[path, &cap.to_string()]);
+    let (stdout, stderr) = engine.exec_collect(id, argv, &[]).await?;
+    let newline = stdout
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(stdout.len());
+    let head: crate::protocol::FileHead =
+        serde_json::from_slice(&stdout[..newline]).map_err(|_| {
+            Error::Helper(format!(
+                "cannot read {path}: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            ))
+        })?;
+    match head {
+        crate::protocol::FileHead::Missing => Err(Error::FileNotFound(path.to_string())),
+        crate::protocol::FileHead::Dir => Err(Error::IsADirectory(path.to_string())),
+        crate::protocol::FileHead::File { size } => {
+            Ok((size, stdout.get(newline + 1..).unwrap_or_default().to_vec()))
+        }
+    }
+}
+
+fn helper_argv(role: &str, args: &[&str]) -> Vec<String> {
+    [HELPER_PATH, HELPER_FLAG, role]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// The first entry of a tar stream: its size and up to `cap` bytes. A folder is an error.
@@ -311,17 +372,10 @@ pub struct ListFilesOutput {
 pub async fn list_files(input: ListFilesInput) -> Result<ListFilesOutput> {
     let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
     let engine = Engine::connect()?;
-    let (id, _) = managed(&engine, &input.container_id).await?;
-    let mut argv = vec![
-        HELPER_PATH.into(),
-        HELPER_FLAG.into(),
-        "list".into(),
-        path.clone(),
-    ];
-    if input.recursive {
-        argv.push("recursive".into());
-    }
-    let (out, _) = engine.exec_collect(&id, argv, &[]).await?;
+    let target = Target::find(&engine, &input.container_id).await?;
+    let recursive = if input.recursive { "recursive" } else { "" };
+    let argv = helper_argv("list", &[&path, recursive]);
+    let (out, _) = engine.exec_collect(&target.id, argv, &[]).await?;
     let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
         Error::Helper(format!(
             "unreadable listing ({e}): {}",
@@ -369,7 +423,7 @@ pub async fn export_files(input: ExportInput) -> Result<ExportOutput> {
     std::fs::create_dir_all(&dest).map_err(|e| Error::state(&dest, e))?;
     let dest = dest.canonicalize().map_err(|e| Error::state(&dest, e))?;
     let engine = Engine::connect()?;
-    let (id, _) = managed(&engine, &input.container_id).await?;
+    let id = Target::find(&engine, &input.container_id).await?.id;
     let mut out = ExportOutput {
         ok: true,
         dest: dest.display().to_string(),

@@ -498,3 +498,33 @@ fn ping_reports_the_engine() {
     assert_error(&parse_output(output), "docker_unavailable");
     std::thread::sleep(Duration::from_millis(1));
 }
+
+#[test]
+fn files_on_a_tmpfs_are_written_and_read_through_the_helper() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.env(json!({"image": BUSYBOX, "read_only_rootfs": true}));
+    adde.ok(
+        "write_file",
+        json!({"container_id": env.id, "path": "/tmp/scratch/notes.txt", "content": "a\nb\n"}),
+    );
+    assert_eq!(
+        command(&adde, &env.id, json!(["cat", "/tmp/scratch/notes.txt"]))["stdout"],
+        "a\nb\n"
+    );
+    let page = adde.ok(
+        "read_file",
+        json!({"container_id": env.id, "path": "/tmp/scratch/notes.txt", "offset": 1}),
+    );
+    assert_eq!(page["content"], "b\n");
+    assert_eq!(page["size"], 4);
+    adde.err(
+        "read_file",
+        json!({"container_id": env.id, "path": "/tmp/scratch"}),
+        "is_a_directory",
+    );
+    adde.err(
+        "read_file",
+        json!({"container_id": env.id, "path": "/tmp/none"}),
+        "file_not_found",
+    );
+}
