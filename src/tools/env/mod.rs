@@ -1,0 +1,478 @@
+//! create_runtime_env: hardened, long-lived environments, created or (for sessions) found.
+//!
+//! `plan` validates the input before the engine is contacted, `setup` runs the short-lived
+//! containers some environments need first (dependency installs, giving the workspace to a
+//! user), and `describe` reads back what the engine applied.
+
+mod describe;
+mod plan;
+mod setup;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::models::{MountVolumeOptions, PortBinding};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::engine::{self, Engine, LABEL_EXPIRES_AT, LABEL_USE_IMAGE_CMD, LABEL_VOLUMES};
+use crate::error::{Error, Result};
+use crate::ids::random_hex;
+use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
+
+use super::helper_volume::HelperVolume;
+
+pub use describe::{describe, CreateEnvOutput, EnvDescription};
+use plan::{plan, EnvPlan};
+use setup::{give_workspace_to, hardened_body, install_dependencies, mounts};
+
+const DEFAULT_MEMORY: &str = "512m";
+const DEFAULT_CPUS: f64 = 0.5;
+const DEFAULT_PIDS: i64 = 256;
+const DEFAULT_NOFILE: i64 = 1024;
+
+#[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull only when the image is not present (the default).
+    #[default]
+    Missing,
+    /// Never pull: a missing image is an error.
+    Never,
+    /// Pull even when the image is present.
+    Always,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManager {
+    Pip,
+    Npm,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallNetwork {
+    Bridge,
+    Host,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnvInput {
+    /// Image to run, e.g. "python:3.12-slim". Pulled when missing (see `pull`).
+    pub image: String,
+    /// Packages to install before the environment starts: pip for images with Python, npm
+    /// for images with Node (detected from the image). Installed with network access even
+    /// when `network` is false; the code you run never gets one unless `network` is true.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// Environment variables for everything run in the environment.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Give the environment a network (Docker's bridge). Off by default.
+    #[serde(default)]
+    pub network: bool,
+    /// Container port to host port, e.g. {"3000": "8080"} or {"53/udp": "5353"}. Published
+    /// on 127.0.0.1 only; needs `network: true`.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, String>,
+    /// Run the image's own command (a server, say) instead of idling.
+    #[serde(default)]
+    pub use_image_cmd: bool,
+    /// Memory limit, e.g. "512m", "2g"; swap is disabled (memory+swap = memory).
+    #[serde(default = "default_memory")]
+    pub memory: String,
+    /// CPU limit in cores, e.g. 0.5.
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    /// Most processes (and threads) the environment may have at once.
+    #[serde(default = "default_pids")]
+    pub pids_limit: i64,
+    /// Most open files per process.
+    #[serde(default = "default_nofile")]
+    pub nofile: i64,
+    /// When to pull the image: "missing" (default), "never", "always".
+    #[serde(default)]
+    pub pull: PullPolicy,
+    /// Force the installer ("pip" or "npm") instead of detecting it.
+    #[serde(default)]
+    pub package_manager: Option<PackageManager>,
+    /// Package index for pip (else PIP_INDEX_URL from adde's environment, else pip's default).
+    #[serde(default)]
+    pub pip_index_url: Option<String>,
+    /// Registry for npm (else NPM_CONFIG_REGISTRY from adde's environment, else npm's default).
+    #[serde(default)]
+    pub npm_registry: Option<String>,
+    /// Network of the install step: "bridge", or "host" to reach an index on the host's
+    /// loopback. Default: "host" when the index is on 127.0.0.1/localhost, else "bridge".
+    #[serde(default)]
+    pub install_network: Option<InstallNetwork>,
+    /// Time limit of the install step in seconds.
+    #[serde(default = "default_install_timeout")]
+    pub install_timeout_sec: u64,
+    /// Get-or-create by name: the same session returns the same environment while it lives,
+    /// restarts it when stopped, and creates it when gone.
+    #[serde(default, alias = "name")]
+    pub session: Option<String>,
+    /// Host folders to mount, e.g. tools/ or skills/ an agent imports; read-only by default.
+    /// The Docker socket can never be mounted.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// User to run as ("1000", "1000:1000" or a name from the image); the workspace is made
+    /// writable for it.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Make the root filesystem read-only; /workspace and /tmp stay writable.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// Working directory of commands (default /workspace; code blocks always go to /workspace).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Labels for the container (adde's own `io.adde.*` labels are reserved).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// OCI runtime, e.g. "runsc"; checked against the engine's runtimes before anything is made.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Seconds after which `reap` removes the environment.
+    #[serde(default)]
+    pub ttl_sec: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// Absolute host path.
+    pub source: String,
+    /// Absolute path in the environment.
+    pub target: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_memory() -> String {
+    DEFAULT_MEMORY.into()
+}
+fn default_cpus() -> f64 {
+    DEFAULT_CPUS
+}
+fn default_pids() -> i64 {
+    DEFAULT_PIDS
+}
+fn default_nofile() -> i64 {
+    DEFAULT_NOFILE
+}
+fn default_install_timeout() -> u64 {
+    600
+}
+
+pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput> {
+    let plan = plan(&input)?;
+    let engine = Engine::connect()?;
+    if let Some(runtime) = &plan.runtime {
+        let available = engine.runtimes().await?;
+        if !available.contains(runtime) {
+            return Err(Error::RuntimeNotAvailable {
+                runtime: runtime.clone(),
+                available: available.join(", "),
+            });
+        }
+    }
+    match plan.session.clone() {
+        None => create_new(&engine, &plan, &input, format!("adde-{}", random_hex(6))).await,
+        Some(session) => get_or_create(&engine, &plan, &input, &session).await,
+    }
+}
+
+/// The container name of a session: readable, and unique per session name.
+fn session_container(session: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let readable: String = session
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let mut hasher = std::hash::DefaultHasher::new();
+    session.hash(&mut hasher);
+    format!(
+        "adde-s-{}-{:08x}",
+        readable.trim_matches('-'),
+        hasher.finish() & 0xffff_ffff
+    )
+}
+
+/// Returns the session's environment, starting or creating it as needed. The container name
+/// is the lock: when two calls race, one creation fails with a name conflict, and that call
+/// removes what it made and returns the winner's environment.
+async fn get_or_create(
+    engine: &Engine,
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    session: &str,
+) -> Result<CreateEnvOutput> {
+    let name = session_container(session);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Helper(format!(
+                "session {session}'s environment did not come up in time"
+            )));
+        }
+        let Some(existing) = engine.inspect_optional(&name).await? else {
+            match create_new(engine, plan, input, name.clone()).await {
+                Ok(mut out) => {
+                    out.session_action = Some("created");
+                    return Ok(out);
+                }
+                Err(Error::Engine { status: 409, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let labels = existing
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if !engine::is_managed(Some(&labels)) {
+            return Err(Error::NotManaged(name));
+        }
+        let image = labels.get("io.adde.image").cloned().unwrap_or_default();
+        if image != plan.image {
+            return Err(Error::SessionConflict {
+                session: session.to_string(),
+                image,
+            });
+        }
+        let id = existing.id.clone().unwrap_or_else(|| name.clone());
+        let state = existing
+            .state
+            .as_ref()
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let age = existing
+            .created
+            .map(|t| chrono::Utc::now().signed_duration_since(t).num_seconds())
+            .unwrap_or(i64::MAX);
+        let action = match state.as_str() {
+            "running" => "reused",
+            // Another call is still setting it up.
+            "created" if age < 120 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            _ => {
+                HelperVolume::for_this_binary()?
+                    .ensure(engine, &id, &plan.image)
+                    .await?;
+                engine.start(&id).await?;
+                "restarted"
+            }
+        };
+        return Ok(CreateEnvOutput {
+            env: describe(engine.inspect(&id).await?),
+            image_pulled: false,
+            session_action: Some(action),
+            warnings: Vec::new(),
+        });
+    }
+}
+
+async fn create_new(
+    engine: &Engine,
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    name: String,
+) -> Result<CreateEnvOutput> {
+    let present = engine.inspect_image(&plan.image).await?;
+    let image_pulled = match (present.is_some(), input.pull) {
+        (true, PullPolicy::Missing | PullPolicy::Never) => false,
+        (false, PullPolicy::Never) => {
+            return Err(Error::ImageNotPresent {
+                image: plan.image.clone(),
+            })
+        }
+        _ => {
+            engine.pull(&plan.image, None).await?;
+            true
+        }
+    };
+    let image = match present.filter(|_| !image_pulled) {
+        Some(image) => image,
+        None => engine
+            .inspect_image(&plan.image)
+            .await?
+            .ok_or_else(|| Error::ImageNotFound {
+                image: plan.image.clone(),
+                detail: "not present after pulling".into(),
+            })?,
+    };
+    let image_config = image.config.unwrap_or_default();
+    if input.use_image_cmd && image_config.cmd.is_none() && image_config.entrypoint.is_none() {
+        return Err(Error::invalid(
+            "use_image_cmd",
+            format!(
+                "image {} has no command (no CMD or ENTRYPOINT) to run",
+                plan.image
+            ),
+        ));
+    }
+    let image_path = image_config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
+
+    let suffix = random_hex(6);
+    let mut resources = Resources {
+        name,
+        workspace: format!("adde-ws-{suffix}"),
+        deps: (!plan.packages.is_empty()).then(|| format!("adde-deps-{suffix}")),
+        container: None,
+    };
+    let helper = HelperVolume::for_this_binary()?;
+    match build_env(engine, plan, input, &mut resources, &helper, image_path).await {
+        Ok((id, warnings)) => Ok(CreateEnvOutput {
+            env: describe(engine.inspect(&id).await?),
+            image_pulled,
+            session_action: None,
+            warnings,
+        }),
+        Err(err) => {
+            // Leave nothing behind: what this call made, and nothing of anyone else's.
+            if let Some(id) = &resources.container {
+                let _ = engine.remove_container(id).await;
+            }
+            for volume in resources.volumes() {
+                let _ = engine.remove_volume(&volume).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The names of what one environment is made of, and its container once it exists.
+struct Resources {
+    name: String,
+    workspace: String,
+    deps: Option<String>,
+    container: Option<String>,
+}
+
+impl Resources {
+    fn volumes(&self) -> Vec<String> {
+        std::iter::once(self.workspace.clone())
+            .chain(self.deps.clone())
+            .collect()
+    }
+}
+
+async fn build_env(
+    engine: &Engine,
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    res: &mut Resources,
+    helper: &HelperVolume,
+    image_path: Option<String>,
+) -> Result<(String, Vec<String>)> {
+    let volume_labels = engine::labels("volume", &[("io.adde.env", res.name.clone())]);
+    for volume in res.volumes() {
+        engine.create_volume(&volume, volume_labels.clone()).await?;
+    }
+    engine
+        .create_volume(&helper.name, engine::labels("helper", &[]))
+        .await?;
+    let mut env = plan.env.clone();
+    let mut labels = vec![
+        (LABEL_VOLUMES, res.volumes().join(",")),
+        (LABEL_USE_IMAGE_CMD, input.use_image_cmd.to_string()),
+        ("io.adde.image", plan.image.clone()),
+    ];
+    if let Some(session) = &plan.session {
+        labels.push(("io.adde.session", session.clone()));
+    }
+    if let Some(expires_at) = plan.expires_at {
+        labels.push((LABEL_EXPIRES_AT, expires_at.to_string()));
+    }
+    if res.deps.is_some() {
+        let manager = install_dependencies(engine, plan, input, res, helper).await?;
+        let path = image_path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        // Ahead of the user's own variables, which may still override them.
+        env.splice(
+            0..0,
+            [
+                format!("PYTHONPATH={DEPS_DIR}/python"),
+                format!("NODE_PATH={DEPS_DIR}/node/node_modules"),
+                format!("PATH={DEPS_DIR}/python/bin:{DEPS_DIR}/node/node_modules/.bin:{path}"),
+            ],
+        );
+        labels.push(("io.adde.package_manager", manager));
+        labels.push(("io.adde.dependencies", plan.packages.join(" ")));
+    }
+    let mut labels = engine::labels("env", &labels);
+    labels.extend(plan.labels.iter().cloned());
+
+    let command = (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
+    let mut mounts = mounts(res, helper, true);
+    if plan.user.is_some() {
+        // The prep container already copied the image's /workspace into the volume and gave
+        // it to the user; a second copy-up on an empty volume would give it back to root.
+        if let Some(workspace) = mounts
+            .iter_mut()
+            .find(|m| m.target.as_deref() == Some(WORKSPACE))
+        {
+            workspace.volume_options = Some(MountVolumeOptions {
+                no_copy: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    mounts.extend(plan.binds.iter().cloned());
+    let mut body = hardened_body(plan, command, env, labels, mounts);
+    body.user = plan.user.clone();
+    body.working_dir = Some(plan.workdir.clone());
+    let mut host = body.host_config.take().unwrap_or_default();
+    if plan.read_only_rootfs {
+        host.readonly_rootfs = Some(true);
+        host.tmpfs = Some(HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=64m,mode=1777".to_string(),
+        )]));
+    }
+    if input.network {
+        host.network_mode = Some("bridge".into());
+        host.port_bindings = Some(
+            plan.ports
+                .iter()
+                .map(|(container, host_port)| {
+                    let binding = PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(host_port.clone()),
+                    };
+                    (container.clone(), Some(vec![binding]))
+                })
+                .collect(),
+        );
+        body.exposed_ports = Some(plan.ports.keys().cloned().collect());
+    }
+    body.host_config = Some(host);
+    if let Some(user) = &plan.user {
+        give_workspace_to(engine, plan, res, helper, user).await?;
+    }
+    let (id, warnings) = engine.create_container(&res.name, body).await?;
+    res.container = Some(id.clone());
+    helper.ensure(engine, &id, &plan.image).await?;
+    engine.start(&id).await?;
+    Ok((id, warnings))
+}
