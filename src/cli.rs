@@ -55,19 +55,7 @@ fn describe_fields(schema: &Value) -> String {
     properties
         .iter()
         .map(|(name, field)| {
-            let kind = field["type"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| {
-                    field["type"].as_array().map(|t| {
-                        t.iter()
-                            .filter_map(Value::as_str)
-                            .filter(|t| *t != "null")
-                            .collect::<Vec<_>>()
-                            .join("|")
-                    })
-                })
-                .unwrap_or_else(|| "value".into());
+            let kind = type_name(field, schema);
             let need = if required.contains(&name.as_str()) {
                 ", required"
             } else {
@@ -81,6 +69,39 @@ fn describe_fields(schema: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A field's type in words: "string", "number", "string|array", or an enum's values.
+fn type_name(field: &Value, schema: &Value) -> String {
+    if let Some(reference) = field["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or("");
+        return type_name(&schema["$defs"][name], schema);
+    }
+    if let Some(values) = field["enum"].as_array() {
+        let names: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        return names.join("|");
+    }
+    if let Some(alternatives) = field["anyOf"].as_array().or(field["oneOf"].as_array()) {
+        let names: Vec<String> = alternatives
+            .iter()
+            .map(|a| type_name(a, schema))
+            .filter(|t| t != "null")
+            .collect();
+        return names.join("|");
+    }
+    if field["const"].is_string() {
+        return field["const"].to_string();
+    }
+    match &field["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(types) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join("|"),
+        _ => "value".into(),
+    }
 }
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
