@@ -11,6 +11,15 @@ cd "$(dirname "$0")/.."
 
 bash tests/images/build.sh >/dev/null
 
+# What adde resources exist before the tests (a developer's own environments, say): the leak
+# check at the end looks only at what appeared during the run, and touches nothing else.
+managed_now() {
+  docker ps -aq --no-trunc --filter label=io.adde.managed=true
+  docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-' || true
+  docker images -q --no-trunc --filter label=io.adde.managed=true
+}
+before="$(managed_now | sort)"
+
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast
@@ -23,17 +32,14 @@ venv=target/python-venv
 "$venv/bin/python" -m pip install -q "./python[langchain,test]"
 (cd python && env -u ADDE_BIN "../$venv/bin/python" -m pytest -p no:cacheprovider)
 
-# Everything adde creates carries io.adde.managed; the tests must have removed all of it but
-# the helper's volume, a cache that environments share.
-leaked="$(docker ps -aq --filter label=io.adde.managed=true
-  docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-' || true
-  docker images -q --filter label=io.adde.managed=true)"
+# Everything adde creates carries io.adde.managed; the tests must have removed all they made.
+leaked="$(comm -13 <(echo "$before") <(managed_now | sort) | grep . || true)"
 if [ -n "$leaked" ]; then
   echo "tests left adde resources behind:" >&2
   echo "$leaked" >&2
-  docker rm -f -v $(docker ps -aq --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
-  docker volume rm -f $(docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-') >/dev/null 2>&1 || true
-  docker rmi -f $(docker images -q --filter label=io.adde.managed=true) >/dev/null 2>&1 || true
+  for item in $leaked; do
+    docker rm -f -v "$item" >/dev/null 2>&1 || docker volume rm -f "$item" >/dev/null 2>&1 || docker rmi -f "$item" >/dev/null 2>&1 || true
+  done
   exit 1
 fi
 echo "no adde containers, volumes or images left behind"

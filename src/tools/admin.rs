@@ -45,6 +45,9 @@ pub struct CleanupInput {
     /// Remove every environment adde created, and adde's volumes no container uses.
     #[serde(default)]
     pub all: bool,
+    /// With `all`: only the environments that carry all these labels (and no volume sweep).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -67,6 +70,12 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
             "give either container_id or all: true",
         ));
     }
+    if !input.labels.is_empty() && !input.all {
+        return Err(Error::invalid(
+            "labels",
+            "labels filter `all: true`; give them together",
+        ));
+    }
     let engine = Engine::connect()?;
     let mut out = CleanupOutput {
         ok: true,
@@ -86,6 +95,13 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
             .list_managed(None)
             .await?
             .into_iter()
+            .filter(|c| {
+                let have = c.labels.as_ref();
+                input
+                    .labels
+                    .iter()
+                    .all(|(k, v)| have.and_then(|l| l.get(k)) == Some(v))
+            })
             .filter_map(|c| Some((c.id?, c.labels)))
             .collect(),
     };
@@ -94,7 +110,7 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
             .extend(remove_env(&engine, &id, labels.as_ref()).await?);
         out.removed.push(id);
     }
-    if input.all {
+    if input.all && input.labels.is_empty() {
         for volume in engine.unused_managed_volumes().await? {
             engine.remove_volume(&volume).await?;
             out.volumes_removed.push(volume);

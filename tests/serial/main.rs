@@ -64,7 +64,45 @@ fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
         "a failed create left something behind"
     );
 
-    // cleanup_env all: removes every environment and adde's unused volumes, and nothing else.
+    // cleanup_env all, filtered by label: removes exactly those environments.
+    let label = format!("adde-test-run-{}", std::process::id());
+    let tagged = json!({"image": BUSYBOX, "labels": {"adde-test": label}});
+    let a = adde.ok("create_runtime_env", tagged.clone());
+    let b = adde.ok("create_runtime_env", tagged);
+    let other = adde.ok("create_runtime_env", json!({"image": BUSYBOX}));
+    let out = adde.ok(
+        "cleanup_env",
+        json!({"all": true, "labels": {"adde-test": label}}),
+    );
+    let mut removed: Vec<&str> = out["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    removed.sort();
+    let mut expected = vec![
+        a["container_id"].as_str().unwrap(),
+        b["container_id"].as_str().unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(removed, expected);
+    let other_id = other["container_id"].as_str().unwrap();
+    assert!(
+        common::docker_ok(&["inspect", other_id]),
+        "an environment without the label was removed"
+    );
+    adde.ok("cleanup_env", json!({"container_id": other_id}));
+
+    // Unfiltered, it removes every environment and adde's unused volumes, and nothing that
+    // adde did not make. Only where the engine holds no other adde environments: the tests
+    // never touch a developer's own.
+    if !before.0.is_empty() {
+        eprintln!(
+            "note: adde environments exist on this engine; the unfiltered cleanup is not exercised"
+        );
+        return;
+    }
     let foreign = docker_lines(&[
         "run",
         "-d",
