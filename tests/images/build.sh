@@ -25,6 +25,8 @@ need_packages() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'static' || missing+=(busybox-static)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
+  [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+  command -v curl >/dev/null || missing+=(curl)
   command -v file >/dev/null || missing=(file "${missing[@]}")
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -105,8 +107,12 @@ build_python() {
   if [ ! -s "$tarball" ]; then
     log "debootstrap of a Python root filesystem (about a minute, once)"
     local mirror root
-    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
-    [ -n "$mirror" ] || mirror="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+    # The host's own Debian mirror when the host is Debian; Debian's otherwise.
+    mirror=""
+    if grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
+      mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
+      [ -n "$mirror" ] || mirror="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+    fi
     [ -n "$mirror" ] || mirror="http://deb.debian.org/debian"
     root="$(mktemp -d)"
     debootstrap --variant=minbase --include=python3-minimal,python3-pip bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
