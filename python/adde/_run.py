@@ -8,14 +8,8 @@ import asyncio
 import functools
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
-
-if sys.version_info >= (3, 10):
-    from typing import ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import ParamSpec
+from typing import Any, Awaitable, Callable, Dict, Optional, ParamSpec, TypeVar
 
 from ._errors import AddeError, AddeTimeout, error_from_result
 from ._find import find_adde_bin
