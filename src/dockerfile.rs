@@ -607,7 +607,7 @@ mod tests {
     fn comments_and_innocent_mentions_are_not_findings() {
         let text = "# never mount /var/run/docker.sock here\nFROM a:1\n# RUN --mount=type=bind,source=/var/run/docker.sock\nRUN echo docker.sock is a file name && curl -o f https://x\nLABEL note=\"--network=host\"\nUSER 1\n";
         assert_eq!(rules(text), Vec::<&str>::new());
-        let pinned = "FROM a@sha256:0123\nFROM $BASE\nFROM 127.0.0.1:5000/img:2\nUSER 1";
+        let pinned = "FROM a@sha256:0123\nFROM $BASE\nFROM 127.0.0.1:5000/img:2\nADD --checksum=sha256:00ff https://x/y.tgz /y\nUSER 1";
         assert_eq!(rules(pinned), Vec::<&str>::new());
     }
 

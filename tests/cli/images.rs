@@ -92,3 +92,18 @@ fn create_pulls_a_missing_image_unless_told_not_to() {
     drop(env);
     docker(&["rmi", &image]);
 }
+
+#[test]
+fn an_error_inside_the_pull_stream_is_an_error() {
+    let Some(adde) = Adde::docker() else { return };
+    require_registry();
+    // The manifest resolves, the layer blob is gone: the engine fails mid-stream.
+    let image = format!("{REGISTRY}/adde-test/broken:1");
+    let json = adde.err("pull_image", json!({"image": image}), "pull_failed");
+    assert_eq!(json["ok"], false);
+    assert!(
+        json["error"].as_str().unwrap().contains("unknown blob"),
+        "{json}"
+    );
+    assert!(!docker_ok(&["image", "inspect", &image]));
+}

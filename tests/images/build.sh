@@ -6,6 +6,7 @@
 #   adde-test/python:3     Debian bookworm minbase + python3 + pip, via debootstrap (about 40 s once)
 #   adde-test/fake-node:1  busybox with a stand-in npm, for the npm install path
 #   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other,autopull}
+#   and adde-test/broken:1, whose layer blob is deleted (a pull that fails mid-stream)
 #   a wheel of a tiny package (adde-demo) in a PEP 503 index at $CACHE/index, for dependency tests
 #
 # Everything is cached: images already in the engine are kept, the Python root filesystem is
@@ -126,6 +127,24 @@ build_python() {
     "$tarball" adde-test/python:3 >/dev/null
 }
 
+push_broken() {
+  # An image whose manifest resolves but whose own layer is gone from the registry's storage:
+  # pulling it fails inside the progress stream, after the pull has begun.
+  local ref="$REGISTRY_ADDR/adde-test/broken:1" dir digest
+  curl -fsS -o /dev/null "http://$REGISTRY_ADDR/v2/adde-test/broken/manifests/1" 2>/dev/null && return
+  dir="$(mktemp -d)"
+  head -c 65536 /dev/urandom >"$dir/noise"
+  printf 'FROM adde-test/busybox:1\nCOPY noise /noise\n' >"$dir/Dockerfile"
+  docker build -q -t "$ref" "$dir" >/dev/null
+  docker push -q "$ref" >/dev/null
+  docker rmi "$ref" >/dev/null
+  rm -rf "$dir"
+  digest="$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY_ADDR/v2/adde-test/broken/manifests/1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][-1]["digest"])')"
+  digest="${digest#sha256:}"
+  rm -f "$CACHE/registry/docker/registry/v2/blobs/sha256/${digest:0:2}/$digest/data"
+}
+
 start_registry() {
   if ! curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
     log "starting a registry on $REGISTRY_ADDR"
@@ -141,6 +160,7 @@ YAML
     nohup docker-registry serve "$CACHE/registry.yml" >"$CACHE/registry.log" 2>&1 &
     for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   fi
+  push_broken
   local ref
   for tag in latest other autopull; do
     ref="$REGISTRY_ADDR/adde-test/busybox:$tag"
