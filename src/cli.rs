@@ -105,6 +105,11 @@ fn type_name(field: &Value, schema: &Value) -> String {
 }
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    // Even a bug keeps the contract: one JSON object on stdout, exit 1.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = fail(None, Error::Internal(info.to_string()));
+        std::process::exit(1);
+    }));
     let matches = match command().try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
