@@ -77,8 +77,14 @@ async def run_async(call: Call) -> Result:
         await proc.wait()
         raise _timed_out(call) from None
     except asyncio.CancelledError:
-        # adde handles SIGINT by stopping the run in the container before it exits.
+        # adde handles SIGINT by stopping the run in the container before it exits; the
+        # cancellation completes once it has.
         proc.send_signal(2)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
         raise
     return _parse(call, proc.returncode or 0, stdout)
 

@@ -99,3 +99,21 @@ def test_session_tools(engine, tmp_path):
     log = adde.run_container(BUSYBOX, command="echo once")["log"]
     assert log["stdout"] == "once\n"
     assert adde.ping()["ok"] is True
+
+
+def test_cancelling_an_async_run_stops_it_in_the_container(env):
+    async def main():
+        task = asyncio.ensure_future(adde.aio.execute_code_block(env, "long.py", "import time\ntime.sleep(300)\n", timeout_sec=600))
+        for _ in range(100):
+            top = subprocess.run(["docker", "top", env, "-eo", "args"], capture_output=True, text=True).stdout
+            if "long.py" in top:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # The cancellation completed after adde had killed the run.
+    top = subprocess.run(["docker", "top", env, "-eo", "args"], capture_output=True, text=True).stdout
+    assert "long.py" not in top, top
