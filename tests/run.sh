@@ -15,7 +15,7 @@ bash tests/images/build.sh >/dev/null
 # check at the end looks only at what appeared during the run, and touches nothing else.
 managed_now() {
   docker ps -aq --no-trunc --filter label=io.adde.managed=true
-  docker volume ls -q --filter label=io.adde.managed=true | grep -v '^adde-helper-' || true
+  docker volume ls -q --filter label=io.adde.managed=true
   docker images -q --no-trunc --filter label=io.adde.managed=true
 }
 before="$(managed_now | sort)"
@@ -31,6 +31,12 @@ venv=target/python-venv
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q "./python[langchain,test]"
 (cd python && env -u ADDE_BIN "../$venv/bin/python" -m pytest -p no:cacheprovider)
+
+# The binaries under test filled helper volumes (a cache environments share); the run made
+# them, so the run removes them. One still in use would mean a leaked environment.
+for volume in $(comm -13 <(echo "$before") <(managed_now | sort) | grep '^adde-helper-' || true); do
+  docker volume rm "$volume" >/dev/null 2>&1 || true
+done
 
 # Everything adde creates carries io.adde.managed; the tests must have removed all they made.
 leaked="$(comm -13 <(echo "$before") <(managed_now | sort) | grep . || true)"
