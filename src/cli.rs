@@ -13,15 +13,19 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::tools::{self, TOOLS};
 
-fn command() -> Command {
-    let tools = TOOLS.iter().map(|tool| {
+/// The command line. `with_fields` adds each tool's input fields to its long help; that
+/// means generating every tool's schema, so it is done only when help was asked for.
+fn command(with_fields: bool) -> Command {
+    let tools = TOOLS.iter().map(move |tool| {
+        let long_about = if with_fields {
+            let fields = describe_fields(&(tool.schema)());
+            format!("{}\n\nInput fields:\n{fields}", tool.summary)
+        } else {
+            tool.summary.to_string()
+        };
         Command::new(tool.name)
             .about(tool.summary)
-            .long_about(format!(
-                "{}\n\nInput fields:\n{}",
-                tool.summary,
-                describe_fields(&(tool.schema)())
-            ))
+            .long_about(long_about)
             .arg(
                 Arg::new("payload")
                     .value_name("JSON")
@@ -110,7 +114,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         let _ = fail(None, Error::Internal(info.to_string()));
         std::process::exit(1);
     }));
-    let matches = match command().try_get_matches_from(&args) {
+    let wants_help = args.iter().skip(1).any(|a| a == "--help" || a == "-h");
+    let matches = match command(wants_help).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
             return match err.kind() {

@@ -28,7 +28,10 @@ impl Ignore {
                     Some(p) => (true, p.trim()),
                     None => (false, line),
                 };
-                let parts = clean(pattern);
+                let parts: Vec<String> = crate::paths::lexical_parts(pattern)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
                 (!parts.is_empty()).then_some((exception, parts))
             })
             .collect();
@@ -52,21 +55,6 @@ impl Ignore {
     fn has_exceptions(&self) -> bool {
         self.rules.iter().any(|(exception, _)| *exception)
     }
-}
-
-/// Pattern components after Go's filepath.Clean: no empty parts, no ".", ".." resolved.
-fn clean(pattern: &str) -> Vec<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for part in pattern.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p.to_string()),
-        }
-    }
-    parts
 }
 
 fn match_parts(pattern: &[String], path: &[&str]) -> bool {

@@ -313,20 +313,7 @@ fn finding(rule: &'static str, ins: &Instruction, message: String) -> Finding {
 
 /// Whether a path is the Docker socket, however it is spelled.
 fn is_docker_socket(path: &str) -> bool {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path
-        .trim()
-        .trim_matches(|c| c == '"' || c == '\'')
-        .split('/')
-    {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
+    let parts = crate::paths::lexical_parts(path.trim().trim_matches(|c| c == '"' || c == '\''));
     matches!(
         parts.as_slice(),
         ["var", "run", "docker.sock"] | ["run", "docker.sock"]

@@ -79,7 +79,14 @@ impl Engine {
     /// Connects to DOCKER_HOST (unix://, tcp://, with TLS when DOCKER_TLS_VERIFY is set),
     /// else the local socket, and negotiates the API version. An unreachable engine shows up
     /// as docker_unavailable on the first request.
+    ///
+    /// One client serves the whole process (tools that call others, like run_container,
+    /// reach the engine several times): the client is built and the version negotiated once.
     pub fn connect() -> Result<Engine> {
+        static CONNECTED: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+        if let Some(engine) = CONNECTED.get() {
+            return Ok(engine.clone());
+        }
         let addr = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|h| !h.is_empty())
@@ -95,7 +102,7 @@ impl Engine {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(CONNECT_TIMEOUT, negotiating.negotiate_version()).await;
         });
-        Ok(Engine { docker, addr })
+        Ok(CONNECTED.get_or_init(|| Engine { docker, addr }).clone())
     }
 
     fn classify(&self, err: bollard::errors::Error, subject: Subject) -> Error {
@@ -133,14 +140,24 @@ impl Engine {
         }
     }
 
-    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInspect>> {
-        match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(image)),
+    /// A call's result with "not found" (404) as `None`, other errors classified.
+    fn absent_as_none<T>(
+        &self,
+        result: std::result::Result<T, bollard::errors::Error>,
+        subject: Subject,
+    ) -> Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(e) => Err(self.classify(e, Subject::Image(reference))),
+            Err(e) => Err(self.classify(e, subject)),
         }
+    }
+
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInspect>> {
+        let result = self.docker.inspect_image(reference).await;
+        self.absent_as_none(result, Subject::Image(reference))
     }
 
     /// Pulls `reference` (which must name a tag or digest, never "all tags"). Progress goes
@@ -194,17 +211,11 @@ impl Engine {
 
     /// Removes a volume; one that is already gone is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self
+        let result = self
             .docker
             .remove_volume(name, None::<RemoveVolumeOptions>)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(self.classify(e, Subject::Other)),
-        }
+            .await;
+        self.absent_as_none(result, Subject::Other).map(drop)
     }
 
     /// Names of adde's volumes that no container uses.
@@ -289,17 +300,12 @@ impl Engine {
         let options = ContainerArchiveInfoOptionsBuilder::default()
             .path(path)
             .build();
-        match self
+        let result = self
             .docker
             .get_container_archive_info(id, Some(options))
-            .await
-        {
-            Ok(stat) => Ok(Some(stat.size.max(0) as u64)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(self.classify(e, Subject::Container(id))),
-        }
+            .await;
+        let stat = self.absent_as_none(result, Subject::Container(id))?;
+        Ok(stat.map(|stat| stat.size.max(0) as u64))
     }
 
     /// A path in a container as a tar stream (entries rooted at its base name); a missing
@@ -347,6 +353,16 @@ impl Engine {
             .inspect_container(id, None)
             .await
             .map_err(|e| self.classify(e, Subject::Container(id)))
+    }
+
+    /// A container adde made; any other is `not_managed`, and adde leaves it alone.
+    pub async fn inspect_managed(&self, id: &str) -> Result<ContainerInspectResponse> {
+        let container = self.inspect(id).await?;
+        let labels = container.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !is_managed(labels) {
+            return Err(Error::NotManaged(id.to_string()));
+        }
+        Ok(container)
     }
 
     /// A container, or `None` when there is none of that name or id.
@@ -406,13 +422,9 @@ impl Engine {
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(self.classify(e, Subject::Container(id))),
-        }
+        let result = self.docker.remove_container(id, Some(options)).await;
+        self.absent_as_none(result, Subject::Container(id))
+            .map(drop)
     }
 
     /// adde's containers (running or not), optionally of one kind.

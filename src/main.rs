@@ -9,6 +9,7 @@ mod error;
 mod helper;
 mod history;
 mod ids;
+mod paths;
 mod protocol;
 mod tools;
 

@@ -84,11 +84,8 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
     };
     let targets: Vec<(String, Option<HashMap<String, String>>)> = match target {
         Some(id) => {
-            let container = engine.inspect(&id).await?;
+            let container = engine.inspect_managed(&id).await?;
             let labels = container.config.and_then(|c| c.labels);
-            if !engine::is_managed(labels.as_ref()) {
-                return Err(Error::NotManaged(id));
-            }
             vec![(container.id.unwrap_or(id), labels)]
         }
         None => engine

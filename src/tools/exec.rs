@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::HeadTail;
-use crate::engine::{self, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
@@ -213,11 +213,7 @@ pub async fn execute(run: Run) -> Result<RunLog> {
     };
 
     let engine = Engine::connect()?;
-    let inspect = engine.inspect(&container).await?;
-    let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
-    if !engine::is_managed(labels) {
-        return Err(Error::NotManaged(container));
-    }
+    let inspect = engine.inspect_managed(&container).await?;
     let id = inspect.id.clone().unwrap_or(container);
     let state = inspect.state.as_ref();
     if !state.and_then(|s| s.running).unwrap_or(false) {

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
 
@@ -37,11 +37,8 @@ struct Target {
 impl Target {
     async fn find(engine: &Engine, container: &str) -> Result<Target> {
         let container = super::required("container_id", "container_id", container)?;
-        let inspect = engine.inspect(&container).await?;
+        let inspect = engine.inspect_managed(&container).await?;
         let config = inspect.config.unwrap_or_default();
-        if !engine::is_managed(config.labels.as_ref()) {
-            return Err(Error::NotManaged(container));
-        }
         let user = config
             .user
             .filter(|u| !u.is_empty() && !matches!(u.as_str(), "root" | "0" | "0:0"));
@@ -80,17 +77,10 @@ pub fn container_path(field: &'static str, path: &str) -> Result<String> {
     } else {
         format!("{WORKSPACE}/{path}")
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
+    Ok(format!(
+        "/{}",
+        crate::paths::lexical_parts(&joined).join("/")
+    ))
 }
 
 #[derive(Deserialize, JsonSchema)]

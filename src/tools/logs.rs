@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::tail_lines;
-use crate::engine::{self, Engine, LABEL_USE_IMAGE_CMD};
+use crate::engine::{Engine, LABEL_USE_IMAGE_CMD};
 use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
 
@@ -111,11 +111,8 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
 /// engine connection used to find out.
 async fn inspect_managed(given: &str) -> Result<(String, bool, Engine)> {
     let engine = Engine::connect()?;
-    let container = engine.inspect(given).await?;
+    let container = engine.inspect_managed(given).await?;
     let labels = container.config.and_then(|c| c.labels);
-    if !engine::is_managed(labels.as_ref()) {
-        return Err(Error::NotManaged(given.to_string()));
-    }
     let use_image_cmd = labels
         .as_ref()
         .and_then(|l| l.get(LABEL_USE_IMAGE_CMD))

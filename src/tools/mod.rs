@@ -6,7 +6,7 @@ mod admin;
 mod build;
 mod env;
 mod exec;
-pub mod files;
+mod files;
 mod helper_volume;
 mod images;
 mod logs;

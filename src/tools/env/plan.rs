@@ -223,8 +223,8 @@ fn validate_mount(spec: &MountSpec) -> Result<Mount> {
             format!("mount target {target:?} must be an absolute path"),
         ));
     }
-    let normal = |p: &str| crate::tools::files::container_path("mounts", p);
-    let target = normal(target)?;
+    let normal = |p: &str| format!("/{}", crate::paths::lexical_parts(p).join("/"));
+    let target = normal(target);
     let reserved = [WORKSPACE, DEPS_DIR, crate::protocol::HELPER_DIR];
     if target == "/"
         || reserved
@@ -237,7 +237,7 @@ fn validate_mount(spec: &MountSpec) -> Result<Mount> {
         ));
     }
     // Compare the spelled path and, when it exists here, the real one.
-    let mut sources = vec![normal(source)?];
+    let mut sources = vec![normal(source)];
     if let Ok(real) = std::fs::canonicalize(source) {
         sources.push(real.display().to_string());
     }

@@ -41,25 +41,57 @@ pub(super) async fn give_workspace_to(
     if let Some(host) = body.host_config.as_mut() {
         host.cap_add = Some(vec!["CHOWN".into()]);
     }
-    let (id, _) = engine
-        .create_container(&format!("{}-prep", res.name), body)
-        .await?;
+    let name = format!("{}-prep", res.name);
+    let done = run_to_end(
+        engine,
+        &name,
+        body,
+        helper,
+        &plan.image,
+        Duration::from_secs(60),
+    )
+    .await?;
+    match done.code {
+        Some(0) => Ok(()),
+        _ => Err(Error::invalid(
+            "user",
+            String::from_utf8_lossy(&done.stderr).trim().to_string(),
+        )),
+    }
+}
+
+/// How a short-lived container ended: its exit code (`None` past the time limit) and output.
+struct Finished {
+    code: Option<i64>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs a short-lived container of adde's to its end (or `limit`), and removes it whatever
+/// happened.
+async fn run_to_end(
+    engine: &Engine,
+    name: &str,
+    body: ContainerCreateBody,
+    helper: &HelperVolume,
+    image: &str,
+    limit: Duration,
+) -> Result<Finished> {
+    let (id, _) = engine.create_container(name, body).await?;
     let outcome = async {
-        helper.ensure(engine, &id, &plan.image).await?;
+        helper.ensure(engine, &id, image).await?;
         engine.start(&id).await?;
-        let code = engine.wait(&id, Duration::from_secs(60)).await?;
-        let (_, stderr) = engine.logs(&id, None).await?;
-        Ok::<_, Error>((code, stderr))
+        let code = engine.wait(&id, limit).await?;
+        let (stdout, stderr) = engine.logs(&id, None).await?;
+        Ok(Finished {
+            code,
+            stdout,
+            stderr,
+        })
     }
     .await;
     let _ = engine.remove_container(&id).await;
-    match outcome? {
-        (Some(0), _) => Ok(()),
-        (_, stderr) => Err(Error::invalid(
-            "user",
-            String::from_utf8_lossy(&stderr).trim().to_string(),
-        )),
-    }
+    outcome
 }
 
 /// Runs the install in a short-lived container of the same image, with a network, writing
@@ -93,18 +125,12 @@ pub(super) async fn install_dependencies(
         );
     }
     let name = format!("{}-install", res.name);
-    let (id, _) = engine.create_container(&name, body).await?;
-    let outcome = async {
-        helper.ensure(engine, &id, &plan.image).await?;
-        engine.start(&id).await?;
-        let limit = Duration::from_secs(input.install_timeout_sec);
-        let code = engine.wait(&id, limit).await?;
-        let (stdout, stderr) = engine.logs(&id, None).await?;
-        Ok::<_, Error>((code, stdout, stderr))
-    }
-    .await;
-    let _ = engine.remove_container(&id).await;
-    let (code, stdout, stderr) = outcome?;
+    let limit = Duration::from_secs(input.install_timeout_sec);
+    let Finished {
+        code,
+        stdout,
+        stderr,
+    } = run_to_end(engine, &name, body, helper, &plan.image, limit).await?;
 
     let stderr = String::from_utf8_lossy(&stderr);
     let manager = stderr
