@@ -10,6 +10,7 @@ use clap::error::ErrorKind;
 use clap::{Arg, Command};
 use serde_json::{Map, Value};
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::tools::{self, TOOLS};
 
@@ -69,7 +70,22 @@ fn describe_fields(schema: &Value) -> String {
                 .as_str()
                 .unwrap_or("")
                 .replace('\n', " ");
-            format!("  {name} ({kind}{need}): {doc}")
+            let default = match &field["default"] {
+                Value::Null => String::new(),
+                // 30.0 reads as 30: JSON does not tell the two apart.
+                Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                    format!(", default {}", n.as_f64().unwrap_or_default() as i64)
+                }
+                value => format!(", default {value}"),
+            };
+            let aliases = field["aliases"]
+                .as_array()
+                .map(|a| {
+                    let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                    format!(", also {}", names.join(", "))
+                })
+                .unwrap_or_default();
+            format!("  {name} ({kind}{need}{default}{aliases}): {doc}")
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -114,6 +130,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         let _ = fail(None, Error::Internal(info.to_string()));
         std::process::exit(1);
     }));
+    // `adde help` and `adde help TOOL` read as `adde --help` and `adde TOOL --help`.
+    let args = if args.get(1).is_some_and(|a| a == "help") {
+        let mut rewritten = vec![args[0].clone()];
+        rewritten.extend(args[2..].iter().cloned());
+        rewritten.push("--help".into());
+        rewritten
+    } else {
+        args
+    };
     let wants_help = args.iter().skip(1).any(|a| a == "--help" || a == "-h");
     let matches = match command(wants_help).try_get_matches_from(&args) {
         Ok(matches) => matches,
@@ -133,7 +158,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                         .get(1)
                         .map(|a| a.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    fail(None, Error::UnknownTool { name })
+                    fail(
+                        None,
+                        Error::UnknownTool {
+                            name,
+                            tools: tools::names(),
+                        },
+                    )
                 }
                 _ => {
                     let tool = args
@@ -179,7 +210,8 @@ fn run(tool: &str, payload: Option<String>) -> Result<Value> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(tools::dispatch(tool, payload))
+    let engine = Engine::from_env();
+    runtime.block_on(tools::dispatch(&engine, tool, payload))
 }
 
 fn read_stdin() -> Result<String> {

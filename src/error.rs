@@ -5,10 +5,131 @@ use serde_json::{Map, Value};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every error_code adde returns and what it means: the README's table and the Python
+/// package's error classes are checked against this list.
+pub const CODES: &[(&str, &str)] = &[
+    ("unknown_tool", "no such tool"),
+    ("usage", "bad command-line arguments"),
+    (
+        "invalid_json",
+        "the payload is not JSON, or not a JSON object",
+    ),
+    (
+        "invalid_payload",
+        "a field has the wrong type, is missing, or is unknown",
+    ),
+    (
+        "invalid_argument",
+        "a value is refused (blank image, escaping filename, ports without network, …)",
+    ),
+    ("docker_unavailable", "the engine cannot be reached"),
+    (
+        "image_not_found",
+        "the registry or engine has no such image",
+    ),
+    (
+        "image_not_present",
+        "the image is missing and `pull` is `\"never\"`",
+    ),
+    (
+        "pull_failed",
+        "the pull failed for another reason (registry unreachable, …)",
+    ),
+    ("container_not_found", "no such container"),
+    ("not_managed", "the container was not created by adde"),
+    ("container_not_running", "the environment is stopped"),
+    (
+        "dependency_install_failed",
+        "the installer failed or timed out",
+    ),
+    (
+        "no_package_manager",
+        "dependencies were asked for, but the image has neither pip nor npm",
+    ),
+    (
+        "interpreter_not_found",
+        "the image has no interpreter for the file's extension",
+    ),
+    (
+        "command_not_found",
+        "execute_command's program is not in the environment's PATH",
+    ),
+    (
+        "file_not_found",
+        "no such file or folder in the environment",
+    ),
+    ("is_a_directory", "read_file was given a folder"),
+    (
+        "not_text",
+        "read_file met bytes that are not UTF-8; use `\"encoding\": \"base64\"`",
+    ),
+    (
+        "runtime_not_available",
+        "the engine has no such OCI runtime",
+    ),
+    ("session_conflict", "the session exists with another image"),
+    (
+        "session_not_ready",
+        "the session's environment did not come up in time (another call may still be creating it)",
+    ),
+    ("run_not_found", "no run with that `run_id`"),
+    ("no_runs", "no execution recorded yet"),
+    (
+        "context_not_found",
+        "the context_id was not made by prepare_build_context",
+    ),
+    (
+        "context_unreadable",
+        "a file in the build context cannot be read",
+    ),
+    (
+        "context_symlink_escape",
+        "a symlink in the context points outside it",
+    ),
+    (
+        "context_too_large",
+        "the context is over `max_context_mb` after `.dockerignore`",
+    ),
+    ("dockerfile_missing", "no Dockerfile where the build looked"),
+    ("dockerfile_invalid", "the Dockerfile cannot be parsed"),
+    (
+        "dockerfile_blocked",
+        "the security gate blocked the Dockerfile",
+    ),
+    (
+        "build_failed",
+        "a build step failed (or the build timed out)",
+    ),
+    (
+        "git_failed",
+        "cloning the repository failed; git's message is included",
+    ),
+    (
+        "helper_failed",
+        "adde's in-container helper could not do its job",
+    ),
+    (
+        "engine_error",
+        "the engine refused a request; its message is included",
+    ),
+    (
+        "state_error",
+        "the state directory cannot be written or read",
+    ),
+    (
+        "interrupted",
+        "adde was interrupted (Ctrl-C); the execution was killed",
+    ),
+    ("internal_error", "a bug in adde; please report it"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unknown tool \"{name}\"; the tools are: {}", crate::tools::names().join(", "))]
-    UnknownTool { name: String },
+    #[error("unknown tool \"{name}\"; the tools are: {}", tools.join(", "))]
+    UnknownTool {
+        name: String,
+        tools: Vec<&'static str>,
+    },
 
     #[error("{0}")]
     Usage(String),
@@ -69,6 +190,9 @@ pub enum Error {
 
     #[error("session {session} already exists with image {image}; use that image, another session name, or cleanup_env it")]
     SessionConflict { session: String, image: String },
+
+    #[error("session {session}'s environment did not come up within {seconds} s: another call may still be creating it, or that call failed; call again, or cleanup_env the session and retry")]
+    SessionNotReady { session: String, seconds: u64 },
 
     #[error("no file or folder {0} in the environment")]
     FileNotFound(String),
@@ -172,6 +296,7 @@ impl Error {
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
             Error::RuntimeNotAvailable { .. } => "runtime_not_available",
             Error::SessionConflict { .. } => "session_conflict",
+            Error::SessionNotReady { .. } => "session_not_ready",
             Error::FileNotFound(_) => "file_not_found",
             Error::IsADirectory(_) => "is_a_directory",
             Error::NotText(_) => "not_text",
@@ -245,8 +370,8 @@ impl Error {
                     serde_json::to_value(warnings).unwrap_or_default(),
                 );
             }
-            Error::UnknownTool { .. } => {
-                map.insert("tools".into(), crate::tools::names().into());
+            Error::UnknownTool { tools, .. } => {
+                map.insert("tools".into(), tools.clone().into());
             }
             _ => {}
         }
@@ -275,4 +400,195 @@ fn summarize(findings: &[crate::dockerfile::Finding]) -> String {
         .map(|f| format!("{} line {}: {}", f.rule, f.line, f.message))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's error table is the published contract: the same codes, in the same
+    /// order, with the same meanings as the binary's own list.
+    #[test]
+    fn the_readme_table_lists_every_code() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("| error_code | meaning | extra fields |")
+            .nth(1)
+            .expect("the README has an error table");
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                (cells[0].trim_matches('`').to_string(), cells[1].to_string())
+            })
+            .collect();
+        let codes: Vec<(String, String)> = CODES
+            .iter()
+            .map(|(c, m)| (c.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(rows, codes);
+    }
+
+    /// Every variant's code is in the published list. The match has no wildcard, so a new
+    /// variant does not compile until it is added here (and so to the list).
+    #[test]
+    fn every_variant_has_a_published_code() {
+        let io = || std::io::Error::other("x");
+        let samples = [
+            Error::UnknownTool {
+                name: "x".into(),
+                tools: vec![],
+            },
+            Error::Usage("x".into()),
+            Error::InvalidJson("x".into()),
+            Error::InvalidPayload {
+                message: "x".into(),
+                field: None,
+            },
+            Error::invalid("x", "x"),
+            Error::DockerUnavailable {
+                addr: "x".into(),
+                reason: "x".into(),
+            },
+            Error::ImageNotFound {
+                image: "x".into(),
+                detail: "x".into(),
+            },
+            Error::ImageNotPresent { image: "x".into() },
+            Error::PullFailed {
+                image: "x".into(),
+                message: "x".into(),
+            },
+            Error::ContainerNotFound("x".into()),
+            Error::NotManaged("x".into()),
+            Error::ContainerNotRunning {
+                id: "x".into(),
+                state: "x".into(),
+            },
+            Error::DependencyInstallFailed {
+                manager: "x".into(),
+                exit_code: 1,
+                output: "x".into(),
+            },
+            Error::NoPackageManager { wanted: "x".into() },
+            Error::InterpreterNotFound {
+                filename: "x".into(),
+                tried: "x".into(),
+            },
+            Error::RuntimeNotAvailable {
+                runtime: "x".into(),
+                available: "x".into(),
+            },
+            Error::SessionConflict {
+                session: "x".into(),
+                image: "x".into(),
+            },
+            Error::SessionNotReady {
+                session: "x".into(),
+                seconds: 1,
+            },
+            Error::FileNotFound("x".into()),
+            Error::IsADirectory("x".into()),
+            Error::NotText("x".into()),
+            Error::CommandNotFound("x".into()),
+            Error::RunNotFound {
+                container: "x".into(),
+                run_id: "x".into(),
+            },
+            Error::NoRuns("x".into()),
+            Error::ContextNotFound("x".into()),
+            Error::ContextUnreadable {
+                path: "x".into(),
+                message: "x".into(),
+            },
+            Error::ContextSymlinkEscape {
+                path: "x".into(),
+                target: "x".into(),
+            },
+            Error::ContextTooLarge { limit_bytes: 1 },
+            Error::DockerfileMissing {
+                dockerfile: "x".into(),
+                dir: "x".into(),
+            },
+            Error::DockerfileInvalid {
+                dockerfile: "x".into(),
+                line: 1,
+                message: "x".into(),
+            },
+            Error::DockerfileBlocked { findings: vec![] },
+            Error::BuildFailed {
+                failed_layer: "x".into(),
+                failed_step: None,
+                error_line: "x".into(),
+                log_summary: "x".into(),
+                warnings: vec![],
+            },
+            Error::GitFailed {
+                url: "x".into(),
+                message: "x".into(),
+            },
+            Error::Helper("x".into()),
+            Error::Engine {
+                status: 500,
+                message: "x".into(),
+            },
+            Error::State {
+                path: "x".into(),
+                source: io(),
+            },
+            Error::Interrupted,
+            Error::Internal("x".into()),
+        ];
+        for error in &samples {
+            let listed = CODES.iter().any(|(code, _)| *code == error.code());
+            assert!(listed, "{} is not in CODES", error.code());
+            exhaustive(error);
+        }
+        assert_eq!(samples.len(), CODES.len(), "one sample per code");
+    }
+
+    fn exhaustive(error: &Error) {
+        match error {
+            Error::UnknownTool { .. }
+            | Error::Usage(_)
+            | Error::InvalidJson(_)
+            | Error::InvalidPayload { .. }
+            | Error::InvalidArgument { .. }
+            | Error::DockerUnavailable { .. }
+            | Error::ImageNotFound { .. }
+            | Error::ImageNotPresent { .. }
+            | Error::PullFailed { .. }
+            | Error::ContainerNotFound(_)
+            | Error::NotManaged(_)
+            | Error::ContainerNotRunning { .. }
+            | Error::DependencyInstallFailed { .. }
+            | Error::NoPackageManager { .. }
+            | Error::InterpreterNotFound { .. }
+            | Error::RuntimeNotAvailable { .. }
+            | Error::SessionConflict { .. }
+            | Error::SessionNotReady { .. }
+            | Error::FileNotFound(_)
+            | Error::IsADirectory(_)
+            | Error::NotText(_)
+            | Error::CommandNotFound(_)
+            | Error::RunNotFound { .. }
+            | Error::NoRuns(_)
+            | Error::ContextNotFound(_)
+            | Error::ContextUnreadable { .. }
+            | Error::ContextSymlinkEscape { .. }
+            | Error::ContextTooLarge { .. }
+            | Error::DockerfileMissing { .. }
+            | Error::DockerfileInvalid { .. }
+            | Error::DockerfileBlocked { .. }
+            | Error::BuildFailed { .. }
+            | Error::GitFailed { .. }
+            | Error::Helper(_)
+            | Error::Engine { .. }
+            | Error::State { .. }
+            | Error::Interrupted
+            | Error::Internal(_) => {}
+        }
+    }
 }

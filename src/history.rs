@@ -6,13 +6,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::state::private_dir;
 
 /// One execution's result: what execute_code_block returns as `log` and what is kept.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -38,47 +39,19 @@ pub struct RunLog {
     pub started_at: String,
 }
 
-/// adde's state directory: ADDE_STATE_DIR, else $XDG_STATE_HOME/adde, else
-/// ~/.local/state/adde.
-pub fn state_dir() -> PathBuf {
-    std::env::var_os("ADDE_STATE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .filter(|v| !v.is_empty())
-                .map(|d| PathBuf::from(d).join("adde"))
-        })
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-            PathBuf::from(home).join(".local/state/adde")
-        })
-}
-
-/// Creates a private (0700) folder and its parents.
-pub fn private_dir(path: &std::path::Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::state(path, e))
-}
-
 pub struct History {
     root: PathBuf,
 }
 
 impl History {
     pub fn open() -> Self {
-        History { root: state_dir() }
-    }
-
-    fn runs_dir(&self) -> PathBuf {
-        self.root.join("runs")
+        History {
+            root: crate::state::runs(),
+        }
     }
 
     pub fn record(&self, log: &RunLog) -> Result<()> {
-        let dir = self.runs_dir().join(&log.container_id);
+        let dir = self.root.clone().join(&log.container_id);
         private_dir(&dir)?;
         let tmp = dir.join(format!(".{}.tmp", log.run_id));
         let done = dir.join(format!("{}.json", log.run_id));
@@ -100,7 +73,7 @@ impl History {
 
     /// The full container id whose runs are kept, given a full id or a unique prefix.
     pub fn resolve(&self, container: &str) -> Option<String> {
-        let dir = self.runs_dir();
+        let dir = self.root.clone();
         if dir.join(container).is_dir() {
             return Some(container.to_string());
         }
@@ -115,7 +88,7 @@ impl History {
 
     /// Every run of a container, oldest first.
     pub fn runs(&self, container_id: &str) -> Result<Vec<RunLog>> {
-        let dir = self.runs_dir().join(container_id);
+        let dir = self.root.clone().join(container_id);
         let mut names: Vec<String> = match fs::read_dir(&dir) {
             Ok(entries) => entries
                 .flatten()

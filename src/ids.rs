@@ -1,16 +1,26 @@
 //! Identifiers adde makes: random names for what it creates, time-ordered ids for runs.
 
-/// `n` random bytes as hex, from the kernel's random source.
+/// `n` random bytes as hex, from the kernel's random source. getrandom only fails when
+/// interrupted or before the kernel's pool is ready; a few retries cover that, and a kernel
+/// that never gives randomness is a broken host, reported as a bug rather than a hang.
 pub fn random_hex(n: usize) -> String {
+    const ATTEMPTS: usize = 1000;
     let mut bytes = vec![0u8; n];
     let mut filled = 0;
-    while filled < n {
+    for _ in 0..ATTEMPTS {
+        if filled == n {
+            break;
+        }
         // SAFETY: getrandom writes at most the given length into the buffer.
         let got = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), n - filled, 0) };
         if got > 0 {
             filled += got as usize;
         }
     }
+    assert!(
+        filled == n,
+        "the kernel gave no randomness (getrandom kept failing)"
+    );
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

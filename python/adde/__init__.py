@@ -49,6 +49,7 @@ reap = sync_tool(_tools.reap)
 run_container = sync_tool(_tools.run_container)
 ping = sync_tool(_tools.ping)
 list_tools = sync_tool(_tools.list_tools)
+list_error_codes = sync_tool(_tools.list_error_codes)
 
 __all__ = [
     *_tools.NAMES,

@@ -239,6 +239,11 @@ def list_tools(*, bin_path: Optional[str] = None) -> Call:
     return call("list_tools", {}, bin_path)
 
 
+def list_error_codes(*, bin_path: Optional[str] = None) -> Call:
+    """Every error_code adde can return, with what it means."""
+    return call("list_error_codes", {}, bin_path)
+
+
 NAMES = [
     "pull_image",
     "create_runtime_env",
@@ -262,4 +267,5 @@ NAMES = [
     "run_container",
     "ping",
     "list_tools",
+    "list_error_codes",
 ]

@@ -26,5 +26,6 @@ reap = async_tool(_tools.reap)
 run_container = async_tool(_tools.run_container)
 ping = async_tool(_tools.ping)
 list_tools = async_tool(_tools.list_tools)
+list_error_codes = async_tool(_tools.list_error_codes)
 
 __all__ = list(_tools.NAMES)

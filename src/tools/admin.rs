@@ -1,39 +1,35 @@
 //! Housekeeping of environments: cleanup_env, list_runtime_envs, reap, and ping.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, Engine, LABEL_EXPIRES_AT, LABEL_KIND, LABEL_VOLUMES};
+use crate::engine::helper_volume::HelperVolume;
+use crate::engine::{self, Engine, Kind, Labels};
 use crate::error::{Error, Result};
-use crate::history::state_dir;
+use crate::refs;
+use crate::state;
 
 use super::env::{describe, EnvDescription};
-use super::helper_volume::HelperVolume;
+use super::input::in_range;
 
-/// Removes an environment's container and the volumes its labels name; returns the volumes.
-pub async fn remove_env(
-    engine: &Engine,
-    id: &str,
-    labels: Option<&HashMap<String, String>>,
-) -> Result<Vec<String>> {
+/// Removes an environment's container and the volumes it owns: those its labels name that
+/// are adde's and name this environment as theirs. Returns the volumes removed.
+pub async fn remove_env(engine: &Engine, id: &str, labels: &Labels) -> Result<Vec<String>> {
+    let name = engine.inspect_optional(id).await?.map(|c| c.name);
     engine.remove_container(id).await?;
-    let volumes: Vec<String> = labels
-        .and_then(|l| l.get(LABEL_VOLUMES))
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    for volume in &volumes {
-        engine.remove_volume(volume).await?;
+    let mut removed = Vec::new();
+    let Some(name) = name else {
+        return Ok(removed);
+    };
+    for volume in labels.volumes() {
+        if engine.remove_env_volume(&volume, &name).await? {
+            removed.push(volume);
+        }
     }
-    Ok(volumes)
+    Ok(removed)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -58,11 +54,11 @@ pub struct CleanupOutput {
     pub volumes_removed: Vec<String>,
 }
 
-pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
+pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<CleanupOutput> {
     let target = input
         .container_id
         .as_deref()
-        .map(|id| super::required("container_id", "container_id", id))
+        .map(|id| refs::container_id("container_id", id))
         .transpose()?;
     if target.is_some() == input.all {
         return Err(Error::invalid(
@@ -76,35 +72,27 @@ pub async fn cleanup_env(input: CleanupInput) -> Result<CleanupOutput> {
             "labels filter `all: true`; give them together",
         ));
     }
-    let engine = Engine::connect()?;
     let mut out = CleanupOutput {
         ok: true,
         removed: Vec::new(),
         volumes_removed: Vec::new(),
     };
-    let targets: Vec<(String, Option<HashMap<String, String>>)> = match target {
+    let targets: Vec<(String, Labels)> = match target {
         Some(id) => {
             let container = engine.inspect_managed(&id).await?;
-            let labels = container.config.and_then(|c| c.labels);
-            vec![(container.id.unwrap_or(id), labels)]
+            vec![(container.id, container.labels)]
         }
         None => engine
             .list_managed(None)
             .await?
             .into_iter()
-            .filter(|c| {
-                let have = c.labels.as_ref();
-                input
-                    .labels
-                    .iter()
-                    .all(|(k, v)| have.and_then(|l| l.get(k)) == Some(v))
-            })
-            .filter_map(|c| Some((c.id?, c.labels)))
+            .filter(|c| c.labels.matches(&input.labels))
+            .map(|c| (c.id, c.labels))
             .collect(),
     };
     for (id, labels) in targets {
         out.volumes_removed
-            .extend(remove_env(&engine, &id, labels.as_ref()).await?);
+            .extend(remove_env(engine, &id, &labels).await?);
         out.removed.push(id);
     }
     if input.all && input.labels.is_empty() {
@@ -132,21 +120,18 @@ pub struct ListEnvsOutput {
     pub environments: Vec<EnvDescription>,
 }
 
-pub async fn list_runtime_envs(input: ListEnvsInput) -> Result<ListEnvsOutput> {
-    let engine = Engine::connect()?;
+pub async fn list_runtime_envs(engine: &Engine, input: ListEnvsInput) -> Result<ListEnvsOutput> {
     let mut environments = Vec::new();
-    for summary in engine.list_managed(Some("env")).await? {
-        let Some(id) = summary.id else { continue };
-        let labels = summary.labels.unwrap_or_default();
+    for summary in engine.list_managed(Some(Kind::Env)).await? {
         if input
             .session
-            .as_ref()
-            .is_some_and(|s| labels.get("io.adde.session") != Some(s))
+            .as_deref()
+            .is_some_and(|s| summary.labels.get(engine::Label::Session) != Some(s))
         {
             continue;
         }
         // A container may go between the listing and the inspect.
-        let Some(container) = engine.inspect_optional(&id).await? else {
+        let Some(container) = engine.inspect_optional(&summary.id).await? else {
             continue;
         };
         let env = describe(container);
@@ -185,32 +170,29 @@ pub struct ReapOutput {
 /// Short-lived containers older than this were left by a crash.
 const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
+/// The longest age `reap` takes for build contexts: ten years.
+const MAX_CONTEXT_AGE_HRS: f64 = 10.0 * 365.0 * 24.0;
+
 /// Removes what has outlived its use, so that a caller's crash cannot leak for long.
-pub async fn reap(input: ReapInput) -> Result<ReapOutput> {
-    if !(input.context_max_age_hrs >= 0.0 && input.context_max_age_hrs.is_finite()) {
-        return Err(Error::invalid(
-            "context_max_age_hrs",
-            "context_max_age_hrs must be 0 or more",
-        ));
-    }
-    let engine = Engine::connect()?;
+pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
+    let context_age_hrs = in_range(
+        "context_max_age_hrs",
+        input.context_max_age_hrs,
+        0.0,
+        MAX_CONTEXT_AGE_HRS,
+    )?;
     let now = chrono::Utc::now().timestamp();
     let mut out = ReapOutput::default();
     for container in engine.list_managed(None).await? {
-        let (Some(id), labels) = (container.id, container.labels.unwrap_or_default()) else {
-            continue;
-        };
-        let kind = labels.get(LABEL_KIND).map(String::as_str).unwrap_or("");
-        let expired = labels
-            .get(LABEL_EXPIRES_AT)
-            .and_then(|t| t.parse::<i64>().ok())
-            .is_some_and(|t| t <= now);
-        let age = now - container.created.unwrap_or(now);
-        if kind == "env" && expired {
+        let (id, labels) = (container.id, container.labels);
+        let is_env = labels.kind() == Some(Kind::Env.as_str());
+        let expired = labels.expires_at().is_some_and(|t| t <= now);
+        let age = now - container.created;
+        if is_env && expired {
             out.removed_volumes
-                .extend(remove_env(&engine, &id, Some(&labels)).await?);
+                .extend(remove_env(engine, &id, &labels).await?);
             out.removed_environments.push(id);
-        } else if kind != "env" && age > LEFTOVER_AGE.as_secs() as i64 {
+        } else if !is_env && age > LEFTOVER_AGE.as_secs() as i64 {
             engine.remove_container(&id).await?;
             out.removed_containers.push(id);
         }
@@ -223,12 +205,12 @@ pub async fn reap(input: ReapInput) -> Result<ReapOutput> {
             out.removed_volumes.push(volume);
         }
     }
-    let state = state_dir();
-    let context_age = Duration::from_secs_f64(input.context_max_age_hrs * 3600.0);
+
+    let context_age = Duration::from_secs_f64(context_age_hrs * 3600.0);
     out.removed_folders
-        .extend(remove_old_folders(&state.join("git"), LEFTOVER_AGE)?);
+        .extend(remove_old_folders(&state::git_staging(), LEFTOVER_AGE)?);
     out.removed_folders
-        .extend(remove_old_folders(&state.join("contexts"), context_age)?);
+        .extend(remove_old_folders(&state::contexts(), context_age)?);
     Ok(out)
 }
 
@@ -270,13 +252,12 @@ pub struct PingOutput {
     pub state_dir: String,
 }
 
-pub async fn ping(_: PingInput) -> Result<PingOutput> {
-    let engine = Engine::connect()?;
+pub async fn ping(engine: &Engine, _: PingInput) -> Result<PingOutput> {
     Ok(PingOutput {
         ok: true,
         adde_version: env!("CARGO_PKG_VERSION"),
         docker_host: engine.addr().to_string(),
         engine: engine.about().await?,
-        state_dir: state_dir().display().to_string(),
+        state_dir: state::root().display().to_string(),
     })
 }

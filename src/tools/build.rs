@@ -1,7 +1,7 @@
 //! The image factory: staged build contexts, and builds from them, from a folder or from a
 //! git repository, all behind the Dockerfile security gate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::context;
 use crate::dockerfile::{self, Finding, Severity};
-use crate::engine::{self, BuildRequest, Engine};
+use crate::engine::{BuildOutcome, BuildRequest, Engine, Kind, Label, Labels};
 use crate::error::{Error, Result};
-use crate::history::{private_dir, state_dir};
+use crate::state::{self, private_dir};
+
+use super::input::{megabytes, relative_path, required};
 use crate::ids::random_hex;
 
 const DEFAULT_MAX_CONTEXT_MB: u64 = 512;
@@ -41,10 +43,6 @@ const DEFAULT_DOCKERIGNORE: &str = "\
 **/*.pem
 **/id_rsa*
 ";
-
-pub fn contexts_dir() -> PathBuf {
-    state_dir().join("contexts")
-}
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,13 +73,10 @@ pub struct PrepareOutput {
     pub default_dockerignore: bool,
 }
 
-pub async fn prepare_build_context(input: PrepareInput) -> Result<PrepareOutput> {
+pub async fn prepare_build_context(_: &Engine, input: PrepareInput) -> Result<PrepareOutput> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for (path, text) in &input.files {
-        files.push((
-            super::relative_path("files", path)?,
-            text.as_bytes().to_vec(),
-        ));
+        files.push((relative_path("files", path)?, text.as_bytes().to_vec()));
     }
     for (path, encoded) in &input.files_base64 {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -89,7 +84,7 @@ pub async fn prepare_build_context(input: PrepareInput) -> Result<PrepareOutput>
             .map_err(|e| {
                 Error::invalid("files_base64", format!("{path}: not valid base64: {e}"))
             })?;
-        files.push((super::relative_path("files_base64", path)?, bytes));
+        files.push((relative_path("files_base64", path)?, bytes));
     }
     let base_image = input
         .base_image
@@ -109,7 +104,7 @@ pub async fn prepare_build_context(input: PrepareInput) -> Result<PrepareOutput>
         }
         None => {
             let id = format!("ctx-{}", random_hex(8));
-            let dir = contexts_dir().join(&id);
+            let dir = state::contexts().join(&id);
             private_dir(&dir)?;
             (id, dir)
         }
@@ -143,7 +138,7 @@ fn existing_context(id: &str) -> Result<PathBuf> {
     let well_formed = id
         .strip_prefix("ctx-")
         .is_some_and(|hex| hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-    let dir = contexts_dir().join(id);
+    let dir = state::contexts().join(id);
     if !well_formed || !dir.is_dir() {
         return Err(Error::ContextNotFound(id.to_string()));
     }
@@ -311,13 +306,19 @@ pub struct BuildOutput {
     pub duration_ms: u64,
 }
 
-pub async fn build_image_from_context(input: BuildFromContextInput) -> Result<BuildOutput> {
+pub async fn build_image_from_context(
+    engine: &Engine,
+    input: BuildFromContextInput,
+) -> Result<BuildOutput> {
     let dir = existing_context(input.context_id.trim())?;
-    build(&dir, input.options(), &input.context_id).await
+    build(engine, &dir, input.options(), &input.context_id).await
 }
 
-pub async fn build_image_from_path(input: BuildFromPathInput) -> Result<BuildOutput> {
-    let given = super::required("path", "path", &input.path)?;
+pub async fn build_image_from_path(
+    engine: &Engine,
+    input: BuildFromPathInput,
+) -> Result<BuildOutput> {
+    let given = required("path", "path", &input.path)?;
     let dir = PathBuf::from(&given);
     if !dir.exists() {
         return Err(Error::invalid("path", format!("{given} does not exist")));
@@ -334,11 +335,14 @@ pub async fn build_image_from_path(input: BuildFromPathInput) -> Result<BuildOut
     let task = dir
         .file_name()
         .map_or("build".into(), |n| n.to_string_lossy().into_owned());
-    build(&dir, input.options(), &task).await
+    build(engine, &dir, input.options(), &task).await
 }
 
-pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutput> {
-    let url = super::required("url", "url", &input.url)?;
+pub async fn build_image_from_git(
+    engine: &Engine,
+    input: BuildFromGitInput,
+) -> Result<BuildOutput> {
+    let url = required("url", "url", &input.url)?;
     if url.starts_with('-') || url.contains("::") {
         return Err(Error::invalid(
             "url",
@@ -348,7 +352,7 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
     let subdir = input
         .subdir
         .as_deref()
-        .map(|s| super::relative_path("subdir", s))
+        .map(|s| relative_path("subdir", s))
         .transpose()?;
     let git_ref = input
         .r#ref
@@ -358,7 +362,7 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
     if git_ref.is_some_and(|r| r.starts_with('-')) {
         return Err(Error::invalid("ref", "ref may not start with '-'"));
     }
-    let staging = state_dir().join("git").join(random_hex(8));
+    let staging = state::git_staging().join(random_hex(8));
     private_dir(&staging)?;
     let result = async {
         clone(&url, git_ref, &staging).await?;
@@ -382,7 +386,7 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
             .next()
             .unwrap_or("git")
             .to_string();
-        build(&dir, input.options(), &task).await
+        build(engine, &dir, input.options(), &task).await
     }
     .await;
     let _ = std::fs::remove_dir_all(&staging);
@@ -459,7 +463,12 @@ async fn clone(url: &str, git_ref: Option<&str>, dir: &Path) -> Result<()> {
 
 /// The shared build: tag, Dockerfile gate, context walk, the engine build, and the record
 /// that lets prune_build_cache find what the build left behind.
-async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOutput> {
+async fn build(
+    engine: &Engine,
+    dir: &Path,
+    options: BuildOptions,
+    task: &str,
+) -> Result<BuildOutput> {
     let started = Instant::now();
     let tag = match options
         .tag
@@ -470,7 +479,7 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
         Some(tag) => validate_tag(tag)?,
         None => default_tag(task),
     };
-    let dockerfile = super::relative_path(
+    let dockerfile = relative_path(
         "dockerfile",
         options.dockerfile.as_deref().unwrap_or("Dockerfile"),
     )?;
@@ -501,15 +510,9 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
     )?;
     let context_bytes = walk.bytes;
 
-    let engine = Engine::connect()?;
     let build_id = random_hex(8);
-    let mut labels: HashMap<String, String> = options.labels.into_iter().collect();
-    // The classic builder turns each label into a step of its own: only the ones adde needs.
-    labels.extend(
-        engine::labels("image", &[("io.adde.build", build_id.clone())])
-            .into_iter()
-            .filter(|(k, _)| k != engine::LABEL_VERSION),
-    );
+    let mut labels = Labels::new(Kind::Image).with(Label::Build, build_id.clone());
+    labels.extend_user(options.labels);
     let request = BuildRequest {
         tag: tag.clone(),
         dockerfile,
@@ -527,7 +530,7 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
     .await
     {
         Ok(outcome) => outcome?,
-        Err(_) => engine::BuildOutcome {
+        Err(_) => BuildOutcome {
             error: Some(format!(
                 "the build took longer than {} s and was stopped",
                 options.timeout_sec
@@ -551,27 +554,19 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
         });
     }
     let image = engine
-        .inspect_image(&tag)
-        .await?
-        .ok_or_else(|| Error::ImageNotFound {
-            image: tag.clone(),
-            detail: "not present after the build".into(),
-        })?;
+        .require_image(&tag, "not present after the build")
+        .await?;
     Ok(BuildOutput {
         status: "success",
-        image_id: image.id.unwrap_or_default(),
+        image_id: image.id,
         tag,
-        size_mb: megabytes(image.size.unwrap_or(0).max(0) as u64),
+        size_mb: megabytes(image.size),
         build_log_summary: summary,
         findings,
         steps: outcome.step.map_or(0, |(n, _)| n),
         context_bytes,
         duration_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-pub fn megabytes(bytes: u64) -> f64 {
-    (bytes as f64 / 1_048_576.0 * 100.0).round() / 100.0
 }
 
 /// The last meaningful lines: step headers and what the steps printed, not the builder's
@@ -603,12 +598,8 @@ pub struct BuildRecord {
     pub finished_at: chrono::DateTime<chrono::Utc>,
 }
 
-pub fn builds_dir() -> PathBuf {
-    state_dir().join("builds")
-}
-
 fn record_build(build_id: &str, tag: &str, intermediates: &[String]) -> Result<()> {
-    let dir = builds_dir();
+    let dir = state::builds();
     private_dir(&dir)?;
     let record = BuildRecord {
         build_id: build_id.to_string(),

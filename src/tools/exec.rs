@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use schemars::JsonSchema;
 
 use serde::{Deserialize, Serialize};
 
 use crate::capture::HeadTail;
-use crate::engine::Engine;
+use crate::engine::{Engine, OutputChunk};
 use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
+use crate::refs;
+
+use super::input::{env_vars, relative_path};
 use crate::protocol::{
     FileSpec, FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH,
     TAG_STATUS, TAG_STDERR, TAG_STDOUT, WORKSPACE,
@@ -61,12 +63,23 @@ pub struct ExecuteOutput {
     pub log: RunLog,
 }
 
-pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
-    let file = super::relative_path("filename", &input.filename)?;
+pub async fn execute_code_block(engine: &Engine, input: ExecuteInput) -> Result<ExecuteOutput> {
+    let file = relative_path("filename", &input.filename)?;
     let (candidates, executable) = match input.command {
         Some(argv) => (vec![validate_argv(argv)?], false),
         None => interpreters(&file),
     };
+    // A file run directly must say how: a #! line, or a binary. Anything else (a .txt, say)
+    // would be run by whatever the kernel or libc falls back to.
+    let runs_itself = ["#!".as_bytes(), b"\x7fELF"]
+        .iter()
+        .any(|magic| input.code_content.as_bytes().starts_with(magic));
+    if executable && !runs_itself {
+        return Err(Error::invalid(
+            "filename",
+            format!("adde does not know how to run {file}: its extension has no interpreter and it has no #! line; use a known extension (.py, .sh, .js, …), start it with a #! line, or pass `command`"),
+        ));
+    }
     let run = Run {
         container: input.container_id,
         file: Some(FileSpec {
@@ -83,7 +96,7 @@ pub async fn execute_code_block(input: ExecuteInput) -> Result<ExecuteOutput> {
         max_output_bytes: input.max_output_bytes,
     };
     Ok(ExecuteOutput {
-        log: execute(run).await?,
+        log: execute(engine, run).await?,
     })
 }
 
@@ -120,7 +133,7 @@ pub struct CommandInput {
     pub max_output_bytes: usize,
 }
 
-pub async fn execute_command(input: CommandInput) -> Result<ExecuteOutput> {
+pub async fn execute_command(engine: &Engine, input: CommandInput) -> Result<ExecuteOutput> {
     let argv = match input.command {
         CommandLine::Shell(line) if line.trim().is_empty() => {
             return Err(Error::invalid("command", "command is empty"))
@@ -141,7 +154,7 @@ pub async fn execute_command(input: CommandInput) -> Result<ExecuteOutput> {
         max_output_bytes: input.max_output_bytes,
     };
     Ok(ExecuteOutput {
-        log: execute(run).await?,
+        log: execute(engine, run).await?,
     })
 }
 
@@ -180,8 +193,8 @@ pub enum Workdir {
 }
 
 /// Checks the environment, runs the supervisor, and records the run on the host.
-pub async fn execute(run: Run) -> Result<RunLog> {
-    let container = super::required("container_id", "container_id", &run.container)?;
+pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
+    let container = refs::container_id("container_id", &run.container)?;
     if !(run.timeout_sec > 0.0 && run.timeout_sec <= MAX_TIMEOUT_SEC) {
         return Err(Error::invalid(
             "timeout_sec",
@@ -195,15 +208,7 @@ pub async fn execute(run: Run) -> Result<RunLog> {
         ));
     }
     let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
-    for (key, value) in &run.env {
-        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-            return Err(Error::invalid(
-                "env",
-                format!("{key:?} is not a valid variable name"),
-            ));
-        }
-        env.push(format!("{key}={value}"));
-    }
+    env.extend(env_vars("env", &run.env)?);
     let spec = RunSpec {
         run_id: new_run_id(),
         file: run.file.clone(),
@@ -212,24 +217,17 @@ pub async fn execute(run: Run) -> Result<RunLog> {
         timeout_ms: (run.timeout_sec * 1000.0).ceil() as u64,
     };
 
-    let engine = Engine::connect()?;
     let inspect = engine.inspect_managed(&container).await?;
-    let id = inspect.id.clone().unwrap_or(container);
-    let state = inspect.state.as_ref();
-    if !state.and_then(|s| s.running).unwrap_or(false) {
-        let status = state
-            .and_then(|s| s.status)
-            .map_or("stopped".into(), |s| s.to_string());
-        return Err(Error::ContainerNotRunning { id, state: status });
+    let id = inspect.id.clone();
+    if !inspect.state.running {
+        return Err(Error::ContainerNotRunning {
+            id,
+            state: inspect.state.status,
+        });
     }
     let workdir = match run.workdir {
         Workdir::Workspace => WORKSPACE.to_string(),
-        Workdir::Default => inspect
-            .config
-            .as_ref()
-            .and_then(|c| c.working_dir.clone())
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| WORKSPACE.to_string()),
+        Workdir::Default => inspect.workdir.unwrap_or_else(|| WORKSPACE.to_string()),
         Workdir::Given(dir) => {
             if engine.path_size(&id, &dir).await?.is_none() {
                 return Err(Error::invalid(
@@ -247,7 +245,7 @@ pub async fn execute(run: Run) -> Result<RunLog> {
         env,
         workdir: &workdir,
     };
-    let report = run_supervised(&engine, &exec, &spec, &run.input, run.max_output_bytes).await?;
+    let report = run_supervised(engine, &exec, &spec, run.input, run.max_output_bytes).await?;
     let status = report.status;
     let filename = run.file.map(|f| f.path).unwrap_or_default();
     if let Some(failure) = status.error {
@@ -263,7 +261,14 @@ pub async fn execute(run: Run) -> Result<RunLog> {
         });
     }
     let stdout = report.stdout.finish();
-    let stderr = report.stderr.finish();
+    let mut stderr = report.stderr.finish();
+    // A model reading stderr learns why the program stopped.
+    if let Some(reason) = kill_reason(&status, run.timeout_sec) {
+        if !stderr.text.is_empty() && !stderr.text.ends_with('\n') {
+            stderr.text.push('\n');
+        }
+        stderr.text.push_str(&reason);
+    }
     let log = RunLog {
         exit_code: status.exit_code,
         execution_time: format!("{:.2}s", status.duration_ms as f64 / 1000.0),
@@ -287,6 +292,19 @@ pub async fn execute(run: Run) -> Result<RunLog> {
     Ok(log)
 }
 
+/// The line adde adds to stderr when it (or the kernel, for memory) stopped the run.
+fn kill_reason(status: &RunStatus, timeout_sec: f64) -> Option<String> {
+    if status.timed_out {
+        Some(format!(
+            "[adde: killed after the {timeout_sec} s timeout, with every process it started]\n"
+        ))
+    } else if status.oom_killed {
+        Some("[adde: a process was killed for going over the environment's memory limit]\n".into())
+    } else {
+        None
+    }
+}
+
 /// Where and how the supervisor is started.
 struct Exec<'a> {
     id: &'a str,
@@ -307,7 +325,7 @@ async fn run_supervised(
     engine: &Engine,
     exec: &Exec<'_>,
     spec: &RunSpec,
-    input: &[u8],
+    input: Vec<u8>,
     cap: usize,
 ) -> Result<Report> {
     let id = exec.id;
@@ -351,11 +369,8 @@ async fn run_supervised(
         };
         let Some(chunk) = chunk else { break };
         match chunk {
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                decoder.push(&message)
-            }
-            Ok(LogOutput::StdErr { message }) => helper_stderr.extend_from_slice(&message),
-            Ok(LogOutput::StdIn { .. }) => {}
+            Ok(OutputChunk::Stdout(bytes)) => decoder.push(&bytes),
+            Ok(OutputChunk::Stderr(bytes)) => helper_stderr.extend_from_slice(&bytes),
             Err(e) => return Err(Error::Helper(format!("the output stream broke: {e}"))),
         }
         while let Some((tag, payload)) = decoder.next_frame() {
@@ -391,7 +406,9 @@ async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
         "kill".into(),
         run_id.into(),
     ];
-    let _ = tokio::time::timeout(Duration::from_secs(5), engine.exec_collect(id, argv, &[])).await;
+    let _ = engine
+        .exec_collect(id, argv, Vec::new(), Duration::from_secs(5))
+        .await;
 }
 
 /// The command lines to try for a file, by extension, and whether the file must be made

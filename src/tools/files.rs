@@ -12,8 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
+use crate::refs;
+
+use super::input::{container_path, required};
 
 const DEFAULT_READ_CAP: u64 = 1024 * 1024;
+/// How long one of the helper's file operations may take.
+const HELPER_OP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most symlinks read_file follows before it gives up (as the kernel's ELOOP).
+const MAX_SYMLINK_HOPS: usize = 40;
 
 #[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -36,21 +43,15 @@ struct Target {
 
 impl Target {
     async fn find(engine: &Engine, container: &str) -> Result<Target> {
-        let container = super::required("container_id", "container_id", container)?;
-        let inspect = engine.inspect_managed(&container).await?;
-        let config = inspect.config.unwrap_or_default();
-        let user = config
+        let container = refs::container_id("container_id", container)?;
+        let info = engine.inspect_managed(&container).await?;
+        let user = info
             .user
-            .filter(|u| !u.is_empty() && !matches!(u.as_str(), "root" | "0" | "0:0"));
-        let tmpfs = inspect
-            .host_config
-            .and_then(|h| h.tmpfs)
-            .map(|t| t.into_keys().collect())
-            .unwrap_or_default();
+            .filter(|u| !matches!(u.as_str(), "root" | "0" | "0:0"));
         Ok(Target {
-            id: inspect.id.unwrap_or(container),
+            id: info.id,
             user,
-            tmpfs,
+            tmpfs: info.tmpfs,
         })
     }
 
@@ -62,25 +63,6 @@ impl Target {
             .iter()
             .any(|t| path == t || path.starts_with(&format!("{t}/")))
     }
-}
-
-/// An absolute, normalized path in the environment; relative paths start at /workspace.
-pub fn container_path(field: &'static str, path: &str) -> Result<String> {
-    if path.trim().is_empty() || path.contains('\0') {
-        return Err(Error::invalid(
-            field,
-            format!("{field} {path:?} is not a path"),
-        ));
-    }
-    let joined = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{WORKSPACE}/{path}")
-    };
-    Ok(format!(
-        "/{}",
-        crate::paths::lexical_parts(&joined).join("/")
-    ))
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -105,7 +87,7 @@ pub struct WriteFileOutput {
     pub bytes: u64,
 }
 
-pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
+pub async fn write_file(engine: &Engine, input: WriteFileInput) -> Result<WriteFileOutput> {
     let path = container_path("path", &input.path)?;
     if path == "/" {
         return Err(Error::invalid("path", "path names no file"));
@@ -123,49 +105,43 @@ pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
                 )
             })?,
     };
-    let engine = Engine::connect()?;
-    let target = Target::find(&engine, &input.container_id).await?;
-    let written = if target.user.is_some() || target.on_tmpfs(&path) {
+    let target = Target::find(engine, &input.container_id).await?;
+    let size = bytes.len() as u64;
+    if target.user.is_some() || target.on_tmpfs(&path) {
         let argv = helper_argv("write", &[&path, &format!("{mode:o}")]);
-        let (stdout, stderr) = engine.exec_collect(&target.id, argv, &bytes).await?;
-        if stdout.trim_ascii() == b"ok" {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&stderr).trim().to_string())
+        let (stdout, stderr) = engine
+            .exec_collect(&target.id, argv, bytes, HELPER_OP_LIMIT)
+            .await?;
+        if stdout.trim_ascii() != b"ok" {
+            return Err(Error::Helper(format!(
+                "cannot write {path}: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
         }
     } else {
-        upload(&engine, &target.id, &path, &bytes, mode).await
-    };
-    written.map_err(|message| Error::Engine {
-        status: 500,
-        message: format!("cannot write {path}: {message}"),
-    })?;
+        upload(engine, &target.id, &path, &bytes, mode).await?;
+    }
     Ok(WriteFileOutput {
         ok: true,
         path,
-        bytes: bytes.len() as u64,
+        bytes: size,
     })
 }
 
 /// Writes a file through the archive API, unpacked at the deepest folder that exists: a
 /// read-only rootfs refuses uploads addressed to it even when the file lands in a volume.
-async fn upload(
-    engine: &Engine,
-    id: &str,
-    path: &str,
-    bytes: &[u8],
-    mode: u32,
-) -> std::result::Result<(), String> {
+async fn upload(engine: &Engine, id: &str, path: &str, bytes: &[u8], mode: u32) -> Result<()> {
     let mut base = Path::new(path)
         .parent()
         .unwrap_or(Path::new("/"))
         .to_path_buf();
-    while base != Path::new("/") {
-        match engine.path_size(id, &base.to_string_lossy()).await {
-            Ok(Some(_)) => break,
-            Ok(None) => base = base.parent().unwrap_or(Path::new("/")).to_path_buf(),
-            Err(e) => return Err(e.to_string()),
-        }
+    while base != Path::new("/")
+        && engine
+            .path_size(id, &base.to_string_lossy())
+            .await?
+            .is_none()
+    {
+        base = base.parent().unwrap_or(Path::new("/")).to_path_buf();
     }
     let relative = Path::new(path)
         .strip_prefix(&base)
@@ -175,15 +151,20 @@ async fn upload(
     header.set_mode(mode);
     header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
     let mut builder = tar::Builder::new(Vec::with_capacity(bytes.len() + 1024));
-    builder
+    let tar = builder
         .append_data(&mut header, relative, bytes)
-        .map_err(|e| e.to_string())?;
-    let tar = builder.into_inner().map_err(|e| e.to_string())?;
-    match engine.upload(id, &base.to_string_lossy(), tar).await {
-        Ok(()) => Ok(()),
-        Err(Error::Engine { message, .. }) => Err(message),
-        Err(e) => Err(e.to_string()),
-    }
+        .and_then(|()| builder.into_inner())
+        .map_err(|e| Error::Internal(format!("packing {path}: {e}")))?;
+    engine
+        .upload(id, &base.to_string_lossy(), tar)
+        .await
+        .map_err(|e| match e {
+            Error::Engine { status, message } => Error::Engine {
+                status,
+                message: format!("cannot write {path}: {message}"),
+            },
+            other => other,
+        })
 }
 
 fn decode(content: &str, encoding: Encoding, field: &'static str) -> Result<Vec<u8>> {
@@ -230,22 +211,17 @@ pub struct ReadFileOutput {
     pub has_more: bool,
 }
 
-pub async fn read_file(input: ReadFileInput) -> Result<ReadFileOutput> {
+pub async fn read_file(engine: &Engine, input: ReadFileInput) -> Result<ReadFileOutput> {
     let path = container_path("path", &input.path)?;
     let cap = input.max_bytes.unwrap_or(DEFAULT_READ_CAP);
     if cap == 0 {
         return Err(Error::invalid("max_bytes", "max_bytes must be above 0"));
     }
-    let engine = Engine::connect()?;
-    let target = Target::find(&engine, &input.container_id).await?;
+    let target = Target::find(engine, &input.container_id).await?;
     let (size, bytes) = if target.on_tmpfs(&path) {
-        read_through_helper(&engine, &target.id, &path, cap).await?
+        read_through_helper(engine, &target.id, &path, cap).await?
     } else {
-        let stream = engine
-            .download(&target.id, &path)
-            .await?
-            .ok_or_else(|| Error::FileNotFound(path.clone()))?;
-        read_first_entry(stream, &path, cap).await?
+        read_through_archive(engine, &target.id, &path, cap).await?
     };
     let cut = (bytes.len() as u64) < size;
     match input.encoding {
@@ -288,7 +264,9 @@ async fn read_through_helper(
     cap: u64,
 ) -> Result<(u64, Vec<u8>)> {
     let argv = helper_argv("read", &[path, &cap.to_string()]);
-    let (stdout, stderr) = engine.exec_collect(id, argv, &[]).await?;
+    let (stdout, stderr) = engine
+        .exec_collect(id, argv, Vec::new(), HELPER_OP_LIMIT)
+        .await?;
     let newline = stdout
         .iter()
         .position(|&b| b == b'\n')
@@ -317,12 +295,47 @@ fn helper_argv(role: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The first entry of a tar stream: its size and up to `cap` bytes. A folder is an error.
-async fn read_first_entry(
-    mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send>>,
+/// A file's size and first `cap` bytes through the archive API, following symlinks as the
+/// kernel would (the archive API returns the link itself).
+async fn read_through_archive(
+    engine: &Engine,
+    id: &str,
     path: &str,
     cap: u64,
 ) -> Result<(u64, Vec<u8>)> {
+    let mut current = path.to_string();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let stream = engine
+            .download(id, &current)
+            .await?
+            .ok_or_else(|| Error::FileNotFound(path.to_string()))?;
+        match read_first_entry(stream, path, cap).await? {
+            Entry::File { size, bytes } => return Ok((size, bytes)),
+            Entry::Symlink(target) => {
+                let parent = Path::new(&current).parent().unwrap_or(Path::new("/"));
+                current = container_path("path", &parent.join(target).to_string_lossy())?;
+            }
+        }
+    }
+    Err(Error::invalid(
+        "path",
+        format!("{path}: too many levels of symbolic links"),
+    ))
+}
+
+/// What the first entry of an archive holds.
+enum Entry {
+    File { size: u64, bytes: Vec<u8> },
+    Symlink(PathBuf),
+}
+
+/// The first entry of a tar stream: its size and up to `cap` bytes, or where it links to.
+/// A folder is an error.
+async fn read_first_entry(
+    mut stream: crate::engine::ByteStream,
+    path: &str,
+    cap: u64,
+) -> Result<Entry> {
     // Enough of the stream for the header and `cap` bytes; the rest is never fetched.
     let mut buf = Vec::new();
     while (buf.len() as u64) < cap + 1024 {
@@ -331,14 +344,30 @@ async fn read_first_entry(
             None => break,
         }
     }
-    let header = tar::Header::from_byte_slice(buf.get(..512).unwrap_or_default());
-    if header.entry_type().is_dir() {
+    if buf.len() < 512 {
+        return Err(Error::Helper(format!(
+            "{path}: the engine sent no archive entry"
+        )));
+    }
+    let header = tar::Header::from_byte_slice(&buf[..512]);
+    let kind = header.entry_type();
+    if kind.is_dir() {
         return Err(Error::IsADirectory(path.to_string()));
     }
-    let size = header.size().map_err(|e| Error::Internal(e.to_string()))?;
+    if kind.is_symlink() {
+        let target = header
+            .link_name()
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Helper(format!("{path}: a symlink with no target")))?;
+        return Ok(Entry::Symlink(target.into_owned()));
+    }
+    let size = header
+        .size()
+        .map_err(|e| Error::Helper(format!("{path}: unreadable archive header: {e}")))?;
     let take = size.min(cap) as usize;
-    let body = buf.get(512..512 + take).unwrap_or_default().to_vec();
-    Ok((size, body))
+    let bytes = buf.get(512..512 + take).unwrap_or_default().to_vec();
+    Ok(Entry::File { size, bytes })
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -359,13 +388,14 @@ pub struct ListFilesOutput {
     pub entries: Vec<ListEntry>,
 }
 
-pub async fn list_files(input: ListFilesInput) -> Result<ListFilesOutput> {
+pub async fn list_files(engine: &Engine, input: ListFilesInput) -> Result<ListFilesOutput> {
     let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
-    let engine = Engine::connect()?;
-    let target = Target::find(&engine, &input.container_id).await?;
+    let target = Target::find(engine, &input.container_id).await?;
     let recursive = if input.recursive { "recursive" } else { "" };
     let argv = helper_argv("list", &[&path, recursive]);
-    let (out, _) = engine.exec_collect(&target.id, argv, &[]).await?;
+    let (out, _) = engine
+        .exec_collect(&target.id, argv, Vec::new(), HELPER_OP_LIMIT)
+        .await?;
     let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
         Error::Helper(format!(
             "unreadable listing ({e}): {}",
@@ -399,7 +429,7 @@ pub struct ExportOutput {
     pub skipped: Vec<String>,
 }
 
-pub async fn export_files(input: ExportInput) -> Result<ExportOutput> {
+pub async fn export_files(engine: &Engine, input: ExportInput) -> Result<ExportOutput> {
     if input.paths.is_empty() {
         return Err(Error::invalid("paths", "give at least one path"));
     }
@@ -408,12 +438,11 @@ pub async fn export_files(input: ExportInput) -> Result<ExportOutput> {
         .iter()
         .map(|p| container_path("paths", p))
         .collect::<Result<Vec<_>>>()?;
-    let dest = super::required("dest", "dest", &input.dest)?;
+    let dest = required("dest", "dest", &input.dest)?;
     let dest = PathBuf::from(dest);
     std::fs::create_dir_all(&dest).map_err(|e| Error::state(&dest, e))?;
     let dest = dest.canonicalize().map_err(|e| Error::state(&dest, e))?;
-    let engine = Engine::connect()?;
-    let id = Target::find(&engine, &input.container_id).await?.id;
+    let id = Target::find(engine, &input.container_id).await?.id;
     let mut out = ExportOutput {
         ok: true,
         dest: dest.display().to_string(),
@@ -517,18 +546,6 @@ impl Read for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_paths_are_normalized_inside_the_root() {
-        assert_eq!(
-            container_path("path", "out/plot.png").unwrap(),
-            "/workspace/out/plot.png"
-        );
-        assert_eq!(container_path("path", "/tmp/../etc//x").unwrap(), "/etc/x");
-        assert_eq!(container_path("path", "../../..").unwrap(), "/");
-        assert!(container_path("path", "").is_err());
-        assert!(container_path("path", "a\0b").is_err());
-    }
 
     #[test]
     fn unpacking_never_leaves_dest() {

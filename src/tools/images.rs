@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::refs;
+
+use super::input::{in_range, megabytes, required};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,16 +29,18 @@ pub struct PullImageOutput {
     pub id: String,
 }
 
-pub async fn pull_image(input: PullImageInput) -> Result<PullImageOutput> {
-    let image = normalize_reference(&super::required("image", "image name", &input.image)?)?;
+pub async fn pull_image(engine: &Engine, input: PullImageInput) -> Result<PullImageOutput> {
+    let image = normalize_reference(&required("image", "image name", &input.image)?)?;
     let platform = input
         .platform
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    let engine = Engine::connect()?;
     engine.pull(&image, platform).await?;
-    let id = image_id(&engine, &image).await?;
+    let id = engine
+        .require_image(&image, "not present after pulling")
+        .await?
+        .id;
     Ok(PullImageOutput {
         ok: true,
         image,
@@ -43,28 +48,11 @@ pub async fn pull_image(input: PullImageInput) -> Result<PullImageOutput> {
     })
 }
 
-/// The id of a local image, or image_not_found.
-pub async fn image_id(engine: &Engine, image: &str) -> Result<String> {
-    let inspect = engine.inspect_image(image).await?;
-    inspect
-        .and_then(|i| i.id)
-        .ok_or_else(|| Error::ImageNotFound {
-            image: image.to_string(),
-            detail: "not present after pulling".into(),
-        })
-}
-
-/// Adds ":latest" to a reference with neither tag nor digest, so a pull fetches one tag.
+/// A valid reference, with ":latest" added when it has neither tag nor digest, so a pull
+/// fetches one tag.
 pub fn normalize_reference(reference: &str) -> Result<String> {
-    if reference
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(Error::invalid(
-            "image",
-            format!("{reference:?} is not a valid image reference (whitespace)"),
-        ));
-    }
+    let reference = refs::image_reference("image", reference)?;
+    let reference = reference.as_str();
     let last = reference.rsplit('/').next().unwrap_or(reference);
     if reference.contains('@') || last.contains(':') {
         Ok(reference.to_string())
@@ -84,7 +72,10 @@ mod tests {
             ("busybox:1.36", "busybox:1.36"),
             ("127.0.0.1:5000/tools", "127.0.0.1:5000/tools:latest"),
             ("127.0.0.1:5000/tools:2", "127.0.0.1:5000/tools:2"),
-            ("repo@sha256:abcd", "repo@sha256:abcd"),
+            (
+                "repo@sha256:0123456789abcdef0123456789abcdef",
+                "repo@sha256:0123456789abcdef0123456789abcdef",
+            ),
         ];
         for (given, want) in cases {
             assert_eq!(normalize_reference(given).unwrap(), want);
@@ -116,30 +107,28 @@ pub struct AgentImage {
 }
 
 /// The images adde built (by label), newest first.
-pub async fn list_agent_images(input: ListImagesInput) -> Result<ListImagesOutput> {
+pub async fn list_agent_images(
+    engine: &Engine,
+    input: ListImagesInput,
+) -> Result<ListImagesOutput> {
     let prefix = input
         .filter_tag
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    let engine = Engine::connect()?;
     let mut images: Vec<_> = engine
         .list_managed_images()
         .await?
         .into_iter()
-        .filter(|image| prefix.is_none_or(|p| image.repo_tags.iter().any(|t| t.starts_with(p))))
+        .filter(|image| prefix.is_none_or(|p| image.tags.iter().any(|t| t.starts_with(p))))
         .collect();
     images.sort_by_key(|image| std::cmp::Reverse(image.created));
     let images = images
         .into_iter()
         .map(|image| AgentImage {
             id: image.id,
-            tags: image
-                .repo_tags
-                .into_iter()
-                .filter(|t| t != "<none>:<none>")
-                .collect(),
-            size_mb: super::build::megabytes(image.size.max(0) as u64),
+            tags: image.tags,
+            size_mb: megabytes(image.size),
             created: chrono::DateTime::from_timestamp(image.created, 0)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -172,18 +161,12 @@ pub struct DeleteImageOutput {
     pub deleted: Vec<String>,
 }
 
-pub async fn delete_image(input: DeleteImageInput) -> Result<DeleteImageOutput> {
-    let image = super::required("image", "image name", &input.image)?;
-    let engine = Engine::connect()?;
+pub async fn delete_image(engine: &Engine, input: DeleteImageInput) -> Result<DeleteImageOutput> {
+    let image = refs::image_reference("image", input.image.trim())?;
     let inspect = engine
-        .inspect_image(&image)
-        .await?
-        .ok_or_else(|| Error::ImageNotFound {
-            image: image.clone(),
-            detail: "no such image on the engine".into(),
-        })?;
-    let labels = inspect.config.and_then(|c| c.labels);
-    if input.agent_env_only && !crate::engine::is_managed(labels.as_ref()) {
+        .require_image(&image, "no such image on the engine")
+        .await?;
+    if input.agent_env_only && !inspect.labels.is_managed() {
         return Err(Error::NotManaged(format!("image {image}")));
     }
     let deleted = engine.remove_image(&image, input.force).await?;
@@ -209,16 +192,17 @@ pub struct PruneOutput {
 /// Removes what adde's builds left behind: the intermediate images of their steps (untagged
 /// and unused; a tagged image's own chain stays), adde's dangling images, and the BuildKit
 /// cache where the engine has one.
-pub async fn prune_build_cache(input: PruneInput) -> Result<PruneOutput> {
-    let hours = input.older_than_hrs.unwrap_or(0.0);
-    if !(hours >= 0.0 && hours.is_finite()) {
-        return Err(Error::invalid(
-            "older_than_hrs",
-            "older_than_hrs must be 0 or more",
-        ));
-    }
+/// The oldest cut-off prune takes: ten years.
+const MAX_PRUNE_AGE_HRS: f64 = 10.0 * 365.0 * 24.0;
+
+pub async fn prune_build_cache(engine: &Engine, input: PruneInput) -> Result<PruneOutput> {
+    let hours = in_range(
+        "older_than_hrs",
+        input.older_than_hrs.unwrap_or(0.0),
+        0.0,
+        MAX_PRUNE_AGE_HRS,
+    )?;
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds((hours * 3600.0) as i64);
-    let engine = Engine::connect()?;
     let sizes = engine.image_sizes().await?;
     let own_size = |id: &str| {
         sizes.get(id).map_or(0, |(size, parent)| {
@@ -228,7 +212,7 @@ pub async fn prune_build_cache(input: PruneInput) -> Result<PruneOutput> {
     };
     let mut bytes = 0u64;
     let mut deleted = 0usize;
-    let dir = super::build::builds_dir();
+    let dir = crate::state::builds();
     let records = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_else(|_| Vec::new());
@@ -254,7 +238,7 @@ pub async fn prune_build_cache(input: PruneInput) -> Result<PruneOutput> {
     let until = format!("{}s", (hours * 3600.0) as u64);
     bytes += engine.prune_caches(&until).await?;
     Ok(PruneOutput {
-        space_reclaimed_mb: super::build::megabytes(bytes),
+        space_reclaimed_mb: megabytes(bytes),
         space_reclaimed_bytes: bytes,
         images_deleted: deleted,
     })

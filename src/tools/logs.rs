@@ -5,9 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::tail_lines;
-use crate::engine::{Engine, LABEL_USE_IMAGE_CMD};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
+use crate::refs;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,9 +47,15 @@ pub struct ContainerOutput {
     pub stderr: String,
 }
 
-pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
-    let given = super::required("container_id", "container_id", &input.container_id)?;
-    if input.all && input.run_id.is_some() {
+pub async fn get_container_logs(engine: &Engine, input: LogsInput) -> Result<LogsOutput> {
+    // Both reach host paths in the history: checked before any path is joined.
+    let given = refs::container_id("container_id", &input.container_id)?;
+    let run_id = input
+        .run_id
+        .as_deref()
+        .map(|id| refs::run_id("run_id", id))
+        .transpose()?;
+    if input.all && run_id.is_some() {
         return Err(Error::invalid(
             "run_id",
             "give run_id or all: true, not both",
@@ -57,13 +64,13 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
     let history = History::open();
     // The history answers alone for environments already cleaned up; the engine is asked
     // only for names, environments with no run yet, and container output.
-    let mut live = None;
+    let mut runs_image_cmd = None;
     let id = match history.resolve(&given) {
         Some(id) => id,
         None => {
-            let (id, use_image_cmd, engine) = inspect_managed(&given).await?;
-            live = Some((use_image_cmd, engine));
-            id
+            let container = engine.inspect_managed(&given).await?;
+            runs_image_cmd = Some(container.labels.use_image_cmd());
+            container.id
         }
     };
     let runs = history.runs(&id)?;
@@ -76,7 +83,7 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
         container_id: id.clone(),
         ..LogsOutput::default()
     };
-    if let Some(run_id) = &input.run_id {
+    if let Some(run_id) = &run_id {
         let run = runs.into_iter().find(|r| &r.run_id == run_id);
         out.log = Some(tail(run.ok_or_else(|| Error::RunNotFound {
             container: id.clone(),
@@ -89,12 +96,8 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
     }
 
     let show_container = input.container_output
-        || (out.log.is_none() && out.runs.is_none() && live.as_ref().is_some_and(|(cmd, _)| *cmd));
+        || (out.log.is_none() && out.runs.is_none() && runs_image_cmd == Some(true));
     if show_container {
-        let engine = match live {
-            Some((_, engine)) => engine,
-            None => Engine::connect()?,
-        };
         let limit = (input.tail_lines > 0).then_some(input.tail_lines);
         let (stdout, stderr) = engine.logs(&id, limit).await?;
         out.container_output = Some(ContainerOutput {
@@ -105,21 +108,4 @@ pub async fn get_container_logs(input: LogsInput) -> Result<LogsOutput> {
         return Err(Error::NoRuns(id));
     }
     Ok(out)
-}
-
-/// The full id of an environment adde made, whether it runs the image's command, and the
-/// engine connection used to find out.
-async fn inspect_managed(given: &str) -> Result<(String, bool, Engine)> {
-    let engine = Engine::connect()?;
-    let container = engine.inspect_managed(given).await?;
-    let labels = container.config.and_then(|c| c.labels);
-    let use_image_cmd = labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_USE_IMAGE_CMD))
-        .is_some_and(|v| v == "true");
-    Ok((
-        container.id.unwrap_or_else(|| given.to_string()),
-        use_image_cmd,
-        engine,
-    ))
 }

@@ -1,22 +1,22 @@
-//! The tools, one file per group. Each tool is an input type (which both parses the payload
-//! and generates its JSON Schema) and an async function; the table below is the single list
-//! that dispatch, `list_tools` and `--help` are built from.
+//! The tools, one file per group, and the one table that dispatch, `list_tools` and `--help`
+//! are built from. Each tool is an input type (which both parses the payload and generates its
+//! JSON Schema) and an async function given the process's one engine.
 
 mod admin;
 mod build;
 mod env;
 mod exec;
 mod files;
-mod helper_volume;
 mod images;
+pub mod input;
 mod logs;
 mod oneshot;
 
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 pub struct ToolInfo {
@@ -55,10 +55,13 @@ macro_rules! tools {
         )*];
 
         /// Parses the payload for the named tool and runs it.
-        pub async fn dispatch(name: &str, payload: Value) -> Result<Value> {
+        pub async fn dispatch(engine: &Engine, name: &str, payload: Value) -> Result<Value> {
             match name {
-                $( $name => run::<$input, _, _>(payload, $run).await, )*
-                _ => Err(Error::UnknownTool { name: name.to_string() }),
+                $( $name => {
+                    let output = $run(engine, input::parse::<$input>(payload)?).await?;
+                    serde_json::to_value(output).map_err(|e| Error::Internal(e.to_string()))
+                } )*
+                _ => Err(Error::UnknownTool { name: name.to_string(), tools: names() }),
             }
         }
     };
@@ -109,6 +112,8 @@ tools! {
         "Check the engine: reachable, versions, runtimes, adde's version and state directory.";
     "list_tools" => list_tools, ListToolsInput, no_fields,
         "List every tool with a one-line description and its input JSON Schema.";
+    "list_error_codes" => list_error_codes, ListToolsInput, no_fields,
+        "List every error_code adde can return, with what it means.";
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -119,59 +124,11 @@ pub fn find(name: &str) -> Option<&'static ToolInfo> {
     TOOLS.iter().find(|t| t.name == name)
 }
 
-async fn run<I, O, F>(payload: Value, tool: fn(I) -> F) -> Result<Value>
-where
-    I: DeserializeOwned,
-    O: Serialize,
-    F: std::future::Future<Output = Result<O>>,
-{
-    let input = parse::<I>(payload)?;
-    let output = tool(input).await?;
-    serde_json::to_value(output).map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// Deserializes a payload, naming the offending field and what is accepted when it fails.
-pub fn parse<I: DeserializeOwned>(payload: Value) -> Result<I> {
-    if !payload.is_object() {
-        return Err(Error::InvalidJson(format!(
-            "expected a JSON object such as {{\"image\": \"busybox\"}}, got {}",
-            kind_of(&payload)
-        )));
-    }
-    serde_path_to_error::deserialize(payload).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner().to_string();
-        // Unknown and missing fields are reported at the object; the name is in backticks.
-        let field = if path == "." {
-            inner.split('`').nth(1).map(str::to_string)
-        } else {
-            Some(path.clone())
-        };
-        let message = if path == "." {
-            inner
-        } else {
-            format!("field `{path}`: {inner}")
-        };
-        Error::InvalidPayload { message, field }
-    })
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListToolsInput {}
 
-async fn list_tools(_: ListToolsInput) -> Result<Value> {
+async fn list_tools(_: &Engine, _: ListToolsInput) -> Result<Value> {
     let tools: Vec<Value> = TOOLS
         .iter()
         .map(|t| json!({"name": t.name, "description": t.summary, "input_schema": (t.schema)()}))
@@ -179,87 +136,29 @@ async fn list_tools(_: ListToolsInput) -> Result<Value> {
     Ok(json!({ "tools": tools }))
 }
 
-/// A string field that must not be blank, trimmed; `what` names it in the error.
-pub fn required(field: &'static str, what: &str, value: &str) -> Result<String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(Error::invalid(field, format!("{what} is required")));
-    }
-    Ok(trimmed.to_string())
-}
-
-/// A path that must stay inside its folder: relative, no `..`, no NUL; returned cleaned.
-pub fn relative_path(field: &'static str, name: &str) -> Result<String> {
-    let bad = |why: &str| {
-        Err(Error::invalid(
-            field,
-            format!("{field} {name:?} {why}; give a relative path such as \"main.py\" or \"src/app.js\""),
-        ))
-    };
-    if name.trim().is_empty() {
-        return bad("is empty");
-    }
-    if name.contains('\0') {
-        return bad("contains a NUL byte");
-    }
-    if name.starts_with('/') {
-        return bad("is absolute");
-    }
-    if name.ends_with('/') {
-        return bad("names a folder");
-    }
-    let parts: Vec<&str> = name
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
+async fn list_error_codes(_: &Engine, _: ListToolsInput) -> Result<Value> {
+    let codes: Vec<Value> = crate::error::CODES
+        .iter()
+        .map(|(code, meaning)| json!({"error_code": code, "meaning": meaning}))
         .collect();
-    if parts.contains(&"..") {
-        return bad("contains '..'");
-    }
-    if parts.is_empty() {
-        return bad("names no file");
-    }
-    Ok(parts.join("/"))
+    Ok(json!({ "error_codes": codes }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The public contract: a change to any tool's name, description or schema shows up here
+    /// and must be accepted on purpose (`cargo insta review`, or INSTA_UPDATE=always).
     #[test]
-    fn unknown_field_names_the_field_and_what_is_accepted() {
-        let err = parse::<exec::ExecuteInput>(json!({
-            "container_id": "x", "filename": "a.py", "code_content": "", "timeout_secs": 3
-        }))
-        .err()
-        .unwrap();
-        assert_eq!(err.code(), "invalid_payload");
-        let text = err.to_string();
-        assert!(
-            text.contains("timeout_secs") && text.contains("timeout_sec`"),
-            "{text}"
-        );
-        assert_eq!(err.details()["field"], "timeout_secs");
-    }
-
-    #[test]
-    fn wrong_type_names_the_field() {
-        let err = parse::<exec::ExecuteInput>(json!({
-            "container_id": "x", "filename": "a.py", "code_content": "", "timeout_sec": "30"
-        }))
-        .err()
-        .unwrap();
-        assert_eq!(err.details()["field"], "timeout_sec");
-        assert!(err.to_string().contains("invalid type"), "{err}");
-    }
-
-    #[test]
-    fn missing_field_is_named_and_non_objects_are_rejected() {
-        let err = parse::<images::PullImageInput>(json!({})).err().unwrap();
-        assert_eq!(err.details()["field"], "image");
-        let err = parse::<images::PullImageInput>(json!(["busybox"]))
-            .err()
+    fn the_tool_list_is_pinned() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
             .unwrap();
-        assert_eq!(err.code(), "invalid_json");
+        let tools = runtime
+            .block_on(list_tools(&Engine::from_env(), ListToolsInput {}))
+            .unwrap();
+        insta::assert_json_snapshot!("list_tools", tools);
     }
 
     #[test]
@@ -267,39 +166,5 @@ mod tests {
         for tool in TOOLS {
             assert_eq!((tool.schema)()["type"], "object", "{}", tool.name);
         }
-    }
-
-    #[test]
-    fn paths_must_stay_inside() {
-        assert_eq!(relative_path("filename", "main.py").unwrap(), "main.py");
-        assert_eq!(
-            relative_path("filename", "./src//app.js").unwrap(),
-            "src/app.js"
-        );
-        for bad in [
-            "",
-            "  ",
-            "/etc/passwd",
-            "../x.py",
-            "a/../../x",
-            "a\0b",
-            "dir/",
-            ".",
-        ] {
-            let err = relative_path("filename", bad).err().unwrap();
-            assert_eq!(err.code(), "invalid_argument", "{bad:?}");
-            assert_eq!(err.details()["field"], "filename");
-        }
-    }
-
-    #[test]
-    fn blank_values_are_rejected() {
-        let err = required("image", "image name", "  ").err().unwrap();
-        assert_eq!(err.to_string(), "image name is required");
-        assert_eq!(err.details()["field"], "image");
-        assert_eq!(
-            required("image", "image name", " busybox ").unwrap(),
-            "busybox"
-        );
     }
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -15,7 +14,13 @@ use crate::history::RunLog;
 use crate::protocol::{FileSpec, WORKSPACE};
 
 use super::admin::remove_env;
+use super::env::{create_runtime_env, CreateEnvInput};
 use super::exec::{execute, interpreters, CommandLine, Run, Workdir};
+use super::input::{env_vars, relative_path};
+
+/// How long a one-shot environment outlives its run's deadline before `reap` may remove it,
+/// should adde be killed before it removes the environment itself.
+const EXPIRY_MARGIN_SEC: u64 = 600;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +74,10 @@ pub struct RunContainerOutput {
     pub removed: bool,
 }
 
-pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutput> {
+pub async fn run_container(
+    engine: &Engine,
+    input: RunContainerInput,
+) -> Result<RunContainerOutput> {
     let (candidates, file) = match (&input.command, &input.code_content) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(Error::invalid(
@@ -88,7 +96,7 @@ pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutpu
                     "code_content needs a filename, e.g. \"main.py\"",
                 )
             })?;
-            let path = super::relative_path("filename", name)?;
+            let path = relative_path("filename", name)?;
             let (candidates, executable) = interpreters(&path);
             let spec = FileSpec {
                 path,
@@ -100,10 +108,7 @@ pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutpu
     };
     let mut payload: Vec<(String, Vec<u8>)> = Vec::new();
     for (path, text) in &input.payload {
-        payload.push((
-            super::relative_path("payload", path)?,
-            text.clone().into_bytes(),
-        ));
+        payload.push((relative_path("payload", path)?, text.clone().into_bytes()));
     }
     let payload_path = input.payload_path.as_deref().map(PathBuf::from);
     if let Some(path) = &payload_path {
@@ -114,45 +119,48 @@ pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutpu
             ));
         }
     }
-    let mut create = json!({"image": input.image, "env_vars": input.env, "network": input.network});
-    for (key, value) in [
-        ("memory", json!(input.memory)),
-        ("cpus", json!(input.cpus)),
-        ("pids_limit", json!(input.pids_limit)),
-    ] {
-        if !value.is_null() {
-            create[key] = value;
-        }
-    }
-    let env = super::env::create_runtime_env(super::parse(create)?)
-        .await?
-        .env;
+    // Checked here so that an error names this tool's field, `env`.
+    env_vars("env", &input.env)?;
+    let defaults = CreateEnvInput::default();
+    let create = CreateEnvInput {
+        image: input.image,
+        env_vars: input.env,
+        network: input.network,
+        memory: input.memory.unwrap_or(defaults.memory.clone()),
+        cpus: input.cpus.unwrap_or(defaults.cpus),
+        pids_limit: input.pids_limit.unwrap_or(defaults.pids_limit),
+        ttl_sec: Some(input.timeout_sec.max(0.0).ceil() as u64 + EXPIRY_MARGIN_SEC),
+        ..defaults
+    };
+    let env = create_runtime_env(engine, create).await?.env;
 
     // From here on the environment exists: whatever happens, it is removed.
     let run = async {
-        upload_payload(&env.container_id, &payload, payload_path.as_deref()).await?;
+        upload_payload(engine, &env.container_id, &payload, payload_path.as_deref()).await?;
         let input_bytes = input.code_content.clone().unwrap_or_default().into_bytes();
-        execute(Run {
-            container: env.container_id.clone(),
-            file,
-            candidates,
-            input: input_bytes,
-            stdin_len: 0,
-            timeout_sec: input.timeout_sec,
-            workdir: Workdir::Workspace,
-            env: BTreeMap::new(),
-            max_output_bytes: input.max_output_bytes.unwrap_or(1024 * 1024),
-        })
+        execute(
+            engine,
+            Run {
+                container: env.container_id.clone(),
+                file,
+                candidates,
+                input: input_bytes,
+                stdin_len: 0,
+                timeout_sec: input.timeout_sec,
+                workdir: Workdir::Workspace,
+                env: BTreeMap::new(),
+                max_output_bytes: input.max_output_bytes.unwrap_or(1024 * 1024),
+            },
+        )
         .await
     };
     let result = tokio::select! {
         result = run => result,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
-    let engine = Engine::connect()?;
-    let inspect = engine.inspect_optional(&env.container_id).await?;
-    let labels = inspect.and_then(|c| c.config).and_then(|c| c.labels);
-    remove_env(&engine, &env.container_id, labels.as_ref()).await?;
+    if let Some(container) = engine.inspect_optional(&env.container_id).await? {
+        remove_env(engine, &container.id, &container.labels).await?;
+    }
     Ok(RunContainerOutput {
         log: result?,
         image: env.image,
@@ -162,6 +170,7 @@ pub async fn run_container(input: RunContainerInput) -> Result<RunContainerOutpu
 
 /// Puts the payload files and the host payload (a file or a folder's contents) in /workspace.
 async fn upload_payload(
+    engine: &Engine,
     id: &str,
     files: &[(String, Vec<u8>)],
     host: Option<&std::path::Path>,
@@ -193,5 +202,5 @@ async fn upload_payload(
         }
     }
     let tar = builder.into_inner().map_err(pack)?;
-    Engine::connect()?.upload(id, WORKSPACE, tar).await
+    engine.upload(id, WORKSPACE, tar).await
 }

@@ -50,7 +50,7 @@ fn help_and_version_work() {
     );
     assert_eq!(out.code, 0);
     assert!(
-        out.stdout.contains("timeout_sec (number)"),
+        out.stdout.contains("timeout_sec (number, default 30)"),
         "{}",
         out.stdout
     );
@@ -58,6 +58,27 @@ fn help_and_version_work() {
         out.stdout.contains("container_id (string, required)"),
         "{}",
         out.stdout
+    );
+    // `adde help TOOL` is `adde TOOL --help`, and aliases are named.
+    let create_help = parse_output(
+        offline()
+            .command()
+            .args(["help", "create_runtime_env"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(create_help.code, 0, "{}", create_help.stderr);
+    assert!(
+        create_help.stdout.contains("session (string, also name)"),
+        "{}",
+        create_help.stdout
+    );
+    assert!(
+        create_help
+            .stdout
+            .contains("memory (string, default \"512m\")"),
+        "{}",
+        create_help.stdout
     );
 }
 

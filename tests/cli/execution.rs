@@ -7,8 +7,9 @@ use serde_json::json;
 use crate::common::{assert_only_idle, docker, Adde, BUSYBOX, PYTHON};
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn stdout_stderr_and_the_exit_code_come_back_separately() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(
         &env,
@@ -27,8 +28,9 @@ fn stdout_stderr_and_the_exit_code_come_back_separately() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn python_runs_by_extension_and_its_output_is_unbuffered() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.env(json!({"image": PYTHON}));
     let log = adde.exec(
         &env,
@@ -52,8 +54,9 @@ fn python_runs_by_extension_and_its_output_is_unbuffered() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn files_without_a_known_extension_run_directly_and_shebangs_work() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(&env, "bin/tool", "#!/bin/sh\necho \"ran $0\"\n", 10.0);
     assert_eq!(log["stdout"], "ran ./bin/tool\n");
@@ -63,8 +66,9 @@ fn files_without_a_known_extension_run_directly_and_shebangs_work() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_missing_interpreter_is_a_clear_error() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let json = adde.err(
         "execute_code_block",
@@ -79,8 +83,9 @@ fn a_missing_interpreter_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_command_overrides_the_interpreter() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let out = adde.ok(
         "execute_code_block",
@@ -91,8 +96,9 @@ fn a_command_overrides_the_interpreter() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_signal_death_reports_128_plus_the_signal() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(&env, "crash.sh", "kill -SEGV $$", 10.0);
     assert_eq!(log["exit_code"], 139);
@@ -125,23 +131,26 @@ fn assert_killed_at_deadline(
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn the_timeout_kills_an_infinite_loop() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = assert_killed_at_deadline(&adde, &env, "echo started; while true; do :; done");
     assert_eq!(log["stdout"], "started\n");
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn the_timeout_kills_background_children() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     assert_killed_at_deadline(&adde, &env, "sleep 300 & sleep 301 & (sleep 302 &) ; wait");
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn the_timeout_kills_setsid_children() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     assert_killed_at_deadline(
         &adde,
@@ -151,15 +160,17 @@ fn the_timeout_kills_setsid_children() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn the_timeout_kills_loops_that_ignore_sigterm() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     assert_killed_at_deadline(&adde, &env, "trap '' TERM INT HUP; sh -c \"trap '' TERM; while true; do sleep 1; done\" & while true; do :; done");
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn processes_left_running_by_a_finished_run_are_stopped() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(&env, "daemon.sh", "setsid sleep 300 & echo done", 10.0);
     assert_eq!(log["exit_code"], 0);
@@ -169,8 +180,9 @@ fn processes_left_running_by_a_finished_run_are_stopped() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn output_is_capped_keeping_head_and_tail() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let out = adde.ok(
         "execute_code_block",
@@ -194,8 +206,9 @@ fn output_is_capped_keeping_head_and_tail() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn the_default_cap_is_one_mebibyte_per_stream() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(
         &env,
@@ -209,16 +222,18 @@ fn the_default_cap_is_one_mebibyte_per_stream() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn bytes_that_are_not_utf8_are_replaced() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let log = adde.exec(&env, "bin.sh", "printf 'ok \\377\\376 end\\n'", 10.0);
     assert_eq!(log["stdout"], "ok \u{fffd}\u{fffd} end\n");
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_run_killed_for_memory_says_so() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.env(json!({"image": BUSYBOX, "memory": "32m"}));
     // tail keeps the whole newline-free stream in memory until the limit is hit.
     let log = adde.exec(
@@ -233,8 +248,9 @@ fn a_run_killed_for_memory_says_so() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn large_code_goes_through_stdin_intact() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     // 300 KB of code: more than one argv argument may hold (128 KiB).
     let line =
@@ -252,8 +268,9 @@ fn large_code_goes_through_stdin_intact() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn concurrent_runs_in_one_environment_do_not_interfere() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let runs: Vec<_> = (0..4)
         .map(|i| {
@@ -286,8 +303,9 @@ fn concurrent_runs_in_one_environment_do_not_interfere() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_stopped_environment_is_reported_not_running() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     docker(&["stop", "-t", "1", &env.id]);
     let json = adde.err(
@@ -304,8 +322,9 @@ fn a_stopped_environment_is_reported_not_running() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn interrupting_adde_kills_the_run() {
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let env = adde.busybox();
     let child = adde
         .command()

@@ -8,5 +8,7 @@ mod environments;
 mod execution;
 mod factory;
 mod history;
+mod ids;
 mod images;
+mod results;
 mod sessions;

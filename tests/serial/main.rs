@@ -36,9 +36,10 @@ fn managed_volumes() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
     let _alone = alone();
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let before = (managed("container"), managed_volumes());
 
     // A failed install, an image with no package manager, a missing image: nothing is left.
@@ -132,9 +133,10 @@ fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn reap_removes_expired_environments_and_what_nothing_uses() {
     let _alone = alone();
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let expiring = adde.ok(
         "create_runtime_env",
         json!({"image": BUSYBOX, "ttl_sec": 1}),
@@ -204,9 +206,10 @@ fn reap_removes_expired_environments_and_what_nothing_uses() {
 }
 
 #[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn an_interrupted_one_shot_run_leaves_nothing_behind() {
     let _alone = alone();
-    let Some(adde) = Adde::docker() else { return };
+    let adde = Adde::docker();
     let before = (managed("container"), managed_volumes());
     let child = adde
         .command()

@@ -8,23 +8,21 @@ mod describe;
 mod plan;
 mod setup;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bollard::models::{MountVolumeOptions, PortBinding};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::engine::{self, Engine, LABEL_EXPIRES_AT, LABEL_USE_IMAGE_CMD, LABEL_VOLUMES};
+use crate::engine::helper_volume::HelperVolume;
+use crate::engine::{Engine, Kind, Label, Labels, Network};
 use crate::error::{Error, Result};
 use crate::ids::random_hex;
 use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
 
-use super::helper_volume::HelperVolume;
-
 pub use describe::{describe, CreateEnvOutput, EnvDescription};
 use plan::{plan, EnvPlan};
-use setup::{give_workspace_to, hardened_body, install_dependencies, mounts};
+use setup::{container_spec, give_workspace_to, install_dependencies, mounts};
 
 const DEFAULT_MEMORY: &str = "512m";
 const DEFAULT_CPUS: f64 = 0.5;
@@ -114,6 +112,7 @@ pub struct CreateEnvInput {
     /// Get-or-create by name: the same session returns the same environment while it lives,
     /// restarts it when stopped, and creates it when gone.
     #[serde(default, alias = "name")]
+    #[schemars(extend("aliases" = ["name"]))]
     pub session: Option<String>,
     /// Host folders to mount, e.g. tools/ or skills/ an agent imports; read-only by default.
     /// The Docker socket can never be mounted.
@@ -171,9 +170,40 @@ fn default_install_timeout() -> u64 {
     600
 }
 
-pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput> {
+impl Default for CreateEnvInput {
+    /// The input a payload with only `image` gives (an empty image).
+    fn default() -> Self {
+        CreateEnvInput {
+            image: String::new(),
+            dependencies: Vec::new(),
+            env_vars: BTreeMap::new(),
+            network: false,
+            port_bindings: BTreeMap::new(),
+            use_image_cmd: false,
+            memory: default_memory(),
+            cpus: default_cpus(),
+            pids_limit: default_pids(),
+            nofile: default_nofile(),
+            pull: PullPolicy::default(),
+            package_manager: None,
+            pip_index_url: None,
+            npm_registry: None,
+            install_network: None,
+            install_timeout_sec: default_install_timeout(),
+            session: None,
+            mounts: Vec::new(),
+            user: None,
+            read_only_rootfs: false,
+            workdir: None,
+            labels: BTreeMap::new(),
+            runtime: None,
+            ttl_sec: None,
+        }
+    }
+}
+
+pub async fn create_runtime_env(engine: &Engine, input: CreateEnvInput) -> Result<CreateEnvOutput> {
     let plan = plan(&input)?;
-    let engine = Engine::connect()?;
     if let Some(runtime) = &plan.runtime {
         let available = engine.runtimes().await?;
         if !available.contains(runtime) {
@@ -184,8 +214,8 @@ pub async fn create_runtime_env(input: CreateEnvInput) -> Result<CreateEnvOutput
         }
     }
     match plan.session.clone() {
-        None => create_new(&engine, &plan, &input, format!("adde-{}", random_hex(6))).await,
-        Some(session) => get_or_create(&engine, &plan, &input, &session).await,
+        None => create_new(engine, &plan, &input, format!("adde-{}", random_hex(6))).await,
+        Some(session) => get_or_create(engine, &plan, &input, &session).await,
     }
 }
 
@@ -222,12 +252,14 @@ async fn get_or_create(
     session: &str,
 ) -> Result<CreateEnvOutput> {
     let name = session_container(session);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    const COME_UP: Duration = Duration::from_secs(180);
+    let deadline = tokio::time::Instant::now() + COME_UP;
     loop {
         if tokio::time::Instant::now() > deadline {
-            return Err(Error::Helper(format!(
-                "session {session}'s environment did not come up in time"
-            )));
+            return Err(Error::SessionNotReady {
+                session: session.to_string(),
+                seconds: COME_UP.as_secs(),
+            });
         }
         let Some(existing) = engine.inspect_optional(&name).await? else {
             match create_new(engine, plan, input, name.clone()).await {
@@ -239,33 +271,22 @@ async fn get_or_create(
                 Err(e) => return Err(e),
             }
         };
-        let labels = existing
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default();
-        if !engine::is_managed(Some(&labels)) {
+        if !existing.labels.is_managed() {
             return Err(Error::NotManaged(name));
         }
-        let image = labels.get("io.adde.image").cloned().unwrap_or_default();
+        let image = existing.labels.get(Label::Image).unwrap_or_default();
         if image != plan.image {
             return Err(Error::SessionConflict {
                 session: session.to_string(),
-                image,
+                image: image.to_string(),
             });
         }
-        let id = existing.id.clone().unwrap_or_else(|| name.clone());
-        let state = existing
-            .state
-            .as_ref()
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let id = existing.id.clone();
         let age = existing
             .created
             .map(|t| chrono::Utc::now().signed_duration_since(t).num_seconds())
             .unwrap_or(i64::MAX);
-        let action = match state.as_str() {
+        let action = match existing.state.status.as_str() {
             "running" => "reused",
             // Another call is still setting it up.
             "created" if age < 120 => {
@@ -310,16 +331,13 @@ async fn create_new(
     };
     let image = match present.filter(|_| !image_pulled) {
         Some(image) => image,
-        None => engine
-            .inspect_image(&plan.image)
-            .await?
-            .ok_or_else(|| Error::ImageNotFound {
-                image: plan.image.clone(),
-                detail: "not present after pulling".into(),
-            })?,
+        None => {
+            engine
+                .require_image(&plan.image, "not present after pulling")
+                .await?
+        }
     };
-    let image_config = image.config.unwrap_or_default();
-    if input.use_image_cmd && image_config.cmd.is_none() && image_config.entrypoint.is_none() {
+    if input.use_image_cmd && !image.has_command {
         return Err(Error::invalid(
             "use_image_cmd",
             format!(
@@ -328,11 +346,7 @@ async fn create_new(
             ),
         ));
     }
-    let image_path = image_config
-        .env
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
+    let image_path = image.path_env;
 
     let suffix = random_hex(6);
     let mut resources = Resources {
@@ -386,24 +400,23 @@ async fn build_env(
     helper: &HelperVolume,
     image_path: Option<String>,
 ) -> Result<(String, Vec<String>)> {
-    let volume_labels = engine::labels("volume", &[("io.adde.env", res.name.clone())]);
     for volume in res.volumes() {
-        engine.create_volume(&volume, volume_labels.clone()).await?;
+        let labels = Labels::new(Kind::Volume).with(Label::Env, res.name.clone());
+        engine.create_volume(&volume, labels).await?;
     }
     engine
-        .create_volume(&helper.name, engine::labels("helper", &[]))
+        .create_volume(&helper.name, Labels::new(Kind::Helper))
         .await?;
     let mut env = plan.env.clone();
-    let mut labels = vec![
-        (LABEL_VOLUMES, res.volumes().join(",")),
-        (LABEL_USE_IMAGE_CMD, input.use_image_cmd.to_string()),
-        ("io.adde.image", plan.image.clone()),
-    ];
+    let mut labels = Labels::new(Kind::Env)
+        .with(Label::Volumes, res.volumes().join(","))
+        .with(Label::UseImageCmd, input.use_image_cmd.to_string())
+        .with(Label::Image, plan.image.clone());
     if let Some(session) = &plan.session {
-        labels.push(("io.adde.session", session.clone()));
+        labels.set(Label::Session, session.clone());
     }
     if let Some(expires_at) = plan.expires_at {
-        labels.push((LABEL_EXPIRES_AT, expires_at.to_string()));
+        labels.set(Label::ExpiresAt, expires_at.to_string());
     }
     if res.deps.is_some() {
         let manager = install_dependencies(engine, plan, input, res, helper).await?;
@@ -417,60 +430,34 @@ async fn build_env(
                 format!("PATH={DEPS_DIR}/python/bin:{DEPS_DIR}/node/node_modules/.bin:{path}"),
             ],
         );
-        labels.push(("io.adde.package_manager", manager));
-        labels.push(("io.adde.dependencies", plan.packages.join(" ")));
+        labels.set(Label::PackageManager, manager);
+        labels.set(Label::Dependencies, plan.packages.join(" "));
     }
-    let mut labels = engine::labels("env", &labels);
-    labels.extend(plan.labels.iter().cloned());
+    labels.extend_user(plan.labels.iter().cloned());
 
-    let command = (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
+    let helper_args =
+        (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
     let mut mounts = mounts(res, helper, true);
     if plan.user.is_some() {
         // The prep container already copied the image's /workspace into the volume and gave
         // it to the user; a second copy-up on an empty volume would give it back to root.
-        if let Some(workspace) = mounts
-            .iter_mut()
-            .find(|m| m.target.as_deref() == Some(WORKSPACE))
-        {
-            workspace.volume_options = Some(MountVolumeOptions {
-                no_copy: Some(true),
-                ..Default::default()
-            });
+        if let Some(workspace) = mounts.iter_mut().find(|m| m.target == WORKSPACE) {
+            workspace.no_copy = true;
         }
     }
     mounts.extend(plan.binds.iter().cloned());
-    let mut body = hardened_body(plan, command, env, labels, mounts);
-    body.user = plan.user.clone();
-    body.working_dir = Some(plan.workdir.clone());
-    let mut host = body.host_config.take().unwrap_or_default();
-    if plan.read_only_rootfs {
-        host.readonly_rootfs = Some(true);
-        host.tmpfs = Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,nosuid,nodev,size=64m,mode=1777".to_string(),
-        )]));
-    }
+    let mut spec = container_spec(plan, res.name.clone(), helper_args, env, labels, mounts);
+    spec.user = plan.user.clone();
+    spec.workdir = plan.workdir.clone();
+    spec.read_only_rootfs = plan.read_only_rootfs;
     if input.network {
-        host.network_mode = Some("bridge".into());
-        host.port_bindings = Some(
-            plan.ports
-                .iter()
-                .map(|(container, host_port)| {
-                    let binding = PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(host_port.clone()),
-                    };
-                    (container.clone(), Some(vec![binding]))
-                })
-                .collect(),
-        );
-        body.exposed_ports = Some(plan.ports.keys().cloned().collect());
+        spec.network = Network::Bridge;
+        spec.ports = plan.ports.clone();
     }
-    body.host_config = Some(host);
     if let Some(user) = &plan.user {
         give_workspace_to(engine, plan, res, helper, user).await?;
     }
-    let (id, warnings) = engine.create_container(&res.name, body).await?;
+    let (id, warnings) = engine.create_container(spec).await?;
     res.container = Some(id.clone());
     helper.ensure(engine, &id, &plan.image).await?;
     engine.start(&id).await?;

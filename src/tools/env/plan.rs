@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bollard::models::{Mount, MountType};
-
+use crate::engine::{Label, Limits, MountSpec};
 use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
+use crate::refs;
 use crate::tools::images::normalize_reference;
+use crate::tools::input::{env_vars, required};
 
-use super::describe::Limits;
-use super::{CreateEnvInput, InstallNetwork, MountSpec};
+use super::{CreateEnvInput, InstallNetwork};
 
 /// Everything validated before the engine is contacted.
 pub(super) struct EnvPlan {
@@ -22,7 +22,7 @@ pub(super) struct EnvPlan {
     pub(super) installer_env: Vec<String>,
     pub(super) install_network: InstallNetwork,
     pub(super) session: Option<String>,
-    pub(super) binds: Vec<Mount>,
+    pub(super) binds: Vec<MountSpec>,
     pub(super) user: Option<String>,
     pub(super) read_only_rootfs: bool,
     pub(super) workdir: String,
@@ -32,11 +32,7 @@ pub(super) struct EnvPlan {
 }
 
 pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
-    let image = normalize_reference(&crate::tools::required(
-        "image",
-        "image name",
-        &input.image,
-    )?)?;
+    let image = normalize_reference(&required("image", "image name", &input.image)?)?;
     let memory_bytes = parse_memory(&input.memory)?;
     if !(input.cpus > 0.0 && input.cpus <= 1024.0) {
         return Err(Error::invalid(
@@ -59,16 +55,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
             "install_timeout_sec must be above 0",
         ));
     }
-    let mut env = Vec::new();
-    for (key, value) in &input.env_vars {
-        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-            return Err(Error::invalid(
-                "env_vars",
-                format!("{key:?} is not a valid variable name (no '=', no NUL, not empty)"),
-            ));
-        }
-        env.push(format!("{key}={value}"));
-    }
+    let env = env_vars("env_vars", &input.env_vars)?;
     let ports = parse_ports(&input.port_bindings)?;
     if !ports.is_empty() && !input.network {
         return Err(Error::invalid(
@@ -124,7 +111,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
     let session = input
         .session
         .as_deref()
-        .map(|s| crate::tools::required("session", "session name", s))
+        .map(|s| refs::session("session", s))
         .transpose()?;
     let binds = input
         .mounts
@@ -162,7 +149,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
     };
     let mut labels = Vec::new();
     for (key, value) in &input.labels {
-        if key.starts_with("io.adde.") || key.is_empty() {
+        if Label::is_reserved(key) || key.is_empty() {
             return Err(Error::invalid(
                 "labels",
                 format!("label {key:?} is reserved for adde or empty"),
@@ -208,7 +195,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
 }
 
 /// A host folder to bind: absolute paths, and never the Docker socket or a folder holding it.
-fn validate_mount(spec: &MountSpec) -> Result<Mount> {
+fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
     let source = spec.source.trim();
     let target = spec.target.trim();
     if !source.starts_with('/') || source.contains('\0') {
@@ -270,13 +257,11 @@ fn validate_mount(spec: &MountSpec) -> Result<Mount> {
             format!("mount source {source} does not exist"),
         ));
     }
-    Ok(Mount {
-        source: Some(sources.pop().unwrap_or_default()),
-        target: Some(target),
-        typ: Some(MountType::BIND),
-        read_only: Some(spec.read_only),
-        ..Default::default()
-    })
+    Ok(MountSpec::bind(
+        &sources.pop().unwrap_or_default(),
+        &target,
+        spec.read_only,
+    ))
 }
 
 /// "512m", "2g", "1048576", "64k" into bytes; the engine needs at least 6 MiB.
@@ -424,7 +409,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        crate::tools::parse(payload).unwrap()
+        crate::tools::input::parse(payload).unwrap()
     }
 
     #[test]

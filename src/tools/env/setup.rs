@@ -1,16 +1,13 @@
 //! The short-lived containers an environment may need before it starts, and the hardened
 //! container body they and the environment share.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
-
-use crate::engine::{self, Engine};
+use crate::engine::helper_volume::HelperVolume;
+use crate::engine::{ContainerSpec, Engine, Kind, Label, Labels, MountSpec, Network};
 use crate::error::{Error, Result};
 use crate::helper::{InstallSpec, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT};
-use crate::protocol::{DEPS_DIR, HELPER_FLAG, HELPER_PATH, WORKSPACE};
-use crate::tools::helper_volume::HelperVolume;
+use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
 
 use super::plan::EnvPlan;
 use super::{CreateEnvInput, InstallNetwork, PackageManager, Resources};
@@ -34,23 +31,13 @@ pub(super) async fn give_workspace_to(
         user.to_string(),
     ]);
     let mut mounts = mounts(res, helper, false);
-    mounts.retain(|m| m.target.as_deref() != Some(DEPS_DIR));
-    let labels = engine::labels("prep", &[("io.adde.env", res.name.clone())]);
-    let mut body = hardened_body(plan, command, Vec::new(), labels, mounts);
-    body.user = Some("0:0".into());
-    if let Some(host) = body.host_config.as_mut() {
-        host.cap_add = Some(vec!["CHOWN".into()]);
-    }
+    mounts.retain(|m| m.target != DEPS_DIR);
+    let labels = Labels::new(Kind::Prep).with(Label::Env, res.name.clone());
     let name = format!("{}-prep", res.name);
-    let done = run_to_end(
-        engine,
-        &name,
-        body,
-        helper,
-        &plan.image,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let mut spec = container_spec(plan, name, command, Vec::new(), labels, mounts);
+    spec.user = Some("0:0".into());
+    spec.cap_add = vec!["CHOWN".into()];
+    let done = run_to_end(engine, spec, helper, Duration::from_secs(60)).await?;
     match done.code {
         Some(0) => Ok(()),
         _ => Err(Error::invalid(
@@ -71,15 +58,14 @@ struct Finished {
 /// happened.
 async fn run_to_end(
     engine: &Engine,
-    name: &str,
-    body: ContainerCreateBody,
+    spec: ContainerSpec,
     helper: &HelperVolume,
-    image: &str,
     limit: Duration,
 ) -> Result<Finished> {
-    let (id, _) = engine.create_container(name, body).await?;
+    let image = spec.image.clone();
+    let (id, _) = engine.create_container(spec).await?;
     let outcome = async {
-        helper.ensure(engine, &id, image).await?;
+        helper.ensure(engine, &id, &image).await?;
         engine.start(&id).await?;
         let code = engine.wait(&id, limit).await?;
         let (stdout, stderr) = engine.logs(&id, None).await?;
@@ -110,27 +96,23 @@ pub(super) async fn install_dependencies(
             .map(|m| format!("{m:?}").to_lowercase()),
     };
     let spec = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-    let labels = engine::labels("installer", &[("io.adde.env", res.name.clone())]);
+    let labels = Labels::new(Kind::Installer).with(Label::Env, res.name.clone());
     let command = Some(vec![HELPER_FLAG.to_string(), "install".to_string(), spec]);
     let mut mounts = mounts(res, helper, false);
-    mounts.retain(|m| m.source.as_deref() != Some(res.workspace.as_str()));
-    let mut body = hardened_body(plan, command, plan.installer_env.clone(), labels, mounts);
-    if let Some(host) = body.host_config.as_mut() {
-        host.network_mode = Some(
-            match plan.install_network {
-                InstallNetwork::Bridge => "bridge",
-                InstallNetwork::Host => "host",
-            }
-            .into(),
-        );
-    }
+    mounts.retain(|m| m.source != res.workspace);
     let name = format!("{}-install", res.name);
+    let env = plan.installer_env.clone();
+    let mut spec = container_spec(plan, name, command, env, labels, mounts);
+    spec.network = match plan.install_network {
+        InstallNetwork::Bridge => Network::Bridge,
+        InstallNetwork::Host => Network::Host,
+    };
     let limit = Duration::from_secs(input.install_timeout_sec);
     let Finished {
         code,
         stdout,
         stderr,
-    } = run_to_end(engine, &name, body, helper, &plan.image, limit).await?;
+    } = run_to_end(engine, spec, helper, limit).await?;
 
     let stderr = String::from_utf8_lossy(&stderr);
     let manager = stderr
@@ -192,56 +174,46 @@ fn keep_end(text: &str, cap: usize) -> String {
 
 /// The workspace volume, the deps volume (read-only in the environment itself) and the
 /// helper's volume (always read-only).
-pub(super) fn mounts(res: &Resources, helper: &HelperVolume, read_only_deps: bool) -> Vec<Mount> {
-    let volume = |source: &str, target: &str, read_only: bool| Mount {
-        source: Some(source.to_string()),
-        target: Some(target.to_string()),
-        typ: Some(MountType::VOLUME),
-        read_only: Some(read_only),
-        ..Default::default()
-    };
-    let mut mounts = vec![volume(&res.workspace, WORKSPACE, false), helper.mount(true)];
+pub(super) fn mounts(
+    res: &Resources,
+    helper: &HelperVolume,
+    read_only_deps: bool,
+) -> Vec<MountSpec> {
+    let mut mounts = vec![
+        MountSpec::volume(&res.workspace, WORKSPACE, false),
+        helper.mount(true),
+    ];
     if let Some(deps) = &res.deps {
-        mounts.push(volume(deps, DEPS_DIR, read_only_deps));
+        mounts.push(MountSpec::volume(deps, DEPS_DIR, read_only_deps));
     }
     mounts
 }
 
-/// A container with adde's defaults: no network, every capability dropped,
-/// no-new-privileges, memory without swap, CPU, PID and open-file limits, and an init
-/// process that reaps orphans. `command` runs adde's helper; `None` keeps the image's own.
-pub(super) fn hardened_body(
+/// A container of the plan's image and limits, with an init process that reaps orphans.
+/// `helper_args` run adde's helper; `None` keeps the image's own command.
+pub(super) fn container_spec(
     plan: &EnvPlan,
-    command: Option<Vec<String>>,
+    name: String,
+    helper_args: Option<Vec<String>>,
     env: Vec<String>,
-    labels: HashMap<String, String>,
-    mounts: Vec<Mount>,
-) -> ContainerCreateBody {
-    let limits = &plan.limits;
-    ContainerCreateBody {
-        image: Some(plan.image.clone()),
-        entrypoint: command.as_ref().map(|_| vec![HELPER_PATH.to_string()]),
-        cmd: command,
-        env: Some(env),
-        working_dir: Some(WORKSPACE.to_string()),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            memory: Some(limits.memory_bytes),
-            memory_swap: Some(limits.memory_swap_bytes),
-            nano_cpus: Some((limits.cpus * 1e9) as i64),
-            pids_limit: Some(limits.pids_limit),
-            ulimits: Some(vec![ResourcesUlimits {
-                name: Some("nofile".into()),
-                soft: Some(limits.nofile),
-                hard: Some(limits.nofile),
-            }]),
-            init: Some(true),
-            mounts: Some(mounts),
-            ..Default::default()
-        }),
-        ..Default::default()
+    labels: Labels,
+    mounts: Vec<MountSpec>,
+) -> ContainerSpec {
+    ContainerSpec {
+        name,
+        image: plan.image.clone(),
+        helper_args,
+        env,
+        labels,
+        mounts,
+        user: None,
+        workdir: WORKSPACE.to_string(),
+        limits: plan.limits.clone(),
+        network: Network::None,
+        ports: Default::default(),
+        read_only_rootfs: false,
+        cap_add: Vec::new(),
+        runtime: plan.runtime.clone(),
+        init: true,
     }
 }

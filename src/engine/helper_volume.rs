@@ -2,17 +2,15 @@
 //! user code cannot alter its own supervisor, read-only root filesystems work (the archive
 //! API cannot write into them), and an environment costs no 6 MB upload.
 //!
-//! The volume is named after this binary, so a new build gets a new volume. The first
+//! The volume is named after this binary's content, so a new build gets a new volume and a
+//! reinstall of the same binary reuses the old one. The first
 //! environment to find it empty fills it through a short-lived, never-started container whose
 //! name doubles as a lock; the others wait until the file has its full size.
 
-use std::hash::{Hash, Hasher};
-use std::os::unix::fs::MetadataExt;
+use std::hash::Hasher;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-
-use crate::engine::{self, Engine, Fill};
+use super::{ContainerSpec, Engine, Kind, Labels, Limits, MountSpec, Network};
 use crate::error::{Error, Result};
 use crate::protocol::{HELPER_DIR, HELPER_PATH};
 
@@ -21,36 +19,36 @@ const STALE_LOCK: Duration = Duration::from_secs(120);
 const WAIT_STEP: Duration = Duration::from_millis(100);
 const WAIT_LIMIT: Duration = Duration::from_secs(180);
 
+#[derive(Clone)]
 pub struct HelperVolume {
     pub name: String,
     size: u64,
 }
 
 impl HelperVolume {
-    /// The volume for the running binary: its version and a fingerprint of the file.
+    /// The volume for the running binary: its version and a fingerprint of its bytes.
     pub fn for_this_binary() -> Result<HelperVolume> {
-        let meta = std::fs::metadata("/proc/self/exe")
-            .map_err(|e| Error::Helper(format!("cannot read adde's own binary: {e}")))?;
+        static THIS: std::sync::OnceLock<HelperVolume> = std::sync::OnceLock::new();
+        if let Some(volume) = THIS.get() {
+            return Ok(volume.clone());
+        }
+        let exe = own_binary()?;
+        // SipHash with fixed keys: the same bytes give the same name in every process.
         let mut hasher = std::hash::DefaultHasher::new();
-        (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(&mut hasher);
-        Ok(HelperVolume {
+        hasher.write(&exe);
+        let volume = HelperVolume {
             name: format!(
                 "adde-helper-{}-{:012x}",
                 env!("CARGO_PKG_VERSION"),
                 hasher.finish() & 0xffff_ffff_ffff
             ),
-            size: meta.len(),
-        })
+            size: exe.len() as u64,
+        };
+        Ok(THIS.get_or_init(|| volume).clone())
     }
 
-    pub fn mount(&self, read_only: bool) -> Mount {
-        Mount {
-            source: Some(self.name.clone()),
-            target: Some(HELPER_DIR.to_string()),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(read_only),
-            ..Default::default()
-        }
+    pub fn mount(&self, read_only: bool) -> MountSpec {
+        MountSpec::volume(&self.name, HELPER_DIR, read_only)
     }
 
     /// Makes sure the volume holds the helper, as seen from `container` (which mounts it),
@@ -75,32 +73,48 @@ impl HelperVolume {
     }
 
     async fn fill(&self, engine: &Engine, image: &str) -> Result<Fill> {
-        let lock = format!("{}-fill", self.name);
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            entrypoint: Some(vec![HELPER_PATH.to_string()]),
-            labels: Some(engine::labels("helper-fill", &[])),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![self.mount(false)]),
-                network_mode: Some("none".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
+        // Never started: it only gives the archive API a way into the volume.
+        let spec = ContainerSpec {
+            name: format!("{}-fill", self.name),
+            image: image.to_string(),
+            helper_args: Some(Vec::new()),
+            env: Vec::new(),
+            labels: Labels::new(Kind::HelperFill),
+            mounts: vec![self.mount(false)],
+            user: None,
+            workdir: "/".into(),
+            limits: Limits::minimal(),
+            network: Network::None,
+            ports: Default::default(),
+            read_only_rootfs: false,
+            cap_add: Vec::new(),
+            runtime: None,
+            init: false,
         };
-        let id = match engine.create_locked(&lock, body, STALE_LOCK).await? {
+        let id = match engine.create_locked(spec, STALE_LOCK).await? {
             Some(id) => id,
             None => return Ok(Fill::Busy),
         };
         let result = async {
-            let exe = std::fs::read("/proc/self/exe")
-                .map_err(|e| Error::Helper(format!("cannot read adde's own binary: {e}")))?;
+            let exe = own_binary()?;
             engine.upload(&id, HELPER_DIR, helper_tar(&exe)?).await
         }
         .await;
         engine.remove_container(&id).await?;
         result.map(|()| Fill::Done)
     }
+}
+
+/// How an attempt to fill the volume went.
+enum Fill {
+    Done,
+    /// Someone else holds the lock.
+    Busy,
+}
+
+fn own_binary() -> Result<Vec<u8>> {
+    std::fs::read("/proc/self/exe")
+        .map_err(|e| Error::Helper(format!("cannot read adde's own binary: {e}")))
 }
 
 /// The binary as a one-file tar, unpacked in /.adde.

@@ -1,0 +1,21 @@
+"""The package against the binary it ships: every tool the binary has is a function here,
+and every error code the package maps to a class is one the binary really returns."""
+
+import adde
+import adde.aio
+from adde import _errors, _tools
+
+
+def test_every_tool_of_the_binary_is_a_function_in_both_apis():
+    binary = {tool["name"] for tool in adde.list_tools()["tools"]}
+    assert set(_tools.NAMES) == binary
+    for name in binary:
+        assert callable(getattr(adde, name)), name
+        assert callable(getattr(adde.aio, name)), name
+
+
+def test_error_classes_map_only_codes_the_binary_returns():
+    codes = {entry["error_code"] for entry in adde.list_error_codes()["error_codes"]}
+    assert "internal_error" in codes
+    stale = set(_errors._BY_CODE) - codes
+    assert not stale, f"the package maps codes the binary never returns: {stale}"

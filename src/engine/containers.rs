@@ -1,0 +1,758 @@
+//! Containers and volumes: what adde creates (always hardened), what it reads back, and the
+//! exec, archive and log streams.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ExecConfig, HostConfig, Mount, MountType,
+    MountVolumeOptions, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{classify, container_path_id, Engine, Label, Labels, Subject};
+use crate::error::{Error, Result};
+use crate::protocol::HELPER_PATH;
+
+/// Resource limits, as asked for and as read back.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub memory: String,
+    pub memory_bytes: i64,
+    pub memory_swap_bytes: i64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    pub nofile: i64,
+}
+
+impl Limits {
+    /// For containers that never run code (the helper volume's filler).
+    pub fn minimal() -> Limits {
+        Limits {
+            memory: "64m".into(),
+            memory_bytes: 64 << 20,
+            memory_swap_bytes: 64 << 20,
+            cpus: 0.1,
+            pids_limit: 16,
+            nofile: 64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    None,
+    Bridge,
+    Host,
+}
+
+impl Network {
+    fn mode(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Bridge => "bridge",
+            Network::Host => "host",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Volume,
+    Bind,
+    Other,
+}
+
+/// A volume or host folder mounted into a container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// For volumes: do not copy the image's files into an empty volume.
+    pub no_copy: bool,
+}
+
+impl MountSpec {
+    pub fn volume(source: &str, target: &str, read_only: bool) -> MountSpec {
+        MountSpec {
+            kind: MountKind::Volume,
+            source: source.to_string(),
+            target: target.to_string(),
+            read_only,
+            no_copy: false,
+        }
+    }
+
+    pub fn bind(source: &str, target: &str, read_only: bool) -> MountSpec {
+        MountSpec {
+            kind: MountKind::Bind,
+            ..MountSpec::volume(source, target, read_only)
+        }
+    }
+}
+
+/// A container adde creates. Whatever it is for, it gets adde's defaults: no network unless
+/// asked, every capability dropped, no-new-privileges, memory without swap, CPU, PID and
+/// open-file limits.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Arguments of adde's helper, its entrypoint; `None` keeps the image's own command.
+    pub helper_args: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: Labels,
+    pub mounts: Vec<MountSpec>,
+    pub user: Option<String>,
+    pub workdir: String,
+    pub limits: Limits,
+    pub network: Network,
+    /// Container port ("3000/tcp") to host port, published on 127.0.0.1.
+    pub ports: BTreeMap<String, String>,
+    /// A read-only root filesystem with a small writable /tmp.
+    pub read_only_rootfs: bool,
+    pub cap_add: Vec<String>,
+    pub runtime: Option<String>,
+    /// Docker's init as PID 1, reaping orphans.
+    pub init: bool,
+}
+
+impl ContainerSpec {
+    fn into_body(self) -> ContainerCreateBody {
+        let limits = &self.limits;
+        let mounts = self.mounts.iter().map(to_mount).collect();
+        let publish = self.network != Network::None && !self.ports.is_empty();
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            entrypoint: self
+                .helper_args
+                .as_ref()
+                .map(|_| vec![HELPER_PATH.to_string()]),
+            cmd: self.helper_args,
+            env: Some(self.env),
+            user: self.user,
+            working_dir: Some(self.workdir),
+            labels: Some(self.labels.into_map()),
+            exposed_ports: publish.then(|| self.ports.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                network_mode: Some(self.network.mode().into()),
+                port_bindings: publish.then(|| {
+                    self.ports
+                        .iter()
+                        .map(|(container, host_port)| {
+                            let binding = PortBinding {
+                                host_ip: Some("127.0.0.1".into()),
+                                host_port: Some(host_port.clone()),
+                            };
+                            (container.clone(), Some(vec![binding]))
+                        })
+                        .collect()
+                }),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: (!self.cap_add.is_empty()).then_some(self.cap_add),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: Some(limits.memory_bytes),
+                memory_swap: Some(limits.memory_swap_bytes),
+                nano_cpus: Some((limits.cpus * 1e9) as i64),
+                pids_limit: Some(limits.pids_limit),
+                ulimits: Some(vec![ResourcesUlimits {
+                    name: Some("nofile".into()),
+                    soft: Some(limits.nofile),
+                    hard: Some(limits.nofile),
+                }]),
+                init: Some(self.init),
+                readonly_rootfs: Some(self.read_only_rootfs),
+                tmpfs: self.read_only_rootfs.then(|| {
+                    HashMap::from([(
+                        "/tmp".to_string(),
+                        "rw,nosuid,nodev,size=64m,mode=1777".to_string(),
+                    )])
+                }),
+                runtime: self.runtime,
+                mounts: Some(mounts),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+fn to_mount(spec: &MountSpec) -> Mount {
+    Mount {
+        source: Some(spec.source.clone()),
+        target: Some(spec.target.clone()),
+        typ: Some(match spec.kind {
+            MountKind::Bind => MountType::BIND,
+            _ => MountType::VOLUME,
+        }),
+        read_only: Some(spec.read_only),
+        volume_options: spec.no_copy.then(|| MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// How a container is doing.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerState {
+    /// "running", "exited", "paused", ...
+    pub status: String,
+    pub running: bool,
+    pub paused: bool,
+    pub oom_killed: bool,
+    pub exit_code: Option<i64>,
+}
+
+/// A mount as the engine applied it.
+#[derive(Serialize, Debug, Clone)]
+pub struct MountInfo {
+    #[serde(skip)]
+    pub kind: MountKind,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A container as the engine reports it: what was actually applied.
+#[derive(Clone, Debug)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    /// The image as the container's config names it.
+    pub image: String,
+    pub image_id: String,
+    pub labels: Labels,
+    pub state: ContainerState,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tmpfs: Vec<String>,
+    pub mounts: Vec<MountInfo>,
+    pub network_mode: String,
+    /// "3000/tcp" -> "127.0.0.1:8080".
+    pub port_bindings: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub cap_drop: Vec<String>,
+    pub no_new_privileges: bool,
+    pub init: bool,
+    pub read_only_rootfs: bool,
+    pub runtime: String,
+}
+
+impl ContainerInfo {
+    fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
+        let config = c.config.unwrap_or_default();
+        let host = c.host_config.unwrap_or_default();
+        let state = c.state.unwrap_or_default();
+        let memory = host.memory.unwrap_or(0);
+        ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image: config.image.unwrap_or_default(),
+            image_id: c.image.unwrap_or_default(),
+            labels: Labels::read(config.labels),
+            state: ContainerState {
+                status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                running: state.running.unwrap_or(false),
+                paused: state.paused.unwrap_or(false),
+                oom_killed: state.oom_killed.unwrap_or(false),
+                exit_code: state.exit_code,
+            },
+            created: c.created,
+            user: config.user.filter(|u| !u.is_empty()),
+            workdir: config.working_dir.filter(|w| !w.is_empty()),
+            tmpfs: host
+                .tmpfs
+                .map(|t| t.into_keys().collect())
+                .unwrap_or_default(),
+            mounts: host
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| MountInfo {
+                    kind: match m.typ {
+                        Some(MountType::BIND) => MountKind::Bind,
+                        Some(MountType::VOLUME) => MountKind::Volume,
+                        _ => MountKind::Other,
+                    },
+                    source: m.source.unwrap_or_default(),
+                    target: m.target.unwrap_or_default(),
+                    read_only: m.read_only.unwrap_or(false),
+                })
+                .collect(),
+            network_mode: host.network_mode.unwrap_or_default(),
+            port_bindings: host
+                .port_bindings
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(port, bindings)| {
+                    let b = bindings?.into_iter().next()?;
+                    let host_ip = b.host_ip.unwrap_or_default();
+                    Some((
+                        port,
+                        format!("{host_ip}:{}", b.host_port.unwrap_or_default()),
+                    ))
+                })
+                .collect(),
+            limits: Limits {
+                memory: format_size(memory),
+                memory_bytes: memory,
+                memory_swap_bytes: host.memory_swap.unwrap_or(0),
+                cpus: host.nano_cpus.unwrap_or(0) as f64 / 1e9,
+                pids_limit: host.pids_limit.unwrap_or(0),
+                nofile: host
+                    .ulimits
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|u| u.name.as_deref() == Some("nofile"))
+                    .and_then(|u| u.soft)
+                    .unwrap_or(0),
+            },
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            no_new_privileges: host
+                .security_opt
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.starts_with("no-new-privileges")),
+            init: host.init.unwrap_or(false),
+            read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
+            runtime: host.runtime.unwrap_or_else(|| "runc".into()),
+        }
+    }
+}
+
+/// 536870912 as "512m".
+fn format_size(bytes: i64) -> String {
+    match bytes {
+        b if b > 0 && b % (1 << 30) == 0 => format!("{}g", b >> 30),
+        b if b > 0 && b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        b => b.to_string(),
+    }
+}
+
+/// One piece of an exec's demultiplexed output.
+pub enum OutputChunk {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+pub type ExecOutput = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+
+/// A container in a listing.
+pub struct Listed {
+    pub id: String,
+    pub labels: Labels,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl Engine {
+    /// Creates a container; returns its id and the engine's warnings (e.g. a limit the
+    /// kernel cannot enforce).
+    pub async fn create_container(&self, spec: ContainerSpec) -> Result<(String, Vec<String>)> {
+        let docker = self.docker()?;
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let image = spec.image.clone();
+        let created = self
+            .ask(
+                Subject::Image(&image),
+                docker.create_container(Some(options), spec.into_body()),
+            )
+            .await?;
+        Ok((created.id, created.warnings))
+    }
+
+    /// Creates a container whose name is a lock: `None` when a container of that name exists
+    /// and is younger than `stale` (someone holds the lock); an older one is removed first.
+    pub async fn create_locked(
+        &self,
+        spec: ContainerSpec,
+        stale: Duration,
+    ) -> Result<Option<String>> {
+        let name = spec.name.clone();
+        match self.create_container(spec).await {
+            Ok((id, _)) => Ok(Some(id)),
+            Err(Error::Engine { status: 409, .. }) => {
+                let age = self
+                    .inspect_optional(&name)
+                    .await?
+                    .and_then(|c| c.created)
+                    .map(|t| chrono::Utc::now().signed_duration_since(t));
+                if age.is_some_and(|age| age.to_std().unwrap_or_default() > stale) {
+                    self.remove_container(&name).await?;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: Labels) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.into_map()),
+            ..Default::default()
+        };
+        let docker = self.docker()?;
+        self.ask(Subject::Other, docker.create_volume(request))
+            .await
+            .map(drop)
+    }
+
+    /// Removes a volume adde made for environment `env` (its container name); one already
+    /// gone is fine, and one that is not adde's or belongs to another environment is left
+    /// alone (reported as `false`).
+    pub async fn remove_env_volume(&self, name: &str, env: &str) -> Result<bool> {
+        container_path_id(name)?;
+        let docker = self.docker()?;
+        let Some(volume) = self
+            .ask_optional(Subject::Other, docker.inspect_volume(name))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let labels = Labels::read(Some(volume.labels));
+        if volume.name != name || !labels.is_managed() || labels.get(Label::Env) != Some(env) {
+            return Ok(false);
+        }
+        self.remove_volume(name).await.map(|()| true)
+    }
+
+    /// Removes a volume; one that is already gone is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        container_path_id(name)?;
+        let docker = self.docker()?;
+        self.ask_optional(
+            Subject::Other,
+            docker.remove_volume(name, None::<RemoveVolumeOptions>),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Names of adde's volumes that no container uses.
+    pub async fn unused_managed_volumes(&self) -> Result<Vec<String>> {
+        let filters = HashMap::from([
+            ("label", vec![Label::managed_filter()]),
+            ("dangling", vec!["true".to_string()]),
+        ]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let docker = self.docker()?;
+        let list = self
+            .ask(Subject::Other, docker.list_volumes(Some(options)))
+            .await?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| Labels::read(Some(v.labels.clone())).is_managed())
+            .map(|v| v.name)
+            .collect())
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let docker = self.docker()?;
+        self.ask(
+            Subject::Container(id),
+            docker.start_container(container_path_id(id)?, None),
+        )
+        .await
+    }
+
+    /// A container by id, short id or name. The engine's answer must be the container asked
+    /// for: its id starts with what was given, or its name is it.
+    pub async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        self.inspect_optional(id)
+            .await?
+            .ok_or_else(|| Error::ContainerNotFound(id.to_string()))
+    }
+
+    /// A container, or `None` when there is none of that name or id.
+    pub async fn inspect_optional(&self, id: &str) -> Result<Option<ContainerInfo>> {
+        let docker = self.docker()?;
+        let found = self
+            .ask_optional(
+                Subject::Container(id),
+                docker.inspect_container(container_path_id(id)?, None),
+            )
+            .await?;
+        let Some(info) = found.map(ContainerInfo::from_inspect) else {
+            return Ok(None);
+        };
+        if !(info.id.starts_with(id) || info.name == id) {
+            return Err(Error::Engine {
+                status: 500,
+                message: format!(
+                    "asked for container {id}, the engine answered with {}",
+                    info.id
+                ),
+            });
+        }
+        Ok(Some(info))
+    }
+
+    /// A container adde made; any other is `not_managed`, and adde leaves it alone.
+    pub async fn inspect_managed(&self, id: &str) -> Result<ContainerInfo> {
+        let container = self.inspect(id).await?;
+        if !container.labels.is_managed() {
+            return Err(Error::NotManaged(id.to_string()));
+        }
+        Ok(container)
+    }
+
+    /// Force-removes a container with its anonymous volumes; one already gone is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let docker = self.docker()?;
+        self.ask_optional(
+            Subject::Container(id),
+            docker.remove_container(container_path_id(id)?, Some(options)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// adde's containers (running or not), optionally of one kind.
+    pub async fn list_managed(&self, kind: Option<super::Kind>) -> Result<Vec<Listed>> {
+        let mut label = vec![Label::managed_filter()];
+        if let Some(kind) = kind {
+            label.push(format!("{}={}", Label::Kind.key(), kind.as_str()));
+        }
+        let filters = HashMap::from([("label", label)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let docker = self.docker()?;
+        let containers = self
+            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let labels = Labels::read(c.labels);
+                labels.is_managed().then_some(Listed {
+                    id: c.id?,
+                    labels,
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// Waits for a container to stop and returns its exit code; `None` at the time limit.
+    pub async fn wait(&self, id: &str, limit: Duration) -> Result<Option<i64>> {
+        let docker = self.docker()?;
+        let mut stream =
+            docker.wait_container(container_path_id(id)?, None::<WaitContainerOptions>);
+        match tokio::time::timeout(limit, stream.next()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Ok(Some(-1)),
+            Ok(Some(Ok(response))) => Ok(Some(response.status_code)),
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
+                Ok(Some(code))
+            }
+            Ok(Some(Err(e))) => Err(self.classify(e, Subject::Container(id))),
+        }
+    }
+
+    /// The container's own stdout and stderr (`tail` lines of each, or all).
+    pub async fn logs(&self, id: &str, tail: Option<usize>) -> Result<(Vec<u8>, Vec<u8>)> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let docker = self.docker()?;
+        let mut stream = docker.logs(container_path_id(id)?, Some(options));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| self.classify(e, Subject::Container(id)))? {
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok((stdout, stderr))
+    }
+
+    /// Unpacks a tar archive at `path` in the container (works before it is started).
+    pub async fn upload(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let docker = self.docker()?;
+        self.ask(
+            Subject::Container(id),
+            docker.upload_to_container(
+                container_path_id(id)?,
+                Some(options),
+                bollard::body_full(tar.into()),
+            ),
+        )
+        .await
+    }
+
+    /// The size of a file in a container (started or not), or `None` when it is missing.
+    pub async fn path_size(&self, id: &str, path: &str) -> Result<Option<u64>> {
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        let docker = self.docker()?;
+        let stat = self
+            .ask_optional(
+                Subject::Container(id),
+                docker.get_container_archive_info(container_path_id(id)?, Some(options)),
+            )
+            .await?;
+        Ok(stat.map(|stat| stat.size.max(0) as u64))
+    }
+
+    /// A path in a container as a tar stream (entries rooted at its base name); a missing
+    /// path is `Ok(None)`.
+    pub async fn download(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let docker = self.docker()?;
+        let mut stream = Box::pin(
+            docker
+                .download_from_container(container_path_id(id)?, Some(options))
+                .peekable(),
+        );
+        // The first item tells a missing path (404) from a stream that has begun.
+        if let Some(Err(_)) = stream.as_mut().peek().await {
+            match stream.next().await {
+                Some(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })) => return Ok(None),
+                Some(Err(e)) => return Err(self.classify(e, Subject::Container(id))),
+                _ => {}
+            }
+        }
+        let addr = self.addr.clone();
+        let id = id.to_string();
+        Ok(Some(Box::pin(stream.map(move |item| {
+            item.map_err(|e| classify(e, &addr, Subject::Container(&id)))
+        }))))
+    }
+
+    /// Starts `argv` in the container with `stdin` as its whole standard input and returns
+    /// its demultiplexed output. The input is written beside the output being read, so a
+    /// program that writes before it reads (or never reads) cannot deadlock the call; one
+    /// that exits without reading it is not an error. Nothing here bounds the stream: the
+    /// caller does.
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        stdin: Vec<u8>,
+    ) -> Result<ExecOutput> {
+        let config = ExecConfig {
+            cmd: Some(argv),
+            env: Some(env),
+            working_dir: Some(workdir.to_string()),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let docker = self.docker()?;
+        let exec = self
+            .ask(
+                Subject::Container(id),
+                docker.create_exec(container_path_id(id)?, config),
+            )
+            .await?;
+        let started = self
+            .ask(Subject::Container(id), docker.start_exec(&exec.id, None))
+            .await?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(Error::Internal("exec started detached".into()));
+        };
+        tokio::spawn(async move {
+            // A program that exits without reading its input closes the pipe: not an error.
+            let _ = input.write_all(&stdin).await;
+            // The half-close gives the helper EOF; without it the exec never ends.
+            let _ = input.shutdown().await;
+        });
+        let addr = self.addr.clone();
+        let id = id.to_string();
+        Ok(Box::pin(output.filter_map(move |item| {
+            let chunk = match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(OutputChunk::Stdout(message)))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(classify(e, &addr, Subject::Container(&id)))),
+            };
+            std::future::ready(chunk)
+        })))
+    }
+
+    /// Runs `argv` in the container (as its user) with `stdin`, and returns its stdout and
+    /// stderr (for the helper's short roles), within `limit`.
+    pub async fn exec_collect(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+        limit: Duration,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let collect = async {
+            let mut output = self.exec(id, argv, Vec::new(), "/", stdin).await?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(chunk) = output.next().await {
+                match chunk? {
+                    OutputChunk::Stdout(bytes) => stdout.extend_from_slice(&bytes),
+                    OutputChunk::Stderr(bytes) => stderr.extend_from_slice(&bytes),
+                }
+            }
+            Ok((stdout, stderr))
+        };
+        tokio::time::timeout(limit, collect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Helper(format!(
+                    "the helper did not answer within {} s",
+                    limit.as_secs()
+                )))
+            })
+    }
+}

@@ -1,0 +1,193 @@
+//! The engine edge: the only code that knows bollard. Tools speak adde's own types
+//! (`ContainerSpec`, `ContainerInfo`, `ImageInfo`, `Labels`); this module turns them into
+//! Engine API requests, turns bollard's errors into adde's, stamps adde's labels on everything
+//! it creates, validates every id that goes into a request path, and bounds every stream.
+//!
+//! - `containers`: create, inspect, start, exec, files, logs, removal.
+//! - `images`: inspect, pull, list, remove, prune.
+//! - `build` and `build_log`: classic-builder builds and their log.
+//! - `progress`: the pull progress bar.
+//! - `labels`: adde's typed labels.
+//! - `helper_volume`: the shared read-only volume holding adde's helper binary.
+
+mod build;
+mod build_log;
+mod containers;
+pub mod helper_volume;
+mod images;
+pub mod labels;
+mod progress;
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bollard::Docker;
+
+use crate::error::{Error, Result};
+use crate::refs;
+
+pub use build::{BuildOutcome, BuildRequest};
+pub use containers::{
+    ByteStream, ContainerInfo, ContainerSpec, Limits, MountInfo, MountKind, MountSpec, Network,
+    OutputChunk,
+};
+pub use images::About;
+pub use labels::{Kind, Label, Labels};
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a failed call was about, so a 404 can say what was missing.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Container(&'a str),
+    Image(&'a str),
+    Other,
+}
+
+/// One engine for the whole process, handed to every tool by the dispatcher. Nothing is
+/// contacted (or even parsed) until a tool first needs the engine, so tools that work without
+/// it are not disturbed by a bogus DOCKER_HOST.
+pub struct Engine {
+    addr: String,
+    docker: OnceLock<Docker>,
+}
+
+impl Engine {
+    /// The engine DOCKER_HOST names (unix://, tcp://, with TLS when DOCKER_TLS_VERIFY is
+    /// set), else the local socket.
+    pub fn from_env() -> Engine {
+        let addr = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        Engine {
+            addr,
+            docker: OnceLock::new(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The client, made on first use. An unreachable engine shows up as docker_unavailable
+    /// on the first request.
+    fn docker(&self) -> Result<&Docker> {
+        if let Some(docker) = self.docker.get() {
+            return Ok(docker);
+        }
+        let docker =
+            Docker::connect_with_host(&self.addr).map_err(|e| Error::DockerUnavailable {
+                addr: self.addr.clone(),
+                reason: transport_reason(&e),
+            })?;
+        // GET /version costs dockerd ~6 ms (it asks containerd too). bollard 0.21 shares the
+        // negotiated version between clones (and sends no version prefix yet), so it runs
+        // beside the first real request instead of before it.
+        let negotiating = docker.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, negotiating.negotiate_version()).await;
+        });
+        Ok(self.docker.get_or_init(|| docker))
+    }
+
+    /// Sends one request and classifies its failure by what it was about.
+    async fn ask<T>(
+        &self,
+        subject: Subject<'_>,
+        request: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        request.await.map_err(|e| self.classify(e, subject))
+    }
+
+    /// Like `ask`, with "not found" (404) as `None`.
+    async fn ask_optional<T>(
+        &self,
+        subject: Subject<'_>,
+        request: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<Option<T>> {
+        match request.await {
+            Ok(value) => Ok(Some(value)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.classify(e, subject)),
+        }
+    }
+
+    fn classify(&self, err: bollard::errors::Error, subject: Subject) -> Error {
+        classify(err, &self.addr, subject)
+    }
+}
+
+/// A bollard error as adde's: 404 by what was asked for, other statuses as the engine's
+/// refusal, and anything else as an engine that cannot be reached at `addr`.
+fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error {
+    use bollard::errors::Error as E;
+    match err {
+        E::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => match subject {
+            Subject::Container(id) => Error::ContainerNotFound(id.to_string()),
+            Subject::Image(image) => Error::ImageNotFound {
+                image: image.to_string(),
+                detail: message,
+            },
+            Subject::Other => Error::Engine {
+                status: 404,
+                message,
+            },
+        },
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => Error::Engine {
+            status: status_code,
+            message,
+        },
+        E::DockerStreamError { error } => Error::Engine {
+            status: 500,
+            message: error,
+        },
+        other => Error::DockerUnavailable {
+            addr: addr.to_string(),
+            reason: transport_reason(&other),
+        },
+    }
+}
+
+/// A container id or name, checked before it goes into a request path: bollard puts it
+/// there unencoded, so "../images/x" or "x?all=1" would rewrite the request.
+fn container_path_id(id: &str) -> Result<&str> {
+    refs::container_id("container_id", id).map(|_| id)
+}
+
+/// An image reference or id, checked likewise.
+fn image_path_ref(reference: &str) -> Result<&str> {
+    refs::image_reference("image", reference).map(|_| reference)
+}
+
+/// The root cause of a transport failure, in words (e.g. "connection refused").
+fn transport_reason(err: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as E;
+    if let E::SocketNotFoundError(path) = err {
+        return format!("socket {path} does not exist");
+    }
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            reason = match io.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("{io} (add this user to the docker group, or run as root)")
+                }
+                _ => io.to_string(),
+            };
+        }
+        source = cause.source();
+    }
+    reason
+}

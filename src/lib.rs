@@ -1,0 +1,31 @@
+//! adde: run AI agents' code safely in hardened Docker containers.
+//!
+//! The binary is a thin `main` over [`main`]. The library exists so that fuzz targets and
+//! property tests reach the same parsers the binary uses.
+
+mod capture;
+mod cli;
+pub mod context;
+pub mod dockerfile;
+mod engine;
+pub mod error;
+mod helper;
+mod history;
+mod ids;
+mod paths;
+pub mod protocol;
+pub mod refs;
+mod state;
+pub mod tools;
+
+use std::process::ExitCode;
+
+/// adde's entry point: the CLI, or, inside an environment, the helper role.
+pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The same static binary is adde's helper inside every environment it creates.
+    if args.get(1).is_some_and(|a| a == protocol::HELPER_FLAG) {
+        return helper::main(&args);
+    }
+    cli::main(args)
+}

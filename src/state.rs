@@ -1,0 +1,57 @@
+//! adde's state on the host, in one place: where it lives and how it is laid out.
+//!
+//! ```text
+//! <state dir>/runs/<container id>/<run id>.json   the run history (history.rs)
+//! <state dir>/contexts/ctx-<hex>/                 staged build contexts (prepare_build_context)
+//! <state dir>/builds/<build id>.json              what each build left behind (prune_build_cache)
+//! <state dir>/git/<hex>/                          clones being built (build_image_from_git)
+//! ```
+//!
+//! Every folder is private (0700): contexts and runs can hold secrets.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// adde's state directory: ADDE_STATE_DIR, else $XDG_STATE_HOME/adde, else
+/// ~/.local/state/adde.
+pub fn root() -> PathBuf {
+    std::env::var_os("ADDE_STATE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(|d| PathBuf::from(d).join("adde"))
+        })
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            PathBuf::from(home).join(".local/state/adde")
+        })
+}
+
+pub fn runs() -> PathBuf {
+    root().join("runs")
+}
+
+pub fn contexts() -> PathBuf {
+    root().join("contexts")
+}
+
+pub fn builds() -> PathBuf {
+    root().join("builds")
+}
+
+pub fn git_staging() -> PathBuf {
+    root().join("git")
+}
+
+/// Creates a private (0700) folder and its parents.
+pub fn private_dir(path: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::state(path, e))
+}
