@@ -54,6 +54,15 @@ macro_rules! tools {
             },
         )*];
 
+        /// Parses the payload for the named tool without running it: what every payload
+        /// goes through first (the fuzz targets call this).
+        pub fn parse_input(name: &str, payload: Value) -> Result<()> {
+            match name {
+                $( $name => input::parse::<$input>(payload).map(drop), )*
+                _ => Err(Error::UnknownTool { name: name.to_string(), tools: names() }),
+            }
+        }
+
         /// Parses the payload for the named tool and runs it.
         pub async fn dispatch(engine: &Engine, name: &str, payload: Value) -> Result<Value> {
             match name {

@@ -235,3 +235,36 @@ fn the_payload_can_come_from_stdin() {
     let out = adde.call_stdin("pull_image", "{\"image\": \"\"}");
     assert_error(&out, "invalid_argument");
 }
+
+/// The error envelope is part of the contract: its exact shape for each kind of refusal, and
+/// the extra fields the tools that ADDE's users branch on carry.
+#[test]
+fn the_error_envelope_is_pinned() {
+    let cases = [
+        ("unknown_tool_x", "{}"),
+        (
+            "execute_code_block",
+            r#"{"container_id": "x", "filename": "a.py", "code_content": "", "timeout_secs": 5}"#,
+        ),
+        (
+            "create_runtime_env",
+            r#"{"image": "busybox", "cpus": "two"}"#,
+        ),
+        ("cleanup_env", r#"{"container_id": "../images/x"}"#),
+        ("build_image_from_path", r#"{"path": ""}"#),
+        ("pull_image", r#"["busybox"]"#),
+    ];
+    let envelopes: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|(tool, payload)| {
+            let out = call(tool, payload);
+            assert_eq!(out.code, 1, "{out:?}");
+            assert_eq!(
+                out.stderr,
+                format!("adde: error: {}\n", out.json["error"].as_str().unwrap())
+            );
+            json!({"tool": tool, "payload": payload, "stdout": out.json})
+        })
+        .collect();
+    insta::assert_json_snapshot!("error_envelopes", envelopes);
+}

@@ -72,6 +72,9 @@ fn read_file_of_a_symlink_returns_the_file_it_names() {
         assert_eq!(out["content"], "target-text\n", "{path}");
     }
     // A loop ends in an error (the engine's own, or adde's after 40 links), never a hang.
-    let out = adde.call("read_file", json!({"container_id": env.id, "path": "loop1"}));
+    let out = adde.call(
+        "read_file",
+        json!({"container_id": env.id, "path": "loop1"}),
+    );
     assert_eq!(out.code, 1, "{out:?}");
 }
