@@ -16,7 +16,7 @@ use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
 use crate::refs;
 
-use super::input::{env_vars, relative_path};
+use super::input::{env_vars, in_range, relative_path};
 use crate::protocol::{
     FileSpec, FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH,
     TAG_STATUS, TAG_STDERR, TAG_STDOUT, WORKSPACE,
@@ -25,6 +25,8 @@ use crate::protocol::{
 const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
 const MAX_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
 const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
+/// Most output kept per stream: the result must fit in memory and in a model's context.
+const MAX_OUTPUT_CAP: usize = 64 * 1024 * 1024;
 /// How long past the deadline adde waits for the supervisor's report before stepping in.
 const REPORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -201,12 +203,12 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
             format!("timeout_sec must be above 0 and at most {MAX_TIMEOUT_SEC} (24 hours)"),
         ));
     }
-    if run.max_output_bytes < 2 {
-        return Err(Error::invalid(
-            "max_output_bytes",
-            "max_output_bytes must be at least 2",
-        ));
-    }
+    in_range(
+        "max_output_bytes",
+        run.max_output_bytes as f64,
+        2.0,
+        MAX_OUTPUT_CAP as f64,
+    )?;
     let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
     env.extend(env_vars("env", &run.env)?);
     let spec = RunSpec {

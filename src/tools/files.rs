@@ -14,9 +14,11 @@ use crate::error::{Error, Result};
 use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
 use crate::refs;
 
-use super::input::{container_path, required};
+use super::input::{container_path, in_range, required};
 
 const DEFAULT_READ_CAP: u64 = 1024 * 1024;
+/// Most bytes read_file returns at once.
+const MAX_READ_CAP: u64 = 64 * 1024 * 1024;
 /// How long one of the helper's file operations may take.
 const HELPER_OP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most symlinks read_file follows before it gives up (as the kernel's ELOOP).
@@ -214,9 +216,7 @@ pub struct ReadFileOutput {
 pub async fn read_file(engine: &Engine, input: ReadFileInput) -> Result<ReadFileOutput> {
     let path = container_path("path", &input.path)?;
     let cap = input.max_bytes.unwrap_or(DEFAULT_READ_CAP);
-    if cap == 0 {
-        return Err(Error::invalid("max_bytes", "max_bytes must be above 0"));
-    }
+    in_range("max_bytes", cap as f64, 1.0, MAX_READ_CAP as f64)?;
     let target = Target::find(engine, &input.container_id).await?;
     let (size, bytes) = if target.on_tmpfs(&path) {
         read_through_helper(engine, &target.id, &path, cap).await?

@@ -8,7 +8,12 @@ use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 use crate::refs;
 use crate::tools::images::normalize_reference;
-use crate::tools::input::{env_vars, required};
+use crate::tools::input::{env_vars, in_range, required};
+
+const MAX_CPUS: f64 = 1024.0;
+const MAX_PIDS: f64 = 1_000_000.0;
+const MAX_NOFILE: f64 = 1_048_576.0;
+const MAX_INSTALL_SEC: f64 = 24.0 * 3600.0;
 
 use super::{CreateEnvInput, InstallNetwork};
 
@@ -34,27 +39,20 @@ pub(super) struct EnvPlan {
 pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
     let image = normalize_reference(&required("image", "image name", &input.image)?)?;
     let memory_bytes = parse_memory(&input.memory)?;
-    if !(input.cpus > 0.0 && input.cpus <= 1024.0) {
+    if !(input.cpus > 0.0 && input.cpus <= MAX_CPUS) {
         return Err(Error::invalid(
             "cpus",
-            "cpus must be a number of cores above 0, e.g. 0.5",
+            format!("cpus must be a number of cores above 0 and at most {MAX_CPUS}, e.g. 0.5"),
         ));
     }
-    if input.pids_limit < 16 {
-        return Err(Error::invalid(
-            "pids_limit",
-            "pids_limit must be at least 16",
-        ));
-    }
-    if input.nofile < 64 {
-        return Err(Error::invalid("nofile", "nofile must be at least 64"));
-    }
-    if input.install_timeout_sec == 0 {
-        return Err(Error::invalid(
-            "install_timeout_sec",
-            "install_timeout_sec must be above 0",
-        ));
-    }
+    in_range("pids_limit", input.pids_limit as f64, 16.0, MAX_PIDS)?;
+    in_range("nofile", input.nofile as f64, 64.0, MAX_NOFILE)?;
+    in_range(
+        "install_timeout_sec",
+        input.install_timeout_sec as f64,
+        1.0,
+        MAX_INSTALL_SEC,
+    )?;
     let env = env_vars("env_vars", &input.env_vars)?;
     let ports = parse_ports(&input.port_bindings)?;
     if !ports.is_empty() && !input.network {
