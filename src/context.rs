@@ -128,9 +128,9 @@ pub struct Walk {
 }
 
 pub fn walk(root: &Path, always: &[&str], max_bytes: u64) -> Result<Walk> {
-    let ignore = match fs::read_to_string(root.join(".dockerignore")) {
-        Ok(text) => Ignore::parse(&text),
-        Err(_) => Ignore::default(),
+    let ignore = match resolve_inside(root, ".dockerignore")?.map(fs::read_to_string) {
+        Some(Ok(text)) => Ignore::parse(&text),
+        _ => Ignore::default(),
     };
     let mut walk = Walk {
         entries: Vec::new(),
@@ -204,6 +204,26 @@ fn visit(
         // Sockets, pipes and devices have no place in an image: left out.
     }
     Ok(())
+}
+
+/// Where `name` (relative) really is inside `root`, symlinks followed: None when it does not
+/// exist, an error when it leaves `root`. What is read there is what the engine reads.
+pub fn resolve_inside(root: &Path, name: &str) -> Result<Option<PathBuf>> {
+    let unreadable = |e: std::io::Error| Error::ContextUnreadable {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    };
+    let root = root.canonicalize().map_err(unreadable)?;
+    let Ok(real) = root.join(name).canonicalize() else {
+        return Ok(None);
+    };
+    if !real.starts_with(&root) {
+        return Err(Error::ContextSymlinkEscape {
+            path: name.to_string(),
+            target: real.display().to_string(),
+        });
+    }
+    Ok(Some(real))
 }
 
 /// Whether a symlink at `link` (relative to the context) pointing at `target` leaves it.

@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 use crate::history::{private_dir, state_dir};
 use crate::ids::random_hex;
 
-const DEFAULT_MAX_CONTEXT_MB: u64 = 512;
-const DEFAULT_BUILD_TIMEOUT_SEC: u64 = 1800;
+const DEFAULT_MAX_CONTEXT_MB: f64 = 512.0;
+const MAX_CONTEXT_MB: f64 = 102_400.0;
+const DEFAULT_BUILD_TIMEOUT_SEC: f64 = 1800.0;
+const MAX_BUILD_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
 const SUMMARY_LINES: usize = 20;
 
 /// Written into a context that has no `.dockerignore`: what should never reach an image.
@@ -224,42 +226,52 @@ macro_rules! build_input {
             /// Do not use the build cache.
             #[serde(default)]
             pub no_cache: bool,
-            /// Labels for the image (adde adds its own).
+            /// Labels for the image; `io.adde.*` keys are adde's own and refused.
             #[serde(default)]
             pub labels: BTreeMap<String, String>,
             /// Network of RUN steps: "default", "none" or "host".
             #[serde(default)]
             pub network: Option<BuildNetwork>,
-            /// Largest build context in MiB, after .dockerignore.
+            /// Allow `ADD` from URLs and git repositories, which the engine fetches from the
+            /// host whatever `network` says; default false.
+            #[serde(default)]
+            pub allow_remote_add: bool,
+            /// Largest build context in MiB, after .dockerignore: 1 to 102400.
             #[serde(default = "default_max_context_mb")]
-            pub max_context_mb: u64,
-            /// Time limit of the build in seconds.
+            pub max_context_mb: f64,
+            /// Time limit of the build in seconds: above 0, at most 86400 (24 hours).
             #[serde(default = "default_build_timeout")]
-            pub timeout_sec: u64,
+            pub timeout_sec: f64,
         }
 
         impl $name {
-            fn options(&self) -> BuildOptions {
-                BuildOptions {
-                    tag: self.tag.clone(),
-                    build_args: self.build_args.clone(),
-                    dockerfile: self.dockerfile.clone(),
-                    target: self.target.clone(),
-                    no_cache: self.no_cache,
-                    labels: self.labels.clone(),
-                    network: self.network,
-                    max_context_mb: self.max_context_mb,
-                    timeout_sec: self.timeout_sec,
-                }
+            /// The options, checked before anything is done.
+            fn options(&self) -> Result<BuildOptions> {
+                BuildOptions::check(
+                    BuildOptions {
+                        tag: self.tag.clone(),
+                        build_args: self.build_args.clone(),
+                        dockerfile: self.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+                        target: self.target.clone(),
+                        no_cache: self.no_cache,
+                        labels: self.labels.clone(),
+                        network: self.network,
+                        allow_remote_add: self.allow_remote_add,
+                        max_context_bytes: 0,
+                        timeout: Duration::ZERO,
+                    },
+                    self.max_context_mb,
+                    self.timeout_sec,
+                )
             }
         }
     };
 }
 
-fn default_max_context_mb() -> u64 {
+fn default_max_context_mb() -> f64 {
     DEFAULT_MAX_CONTEXT_MB
 }
-fn default_build_timeout() -> u64 {
+fn default_build_timeout() -> f64 {
     DEFAULT_BUILD_TIMEOUT_SEC
 }
 
@@ -287,13 +299,55 @@ build_input!(BuildFromGitInput {
 struct BuildOptions {
     tag: Option<String>,
     build_args: BTreeMap<String, String>,
-    dockerfile: Option<String>,
+    /// Relative to the context, without `..`.
+    dockerfile: String,
     target: Option<String>,
     no_cache: bool,
     labels: BTreeMap<String, String>,
     network: Option<BuildNetwork>,
-    max_context_mb: u64,
-    timeout_sec: u64,
+    allow_remote_add: bool,
+    max_context_bytes: u64,
+    timeout: Duration,
+}
+
+impl BuildOptions {
+    /// Checks the options every build tool shares and fills in the limits from the numbers
+    /// given, so that bad input is refused before a clone, a read or the engine.
+    fn check(mut self, max_context_mb: f64, timeout_sec: f64) -> Result<BuildOptions> {
+        self.tag = match self.tag.as_deref().map(str::trim) {
+            Some(tag) if !tag.is_empty() => Some(validate_tag(tag)?),
+            _ => None,
+        };
+        self.dockerfile = super::relative_path("dockerfile", &self.dockerfile)?;
+        if let Some(key) = self
+            .labels
+            .keys()
+            .find(|k| k.trim().is_empty() || dockerfile::is_reserved_label(k))
+        {
+            return Err(Error::invalid(
+                "labels",
+                format!("label {key:?} is refused: keys must not be empty, and io.adde.* labels are adde's own"),
+            ));
+        }
+        // Written so that NaN fails too.
+        if !((1.0..=MAX_CONTEXT_MB).contains(&max_context_mb)) {
+            return Err(Error::invalid(
+                "max_context_mb",
+                format!("max_context_mb must be at least 1 and at most {MAX_CONTEXT_MB} (100 GiB)"),
+            ));
+        }
+        if !(timeout_sec > 0.0 && timeout_sec <= MAX_BUILD_TIMEOUT_SEC) {
+            return Err(Error::invalid(
+                "timeout_sec",
+                format!(
+                    "timeout_sec must be above 0 and at most {MAX_BUILD_TIMEOUT_SEC} (24 hours)"
+                ),
+            ));
+        }
+        self.max_context_bytes = (max_context_mb * 1_048_576.0) as u64;
+        self.timeout = Duration::from_secs_f64(timeout_sec);
+        Ok(self)
+    }
 }
 
 #[derive(Serialize)]
@@ -312,11 +366,13 @@ pub struct BuildOutput {
 }
 
 pub async fn build_image_from_context(input: BuildFromContextInput) -> Result<BuildOutput> {
+    let options = input.options()?;
     let dir = existing_context(input.context_id.trim())?;
-    build(&dir, input.options(), &input.context_id).await
+    build(&dir, options, &input.context_id).await
 }
 
 pub async fn build_image_from_path(input: BuildFromPathInput) -> Result<BuildOutput> {
+    let options = input.options()?;
     let given = super::required("path", "path", &input.path)?;
     let dir = PathBuf::from(&given);
     if !dir.exists() {
@@ -334,10 +390,11 @@ pub async fn build_image_from_path(input: BuildFromPathInput) -> Result<BuildOut
     let task = dir
         .file_name()
         .map_or("build".into(), |n| n.to_string_lossy().into_owned());
-    build(&dir, input.options(), &task).await
+    build(&dir, options, &task).await
 }
 
 pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutput> {
+    let options = input.options()?;
     let url = super::required("url", "url", &input.url)?;
     if url.starts_with('-') || url.contains("::") {
         return Err(Error::invalid(
@@ -363,10 +420,11 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
     let result = async {
         clone(&url, git_ref, &staging).await?;
         let dir = match &subdir {
-            Some(sub) => staging.join(sub),
-            None => staging.clone(),
+            // A subdir that is a symlink must not build a host folder.
+            Some(sub) => context::resolve_inside(&staging, sub)?.filter(|d| d.is_dir()),
+            None => Some(staging.clone()),
         };
-        if !dir.is_dir() {
+        let Some(dir) = dir else {
             return Err(Error::invalid(
                 "subdir",
                 format!(
@@ -374,7 +432,7 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
                     subdir.unwrap_or_default()
                 ),
             ));
-        }
+        };
         let task = url
             .trim_end_matches('/')
             .trim_end_matches(".git")
@@ -382,7 +440,7 @@ pub async fn build_image_from_git(input: BuildFromGitInput) -> Result<BuildOutpu
             .next()
             .unwrap_or("git")
             .to_string();
-        build(&dir, input.options(), &task).await
+        build(&dir, options, &task).await
     }
     .await;
     let _ = std::fs::remove_dir_all(&staging);
@@ -461,43 +519,31 @@ async fn clone(url: &str, git_ref: Option<&str>, dir: &Path) -> Result<()> {
 /// that lets prune_build_cache find what the build left behind.
 async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOutput> {
     let started = Instant::now();
-    let tag = match options
-        .tag
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        Some(tag) => validate_tag(tag)?,
-        None => default_tag(task),
+    let tag = options.tag.unwrap_or_else(|| default_tag(task));
+    let dockerfile = options.dockerfile;
+    let missing = || Error::DockerfileMissing {
+        dockerfile: dockerfile.clone(),
+        dir: dir.display().to_string(),
     };
-    let dockerfile = super::relative_path(
-        "dockerfile",
-        options.dockerfile.as_deref().unwrap_or("Dockerfile"),
-    )?;
-    let text =
-        std::fs::read_to_string(dir.join(&dockerfile)).map_err(|_| Error::DockerfileMissing {
-            dockerfile: dockerfile.clone(),
-            dir: dir.display().to_string(),
-        })?;
-    let instructions = dockerfile::parse(&text).map_err(|e| Error::DockerfileInvalid {
+    // Read where the engine will read it: a symlink out of the context is refused.
+    let path = context::resolve_inside(dir, &dockerfile)?.ok_or_else(missing)?;
+    let text = std::fs::read_to_string(path).map_err(|_| missing())?;
+    let policy = dockerfile::Policy {
+        allow_remote_add: options.allow_remote_add,
+        build_args: &options.build_args,
+    };
+    let findings = dockerfile::gate(&text, &policy).map_err(|e| Error::DockerfileInvalid {
         dockerfile: dockerfile.clone(),
         line: e.line,
         message: e.message,
     })?;
-    let findings = dockerfile::check(&instructions);
     if findings.iter().any(|f| f.severity == Severity::Block) {
         return Err(Error::DockerfileBlocked { findings });
-    }
-    if options.max_context_mb == 0 || options.timeout_sec == 0 {
-        return Err(Error::invalid(
-            "max_context_mb",
-            "max_context_mb and timeout_sec must be above 0",
-        ));
     }
     let walk = context::walk(
         dir,
         &[dockerfile.as_str(), ".dockerignore"],
-        options.max_context_mb << 20,
+        options.max_context_bytes,
     )?;
     let context_bytes = walk.bytes;
 
@@ -519,9 +565,8 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
         no_cache: options.no_cache,
         network_mode: options.network.map(|n| format!("{n:?}").to_lowercase()),
     };
-    let limit = Duration::from_secs(options.timeout_sec);
     let outcome = match tokio::time::timeout(
-        limit,
+        options.timeout,
         engine.build(&request, context::tar_stream(walk)),
     )
     .await
@@ -530,7 +575,7 @@ async fn build(dir: &Path, options: BuildOptions, task: &str) -> Result<BuildOut
         Err(_) => engine::BuildOutcome {
             error: Some(format!(
                 "the build took longer than {} s and was stopped",
-                options.timeout_sec
+                options.timeout.as_secs_f64()
             )),
             ..Default::default()
         },
