@@ -245,24 +245,23 @@ macro_rules! build_input {
         }
 
         impl $name {
-            /// The options, checked before anything is done.
+            /// The options, checked before anything is done: a clone, a read or the engine.
             fn options(&self) -> Result<BuildOptions> {
-                BuildOptions::check(
-                    BuildOptions {
-                        tag: self.tag.clone(),
-                        build_args: self.build_args.clone(),
-                        dockerfile: self.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
-                        target: self.target.clone(),
-                        no_cache: self.no_cache,
-                        labels: self.labels.clone(),
-                        network: self.network,
-                        allow_remote_add: self.allow_remote_add,
-                        max_context_bytes: 0,
-                        timeout: Duration::ZERO,
-                    },
-                    self.max_context_mb,
-                    self.timeout_sec,
-                )
+                Ok(BuildOptions {
+                    tag: checked_tag(self.tag.as_deref())?,
+                    build_args: self.build_args.clone(),
+                    dockerfile: super::relative_path(
+                        "dockerfile",
+                        self.dockerfile.as_deref().unwrap_or("Dockerfile"),
+                    )?,
+                    target: self.target.clone(),
+                    no_cache: self.no_cache,
+                    labels: checked_labels(&self.labels)?,
+                    network: self.network,
+                    allow_remote_add: self.allow_remote_add,
+                    max_context_bytes: max_context_bytes(self.max_context_mb)?,
+                    timeout: build_timeout(self.timeout_sec)?,
+                })
             }
         }
     };
@@ -310,44 +309,47 @@ struct BuildOptions {
     timeout: Duration,
 }
 
-impl BuildOptions {
-    /// Checks the options every build tool shares and fills in the limits from the numbers
-    /// given, so that bad input is refused before a clone, a read or the engine.
-    fn check(mut self, max_context_mb: f64, timeout_sec: f64) -> Result<BuildOptions> {
-        self.tag = match self.tag.as_deref().map(str::trim) {
-            Some(tag) if !tag.is_empty() => Some(validate_tag(tag)?),
-            _ => None,
-        };
-        self.dockerfile = super::relative_path("dockerfile", &self.dockerfile)?;
-        if let Some(key) = self
-            .labels
-            .keys()
-            .find(|k| k.trim().is_empty() || dockerfile::is_reserved_label(k))
-        {
-            return Err(Error::invalid(
-                "labels",
-                format!("label {key:?} is refused: keys must not be empty, and io.adde.* labels are adde's own"),
-            ));
-        }
-        // Written so that NaN fails too.
-        if !((1.0..=MAX_CONTEXT_MB).contains(&max_context_mb)) {
-            return Err(Error::invalid(
-                "max_context_mb",
-                format!("max_context_mb must be at least 1 and at most {MAX_CONTEXT_MB} (100 GiB)"),
-            ));
-        }
-        if !(timeout_sec > 0.0 && timeout_sec <= MAX_BUILD_TIMEOUT_SEC) {
-            return Err(Error::invalid(
-                "timeout_sec",
-                format!(
-                    "timeout_sec must be above 0 and at most {MAX_BUILD_TIMEOUT_SEC} (24 hours)"
-                ),
-            ));
-        }
-        self.max_context_bytes = (max_context_mb * 1_048_576.0) as u64;
-        self.timeout = Duration::from_secs_f64(timeout_sec);
-        Ok(self)
+fn checked_tag(tag: Option<&str>) -> Result<Option<String>> {
+    match tag.map(str::trim) {
+        Some(tag) if !tag.is_empty() => validate_tag(tag).map(Some),
+        _ => Ok(None),
     }
+}
+
+/// The caller's labels, none of them empty or in adde's `io.adde.` namespace: those mark what
+/// adde made and what it may remove.
+fn checked_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    match labels
+        .keys()
+        .find(|k| k.trim().is_empty() || dockerfile::is_reserved_label(k))
+    {
+        Some(key) => Err(Error::invalid(
+            "labels",
+            format!("label {key:?} is refused: keys must not be empty, and io.adde.* labels are adde's own"),
+        )),
+        None => Ok(labels.clone()),
+    }
+}
+
+fn max_context_bytes(mb: f64) -> Result<u64> {
+    // Written so that NaN fails too.
+    if !(1.0..=MAX_CONTEXT_MB).contains(&mb) {
+        return Err(Error::invalid(
+            "max_context_mb",
+            format!("max_context_mb must be at least 1 and at most {MAX_CONTEXT_MB} (100 GiB)"),
+        ));
+    }
+    Ok((mb * 1_048_576.0) as u64)
+}
+
+fn build_timeout(seconds: f64) -> Result<Duration> {
+    if !(seconds > 0.0 && seconds <= MAX_BUILD_TIMEOUT_SEC) {
+        return Err(Error::invalid(
+            "timeout_sec",
+            format!("timeout_sec must be above 0 and at most {MAX_BUILD_TIMEOUT_SEC} (24 hours)"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(Serialize)]
