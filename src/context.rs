@@ -14,7 +14,85 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub struct Ignore {
     /// (is an exception, pattern components)
-    rules: Vec<(bool, Vec<String>)>,
+    rules: Vec<(bool, Vec<Part>)>,
+}
+
+/// One component of a pattern.
+#[derive(Debug)]
+enum Part {
+    /// `**`: any number of path components.
+    AnyDepth,
+    Glob(Vec<Token>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Byte(u8),
+    /// `?`
+    AnyByte,
+    /// `*`
+    Star,
+    /// `[set]`, `[!set]`, `[^set]`: inclusive byte ranges.
+    Set {
+        negate: bool,
+        ranges: Vec<(u8, u8)>,
+    },
+}
+
+impl Token {
+    fn matches(&self, c: u8) -> bool {
+        match self {
+            Token::Byte(b) => *b == c,
+            Token::AnyByte => true,
+            Token::Star => false,
+            Token::Set { negate, ranges } => {
+                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negate
+            }
+        }
+    }
+}
+
+/// A component's glob as tokens: `*`, `?`, `[set]`, `\` escapes; a `[` never closed is a
+/// plain `[`.
+fn tokens(pattern: &[u8]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        let c = pattern[i];
+        i += 1;
+        let close = pattern[i..]
+            .iter()
+            .skip(1)
+            .position(|&b| b == b']')
+            .map(|p| i + p + 1);
+        out.push(match (c, close) {
+            (b'*', _) => Token::Star,
+            (b'?', _) => Token::AnyByte,
+            (b'[', Some(close)) => {
+                let negate = matches!(pattern[i], b'!' | b'^');
+                let set = &pattern[i + usize::from(negate)..close];
+                let mut ranges = Vec::new();
+                let mut j = 0;
+                while j < set.len() {
+                    if j + 2 < set.len() && set[j + 1] == b'-' {
+                        ranges.push((set[j], set[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((set[j], set[j]));
+                        j += 1;
+                    }
+                }
+                i = close + 1;
+                Token::Set { negate, ranges }
+            }
+            (b'\\', _) if i < pattern.len() => {
+                i += 1;
+                Token::Byte(pattern[i - 1])
+            }
+            _ => Token::Byte(c),
+        });
+    }
+    out
 }
 
 impl Ignore {
@@ -28,9 +106,12 @@ impl Ignore {
                     Some(p) => (true, p.trim()),
                     None => (false, line),
                 };
-                let parts: Vec<String> = crate::paths::lexical_parts(pattern)
+                let parts: Vec<Part> = crate::paths::lexical_parts(pattern)
                     .into_iter()
-                    .map(str::to_string)
+                    .map(|p| match p {
+                        "**" => Part::AnyDepth,
+                        glob => Part::Glob(tokens(glob.as_bytes())),
+                    })
                     .collect();
                 (!parts.is_empty()).then_some((exception, parts))
             })
@@ -44,8 +125,11 @@ impl Ignore {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let mut excluded = false;
         for (exception, pattern) in &self.rules {
-            let hit = (1..=parts.len()).any(|n| match_parts(pattern, &parts[..n]));
-            if hit {
+            if matched_prefixes(pattern, &parts)
+                .into_iter()
+                .skip(1)
+                .any(|m| m)
+            {
                 excluded = !exception;
             }
         }
@@ -57,54 +141,58 @@ impl Ignore {
     }
 }
 
-fn match_parts(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_parts(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((name, path_rest)) => {
-                match_name(first.as_bytes(), name.as_bytes()) && match_parts(rest, path_rest)
-            }
-            None => false,
-        },
-    }
-}
-
-/// One path component against a glob: `*`, `?`, `[set]`, `[!set]`/`[^set]`, `\` escapes.
-fn match_name(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| match_name(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && match_name(rest, &name[1..]),
-        Some((b'[', rest)) => {
-            let Some(close) = rest.iter().skip(1).position(|&c| c == b']').map(|p| p + 1) else {
-                return name.first() == Some(&b'[') && match_name(rest, &name[1..]);
-            };
-            let Some(&c) = name.first() else { return false };
-            let (negate, set) = match rest[0] {
-                b'!' | b'^' => (true, &rest[1..close]),
-                _ => (false, &rest[..close]),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < set.len() {
-                if i + 2 < set.len() && set[i + 1] == b'-' {
-                    hit |= set[i] <= c && c <= set[i + 2];
-                    i += 3;
-                } else {
-                    hit |= set[i] == c;
-                    i += 1;
+/// For each n, whether the pattern matches the first n components of the path. Computed
+/// component by component, so `**` costs no backtracking whatever the pattern.
+fn matched_prefixes(pattern: &[Part], path: &[&str]) -> Vec<bool> {
+    let mut reached = vec![false; path.len() + 1];
+    reached[0] = true;
+    for part in pattern {
+        let mut next = vec![false; path.len() + 1];
+        match part {
+            Part::AnyDepth => {
+                let mut any = false;
+                for (n, slot) in next.iter_mut().enumerate() {
+                    any |= reached[n];
+                    *slot = any;
                 }
             }
-            hit != negate && match_name(&rest[close + 1..], &name[1..])
+            Part::Glob(tokens) => {
+                for (n, name) in path.iter().enumerate() {
+                    next[n + 1] = reached[n] && match_name(tokens, name.as_bytes());
+                }
+            }
         }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            name.first() == Some(&rest[0]) && match_name(&rest[1..], &name[1..])
-        }
-        Some((&p, rest)) => name.first() == Some(&p) && match_name(rest, &name[1..]),
+        reached = next;
     }
+    reached
+}
+
+/// One path component against a glob, in time linear in their product: on a mismatch only
+/// the last `*` is retried, one byte further.
+fn match_name(tokens: &[Token], name: &[u8]) -> bool {
+    let (mut t, mut n) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match tokens.get(t) {
+            Some(Token::Star) => {
+                last_star = Some((t, n));
+                t += 1;
+            }
+            Some(token) if token.matches(name[n]) => {
+                t += 1;
+                n += 1;
+            }
+            _ => match last_star {
+                Some((star, from)) => {
+                    last_star = Some((star, from + 1));
+                    t = star + 1;
+                    n = from + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[t..].iter().all(|token| *token == Token::Star)
 }
 
 pub enum Kind {
@@ -128,9 +216,9 @@ pub struct Walk {
 }
 
 pub fn walk(root: &Path, always: &[&str], max_bytes: u64) -> Result<Walk> {
-    let ignore = match fs::read_to_string(root.join(".dockerignore")) {
-        Ok(text) => Ignore::parse(&text),
-        Err(_) => Ignore::default(),
+    let ignore = match resolve_inside(root, ".dockerignore")?.map(fs::read_to_string) {
+        Some(Ok(text)) => Ignore::parse(&text),
+        _ => Ignore::default(),
     };
     let mut walk = Walk {
         entries: Vec::new(),
@@ -204,6 +292,26 @@ fn visit(
         // Sockets, pipes and devices have no place in an image: left out.
     }
     Ok(())
+}
+
+/// Where `name` (relative) really is inside `root`, symlinks followed: None when it does not
+/// exist, an error when it leaves `root`. What is read there is what the engine reads.
+pub fn resolve_inside(root: &Path, name: &str) -> Result<Option<PathBuf>> {
+    let unreadable = |e: std::io::Error| Error::ContextUnreadable {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    };
+    let root = root.canonicalize().map_err(unreadable)?;
+    let Ok(real) = root.join(name).canonicalize() else {
+        return Ok(None);
+    };
+    if !real.starts_with(&root) {
+        return Err(Error::ContextSymlinkEscape {
+            path: name.to_string(),
+            target: real.display().to_string(),
+        });
+    }
+    Ok(Some(real))
 }
 
 /// Whether a symlink at `link` (relative to the context) pointing at `target` leaves it.
@@ -343,13 +451,29 @@ mod tests {
 
     #[test]
     fn glob_names_match_like_go() {
-        assert!(match_name(b"*.py", b"main.py"));
-        assert!(!match_name(b"*.py", b"main.pyc"));
-        assert!(match_name(b"a?c", b"abc"));
-        assert!(match_name(b"[a-c]x", b"bx"));
-        assert!(!match_name(b"[!a-c]x", b"bx"));
-        assert!(match_name(b"\\*", b"*"));
-        assert!(!match_name(b"\\*", b"a"));
+        let glob =
+            |pattern: &str, name: &str| match_name(&tokens(pattern.as_bytes()), name.as_bytes());
+        assert!(glob("*.py", "main.py"));
+        assert!(!glob("*.py", "main.pyc"));
+        assert!(glob("a?c", "abc"));
+        assert!(glob("[a-c]x", "bx"));
+        assert!(!glob("[!a-c]x", "bx"));
+        assert!(glob("[^a-c]x", "dx"));
+        assert!(glob("\\*", "*"));
+        assert!(!glob("\\*", "a"));
+        assert!(glob("[x", "[x"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a*b*c", "aXbYbZ"));
+        assert!(glob("**", "anything"));
+    }
+
+    #[test]
+    fn patterns_that_backtrack_take_no_time() {
+        let started = std::time::Instant::now();
+        let ignore = Ignore::parse(&format!("{}b\n{}x", "*a".repeat(30), "**/".repeat(30)));
+        let deep = vec!["a".repeat(60); 40].join("/");
+        assert!(!ignore.excluded(&deep));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
@@ -360,5 +484,52 @@ mod tests {
         assert!(!escapes(Path::new("a/b/link"), Path::new("../../x")));
         assert!(!escapes(Path::new("a/link"), Path::new("sibling")));
         assert!(escapes(Path::new("a/link"), Path::new("x/../../../y")));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A plain file name: no glob characters, not `.` or `..`.
+        fn name() -> impl Strategy<Value = String> {
+            "[a-z0-9_-][a-z0-9._-]{0,8}"
+        }
+
+        proptest! {
+            #[test]
+            fn the_matcher_never_panics(text in "\\PC{0,120}", path in "\\PC{0,60}") {
+                let ignore = Ignore::parse(&text);
+                let _ = ignore.excluded(&path);
+                let _ = ignore.has_exceptions();
+            }
+
+            #[test]
+            fn the_matcher_agrees_with_simple_cases(
+                a in name(),
+                b in name(),
+                dir in name(),
+                ext in "[a-z]{1,4}",
+            ) {
+                let inside = format!("{a}/{b}");
+                let nested = format!("{dir}/{a}");
+                let deep = format!("{dir}/{b}/{a}");
+                let with_ext = format!("{b}.{ext}");
+                let other_ext = format!("{b}.{ext}x");
+                let literal = Ignore::parse(&a);
+                prop_assert!(literal.excluded(&a));
+                prop_assert!(literal.excluded(&inside), "a folder's files go with it");
+                prop_assert_eq!(literal.excluded(&b), a == b);
+                prop_assert_eq!(literal.excluded(&nested), dir == a, "patterns are anchored at the root");
+                let anywhere = Ignore::parse(&format!("**/{a}"));
+                prop_assert!(anywhere.excluded(&deep));
+                let everything_but = Ignore::parse(&format!("*\n!{a}"));
+                prop_assert!(!everything_but.excluded(&a));
+                prop_assert_eq!(everything_but.excluded(&b), a != b);
+                let by_extension = Ignore::parse(&format!("*.{ext}"));
+                prop_assert!(by_extension.excluded(&with_ext));
+                prop_assert!(!by_extension.excluded(&other_ext));
+                prop_assert!(!Ignore::parse("").excluded(&a));
+            }
+        }
     }
 }

@@ -397,7 +397,15 @@ fn summarize(findings: &[crate::dockerfile::Finding]) -> String {
     findings
         .iter()
         .filter(|f| f.severity == crate::dockerfile::Severity::Block)
-        .map(|f| format!("{} line {}: {}", f.rule, f.line, f.message))
+        .map(|f| {
+            format!(
+                "{} ({}) line {}: {}",
+                f.rule,
+                f.rule.description(),
+                f.line,
+                f.message
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

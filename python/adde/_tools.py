@@ -125,7 +125,8 @@ def build_image_from_context(
     """Build a context from prepare_build_context. Returns {"status": "success", "image_id",
     "tag", "size_mb", "build_log_summary", "findings"}; raises BuildFailed (with
     failed_layer and build_log_summary in .result) when a step fails or the Dockerfile is
-    blocked. Options: dockerfile, target, no_cache, labels, network, max_context_mb, timeout_sec."""
+    blocked. Options: dockerfile, target, no_cache, labels, network, max_context_mb, timeout_sec,
+    allow_remote_add."""
     fields = {"context_id": context_id, "tag": tag, "build_args": build_args}
     return call("build_image_from_context", _payload(fields, options), bin_path)
 

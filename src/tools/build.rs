@@ -18,8 +18,10 @@ use crate::state::{self, private_dir};
 use super::input::{megabytes, relative_path, required};
 use crate::ids::random_hex;
 
-const DEFAULT_MAX_CONTEXT_MB: u64 = 512;
-const DEFAULT_BUILD_TIMEOUT_SEC: u64 = 1800;
+const DEFAULT_MAX_CONTEXT_MB: f64 = 512.0;
+const MAX_CONTEXT_MB: f64 = 102_400.0;
+const DEFAULT_BUILD_TIMEOUT_SEC: f64 = 1800.0;
+const MAX_BUILD_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
 const SUMMARY_LINES: usize = 20;
 
 /// Written into a context that has no `.dockerignore`: what should never reach an image.
@@ -219,42 +221,51 @@ macro_rules! build_input {
             /// Do not use the build cache.
             #[serde(default)]
             pub no_cache: bool,
-            /// Labels for the image (adde adds its own).
+            /// Labels for the image; `io.adde.*` keys are adde's own and refused.
             #[serde(default)]
             pub labels: BTreeMap<String, String>,
             /// Network of RUN steps: "default", "none" or "host".
             #[serde(default)]
             pub network: Option<BuildNetwork>,
-            /// Largest build context in MiB, after .dockerignore.
+            /// Allow `ADD` from URLs and git repositories, which the engine fetches from the
+            /// host whatever `network` says; default false.
+            #[serde(default)]
+            pub allow_remote_add: bool,
+            /// Largest build context in MiB, after .dockerignore: 1 to 102400.
             #[serde(default = "default_max_context_mb")]
-            pub max_context_mb: u64,
-            /// Time limit of the build in seconds.
+            pub max_context_mb: f64,
+            /// Time limit of the build in seconds: above 0, at most 86400 (24 hours).
             #[serde(default = "default_build_timeout")]
-            pub timeout_sec: u64,
+            pub timeout_sec: f64,
         }
 
         impl $name {
-            fn options(&self) -> BuildOptions {
-                BuildOptions {
-                    tag: self.tag.clone(),
+            /// The options, checked before anything is done: a clone, a read or the engine.
+            fn options(&self) -> Result<BuildOptions> {
+                Ok(BuildOptions {
+                    tag: checked_tag(self.tag.as_deref())?,
                     build_args: self.build_args.clone(),
-                    dockerfile: self.dockerfile.clone(),
+                    dockerfile: relative_path(
+                        "dockerfile",
+                        self.dockerfile.as_deref().unwrap_or("Dockerfile"),
+                    )?,
                     target: self.target.clone(),
                     no_cache: self.no_cache,
-                    labels: self.labels.clone(),
+                    labels: checked_labels(&self.labels)?,
                     network: self.network,
-                    max_context_mb: self.max_context_mb,
-                    timeout_sec: self.timeout_sec,
-                }
+                    allow_remote_add: self.allow_remote_add,
+                    max_context_bytes: max_context_bytes(self.max_context_mb)?,
+                    timeout: build_timeout(self.timeout_sec)?,
+                })
             }
         }
     };
 }
 
-fn default_max_context_mb() -> u64 {
+fn default_max_context_mb() -> f64 {
     DEFAULT_MAX_CONTEXT_MB
 }
-fn default_build_timeout() -> u64 {
+fn default_build_timeout() -> f64 {
     DEFAULT_BUILD_TIMEOUT_SEC
 }
 
@@ -282,13 +293,58 @@ build_input!(BuildFromGitInput {
 struct BuildOptions {
     tag: Option<String>,
     build_args: BTreeMap<String, String>,
-    dockerfile: Option<String>,
+    /// Relative to the context, without `..`.
+    dockerfile: String,
     target: Option<String>,
     no_cache: bool,
     labels: BTreeMap<String, String>,
     network: Option<BuildNetwork>,
-    max_context_mb: u64,
-    timeout_sec: u64,
+    allow_remote_add: bool,
+    max_context_bytes: u64,
+    timeout: Duration,
+}
+
+fn checked_tag(tag: Option<&str>) -> Result<Option<String>> {
+    match tag.map(str::trim) {
+        Some(tag) if !tag.is_empty() => validate_tag(tag).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The caller's labels, none of them empty or in adde's `io.adde.` namespace: those mark what
+/// adde made and what it may remove.
+fn checked_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    match labels
+        .keys()
+        .find(|k| k.trim().is_empty() || dockerfile::is_reserved_label(k))
+    {
+        Some(key) => Err(Error::invalid(
+            "labels",
+            format!("label {key:?} is refused: keys must not be empty, and io.adde.* labels are adde's own"),
+        )),
+        None => Ok(labels.clone()),
+    }
+}
+
+fn max_context_bytes(mb: f64) -> Result<u64> {
+    // Written so that NaN fails too.
+    if !(1.0..=MAX_CONTEXT_MB).contains(&mb) {
+        return Err(Error::invalid(
+            "max_context_mb",
+            format!("max_context_mb must be at least 1 and at most {MAX_CONTEXT_MB} (100 GiB)"),
+        ));
+    }
+    Ok((mb * 1_048_576.0) as u64)
+}
+
+fn build_timeout(seconds: f64) -> Result<Duration> {
+    if !(seconds > 0.0 && seconds <= MAX_BUILD_TIMEOUT_SEC) {
+        return Err(Error::invalid(
+            "timeout_sec",
+            format!("timeout_sec must be above 0 and at most {MAX_BUILD_TIMEOUT_SEC} (24 hours)"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(Serialize)]
@@ -310,14 +366,16 @@ pub async fn build_image_from_context(
     engine: &Engine,
     input: BuildFromContextInput,
 ) -> Result<BuildOutput> {
+    let options = input.options()?;
     let dir = existing_context(input.context_id.trim())?;
-    build(engine, &dir, input.options(), &input.context_id).await
+    build(engine, &dir, options, &input.context_id).await
 }
 
 pub async fn build_image_from_path(
     engine: &Engine,
     input: BuildFromPathInput,
 ) -> Result<BuildOutput> {
+    let options = input.options()?;
     let given = required("path", "path", &input.path)?;
     let dir = PathBuf::from(&given);
     if !dir.exists() {
@@ -335,13 +393,14 @@ pub async fn build_image_from_path(
     let task = dir
         .file_name()
         .map_or("build".into(), |n| n.to_string_lossy().into_owned());
-    build(engine, &dir, input.options(), &task).await
+    build(engine, &dir, options, &task).await
 }
 
 pub async fn build_image_from_git(
     engine: &Engine,
     input: BuildFromGitInput,
 ) -> Result<BuildOutput> {
+    let options = input.options()?;
     let url = required("url", "url", &input.url)?;
     if url.starts_with('-') || url.contains("::") {
         return Err(Error::invalid(
@@ -367,10 +426,11 @@ pub async fn build_image_from_git(
     let result = async {
         clone(&url, git_ref, &staging).await?;
         let dir = match &subdir {
-            Some(sub) => staging.join(sub),
-            None => staging.clone(),
+            // A subdir that is a symlink must not build a host folder.
+            Some(sub) => context::resolve_inside(&staging, sub)?.filter(|d| d.is_dir()),
+            None => Some(staging.clone()),
         };
-        if !dir.is_dir() {
+        let Some(dir) = dir else {
             return Err(Error::invalid(
                 "subdir",
                 format!(
@@ -378,7 +438,7 @@ pub async fn build_image_from_git(
                     subdir.unwrap_or_default()
                 ),
             ));
-        }
+        };
         let task = url
             .trim_end_matches('/')
             .trim_end_matches(".git")
@@ -386,7 +446,7 @@ pub async fn build_image_from_git(
             .next()
             .unwrap_or("git")
             .to_string();
-        build(engine, &dir, input.options(), &task).await
+        build(engine, &dir, options, &task).await
     }
     .await;
     let _ = std::fs::remove_dir_all(&staging);
@@ -470,43 +530,31 @@ async fn build(
     task: &str,
 ) -> Result<BuildOutput> {
     let started = Instant::now();
-    let tag = match options
-        .tag
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        Some(tag) => validate_tag(tag)?,
-        None => default_tag(task),
+    let tag = options.tag.unwrap_or_else(|| default_tag(task));
+    let dockerfile = options.dockerfile;
+    let missing = || Error::DockerfileMissing {
+        dockerfile: dockerfile.clone(),
+        dir: dir.display().to_string(),
     };
-    let dockerfile = relative_path(
-        "dockerfile",
-        options.dockerfile.as_deref().unwrap_or("Dockerfile"),
-    )?;
-    let text =
-        std::fs::read_to_string(dir.join(&dockerfile)).map_err(|_| Error::DockerfileMissing {
-            dockerfile: dockerfile.clone(),
-            dir: dir.display().to_string(),
-        })?;
-    let instructions = dockerfile::parse(&text).map_err(|e| Error::DockerfileInvalid {
+    // Read where the engine will read it: a symlink out of the context is refused.
+    let path = context::resolve_inside(dir, &dockerfile)?.ok_or_else(missing)?;
+    let text = std::fs::read_to_string(path).map_err(|_| missing())?;
+    let policy = dockerfile::Policy {
+        allow_remote_add: options.allow_remote_add,
+        build_args: &options.build_args,
+    };
+    let findings = dockerfile::gate(&text, &policy).map_err(|e| Error::DockerfileInvalid {
         dockerfile: dockerfile.clone(),
         line: e.line,
         message: e.message,
     })?;
-    let findings = dockerfile::check(&instructions);
     if findings.iter().any(|f| f.severity == Severity::Block) {
         return Err(Error::DockerfileBlocked { findings });
-    }
-    if options.max_context_mb == 0 || options.timeout_sec == 0 {
-        return Err(Error::invalid(
-            "max_context_mb",
-            "max_context_mb and timeout_sec must be above 0",
-        ));
     }
     let walk = context::walk(
         dir,
         &[dockerfile.as_str(), ".dockerignore"],
-        options.max_context_mb << 20,
+        options.max_context_bytes,
     )?;
     let context_bytes = walk.bytes;
 
@@ -522,9 +570,8 @@ async fn build(
         no_cache: options.no_cache,
         network_mode: options.network.map(|n| format!("{n:?}").to_lowercase()),
     };
-    let limit = Duration::from_secs(options.timeout_sec);
     let outcome = match tokio::time::timeout(
-        limit,
+        options.timeout,
         engine.build(&request, context::tar_stream(walk)),
     )
     .await
@@ -533,7 +580,7 @@ async fn build(
         Err(_) => BuildOutcome {
             error: Some(format!(
                 "the build took longer than {} s and was stopped",
-                options.timeout_sec
+                options.timeout.as_secs_f64()
             )),
             ..Default::default()
         },

@@ -7,6 +7,7 @@ mod envelope;
 mod environments;
 mod execution;
 mod factory;
+mod gate;
 mod history;
 mod ids;
 mod images;
