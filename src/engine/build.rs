@@ -36,10 +36,13 @@ pub struct BuildOutcome {
 impl Engine {
     /// Runs a classic-builder build of a streamed context. A failing step is not an `Err`:
     /// it comes back in the outcome with the log, so the caller can report where it failed.
+    /// `on_intermediate` hears of every image a step makes as soon as the log shows it, so
+    /// a build that is stopped (or whose caller is killed) still leaves a trail.
     pub async fn build(
         &self,
         request: &BuildRequest,
         context: crate::context::TarStream,
+        mut on_intermediate: impl FnMut(&[String]),
     ) -> Result<BuildOutcome> {
         // The classic builder turns each label into a step of its own: only the ones adde needs.
         let labels = request.labels.clone().without(Label::Version).into_map();
@@ -69,7 +72,11 @@ impl Engine {
             match item {
                 Ok(info) => {
                     if let Some(text) = info.stream.as_deref() {
+                        let known = outcome.intermediates.len();
                         log.push(text, &mut outcome);
+                        if outcome.intermediates.len() > known {
+                            on_intermediate(&outcome.intermediates);
+                        }
                     }
                     if let Some(id) = info.aux.and_then(|aux| aux.id) {
                         outcome.image_id = Some(id);

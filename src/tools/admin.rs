@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::refs;
 use crate::state;
 
+use super::build::BuildRecord;
 use super::env::{describe, EnvDescription};
+use super::images::remove_build_leftovers;
 use super::input::in_range;
 
 /// Removes an environment's container and the volumes it owns: those its labels name that
@@ -165,6 +167,8 @@ pub struct ReapOutput {
     pub removed_volumes: Vec<String>,
     /// Staging folders nothing uses any more.
     pub removed_folders: Vec<String>,
+    /// Intermediate images of builds whose adde was killed.
+    pub removed_build_images: usize,
 }
 
 /// Short-lived containers older than this were left by a crash.
@@ -206,6 +210,9 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
         }
     }
 
+    let leftover = chrono::Duration::seconds(LEFTOVER_AGE.as_secs() as i64);
+    let crashed = |r: &BuildRecord| !r.finished && chrono::Utc::now() - r.finished_at > leftover;
+    out.removed_build_images = remove_build_leftovers(engine, crashed).await?.1;
     let context_age = Duration::from_secs_f64(context_age_hrs * 3600.0);
     out.removed_folders
         .extend(remove_old_folders(&state::git_staging(), LEFTOVER_AGE)?);

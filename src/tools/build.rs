@@ -570,12 +570,16 @@ async fn build(
         no_cache: options.no_cache,
         network_mode: options.network.map(|n| format!("{n:?}").to_lowercase()),
     };
-    let outcome = match tokio::time::timeout(
-        options.timeout,
-        engine.build(&request, context::tar_stream(walk)),
-    )
-    .await
-    {
+    // Recorded before the engine starts, and at every step: a build stopped by its timeout
+    // or by adde being killed leaves its intermediate images findable by prune and reap.
+    record_build(&build_id, &tag, &[], false)?;
+    let mut record_error = None;
+    let building = engine.build(&request, context::tar_stream(walk), |steps| {
+        if let Err(e) = record_build(&build_id, &tag, steps, false) {
+            record_error.get_or_insert(e);
+        }
+    });
+    let outcome = match tokio::time::timeout(options.timeout, building).await {
         Ok(outcome) => outcome?,
         Err(_) => BuildOutcome {
             error: Some(format!(
@@ -585,7 +589,10 @@ async fn build(
             ..Default::default()
         },
     };
-    record_build(&build_id, &tag, &outcome.intermediates)?;
+    if let Some(e) = record_error {
+        return Err(e);
+    }
+    record_build(&build_id, &tag, &outcome.intermediates, true)?;
     let summary = log_summary(&outcome.lines);
     if let Some(error) = outcome.error {
         let (failed_step, failed_layer) = match outcome.step {
@@ -636,16 +643,25 @@ fn log_summary(lines: &[String]) -> String {
         .join("\n")
 }
 
-/// What prune_build_cache needs to find a build's leftovers.
+/// What prune_build_cache and reap need to find a build's leftovers.
 #[derive(Serialize, Deserialize)]
 pub struct BuildRecord {
     pub build_id: String,
     pub tag: String,
     pub intermediates: Vec<String>,
+    /// When the record was last written: the build's end once it is `finished`.
     pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// False while the build runs, and forever for one whose adde was killed.
+    #[serde(default = "finished_by_default")]
+    pub finished: bool,
 }
 
-fn record_build(build_id: &str, tag: &str, intermediates: &[String]) -> Result<()> {
+/// Records written before builds were tracked while running were written at their end.
+fn finished_by_default() -> bool {
+    true
+}
+
+fn record_build(build_id: &str, tag: &str, intermediates: &[String], finished: bool) -> Result<()> {
     let dir = state::builds();
     private_dir(&dir)?;
     let record = BuildRecord {
@@ -653,6 +669,7 @@ fn record_build(build_id: &str, tag: &str, intermediates: &[String]) -> Result<(
         tag: tag.to_string(),
         intermediates: intermediates.to_vec(),
         finished_at: chrono::Utc::now(),
+        finished,
     };
     let path = dir.join(format!("{build_id}.json"));
     let body = serde_json::to_vec(&record).map_err(|e| Error::Internal(e.to_string()))?;

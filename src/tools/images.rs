@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::refs;
 
+use super::build::BuildRecord;
 use super::input::{in_range, megabytes, required};
 
 #[derive(Deserialize, JsonSchema)]
@@ -192,17 +193,13 @@ pub struct PruneOutput {
 /// Removes what adde's builds left behind: the intermediate images of their steps (untagged
 /// and unused; a tagged image's own chain stays), adde's dangling images, and the BuildKit
 /// cache where the engine has one.
-/// The oldest cut-off prune takes: ten years.
-const MAX_PRUNE_AGE_HRS: f64 = 10.0 * 365.0 * 24.0;
-
-pub async fn prune_build_cache(engine: &Engine, input: PruneInput) -> Result<PruneOutput> {
-    let hours = in_range(
-        "older_than_hrs",
-        input.older_than_hrs.unwrap_or(0.0),
-        0.0,
-        MAX_PRUNE_AGE_HRS,
-    )?;
-    let cutoff = chrono::Utc::now() - chrono::Duration::seconds((hours * 3600.0) as i64);
+/// Removes the intermediate images of the recorded builds `due` selects (untagged and unused
+/// ones; a tagged image's own chain stays), and their records. Returns the bytes freed and
+/// the images removed.
+pub async fn remove_build_leftovers(
+    engine: &Engine,
+    due: impl Fn(&BuildRecord) -> bool,
+) -> Result<(u64, usize)> {
     let sizes = engine.image_sizes().await?;
     let own_size = |id: &str| {
         sizes.get(id).map_or(0, |(size, parent)| {
@@ -210,20 +207,18 @@ pub async fn prune_build_cache(engine: &Engine, input: PruneInput) -> Result<Pru
             (size - parent_size).max(0) as u64
         })
     };
-    let mut bytes = 0u64;
-    let mut deleted = 0usize;
-    let dir = crate::state::builds();
-    let records = std::fs::read_dir(&dir)
+    let (mut bytes, mut deleted) = (0u64, 0usize);
+    let records = std::fs::read_dir(crate::state::builds())
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_else(|_| Vec::new());
     for path in records {
         let Ok(record) = std::fs::read(&path)
             .map_err(drop)
-            .and_then(|b| serde_json::from_slice::<super::build::BuildRecord>(&b).map_err(drop))
+            .and_then(|b| serde_json::from_slice::<BuildRecord>(&b).map_err(drop))
         else {
             continue;
         };
-        if record.finished_at > cutoff {
+        if !due(&record) {
             continue;
         }
         // Newest step first: removing it frees its untagged parents with it.
@@ -235,6 +230,21 @@ pub async fn prune_build_cache(engine: &Engine, input: PruneInput) -> Result<Pru
         }
         std::fs::remove_file(&path).map_err(|e| Error::state(&path, e))?;
     }
+    Ok((bytes, deleted))
+}
+
+/// The oldest cut-off prune takes: ten years.
+const MAX_PRUNE_AGE_HRS: f64 = 10.0 * 365.0 * 24.0;
+
+pub async fn prune_build_cache(engine: &Engine, input: PruneInput) -> Result<PruneOutput> {
+    let hours = in_range(
+        "older_than_hrs",
+        input.older_than_hrs.unwrap_or(0.0),
+        0.0,
+        MAX_PRUNE_AGE_HRS,
+    )?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds((hours * 3600.0) as i64);
+    let (mut bytes, deleted) = remove_build_leftovers(engine, |r| r.finished_at <= cutoff).await?;
     let until = format!("{}s", (hours * 3600.0) as u64);
     bytes += engine.prune_caches(&until).await?;
     Ok(PruneOutput {

@@ -243,3 +243,70 @@ fn an_interrupted_one_shot_run_leaves_nothing_behind() {
         "the interrupted run left something behind"
     );
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn reap_removes_the_step_images_of_a_build_whose_adde_was_killed() {
+    let _alone = alone();
+    let adde = Adde::docker();
+    let tag = format!("adde-test-killed-build:{}", std::process::id());
+    let context = adde.ok(
+        "prepare_build_context",
+        json!({"files": {"Dockerfile": format!(
+            "FROM {BUSYBOX}\nRUN echo first > /first\nRUN sleep 3 && echo second > /second\n"
+        )}}),
+    );
+    let mut build = adde
+        .command()
+        .arg("build_image_from_context")
+        .arg(json!({"context_id": context["context_id"], "tag": tag, "no_cache": true}).to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill adde once the first step's image is on record, as a crash or `kill -9` would.
+    let builds = adde.state.path().join("builds");
+    let record_path = (0..600)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::read_dir(&builds)
+                .ok()?
+                .flatten()
+                .find_map(|entry| {
+                    let record: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok()?;
+                    (record["intermediates"].as_array()?.len() == 1).then(|| entry.path())
+                })
+        })
+        .expect("the first step was recorded while the build ran");
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    assert_eq!(record["finished"], false);
+    let step_image = record["intermediates"][0].as_str().unwrap().to_string();
+    assert!(common::docker_ok(&["image", "inspect", &step_image]));
+
+    // An hour later, reap takes what the killed build left.
+    record["finished_at"] = json!((rfc3339_hours_ago(2)));
+    std::fs::write(&record_path, record.to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4)); // the engine finishes the step
+    let out = adde.ok("reap", json!({}));
+    assert!(out["removed_build_images"].as_u64().unwrap() >= 1, "{out}");
+    assert!(!common::docker_ok(&["image", "inspect", &step_image]));
+    assert!(!record_path.exists());
+    let _ = common::docker_ok(&["rmi", "-f", &tag]);
+}
+
+/// An RFC 3339 UTC time `hours` ago, as the build record stores it.
+fn rfc3339_hours_ago(hours: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - hours * 3600;
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
