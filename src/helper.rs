@@ -1,12 +1,17 @@
 //! adde's in-container roles. adde is built as a static binary and copies itself into every
-//! environment at [`HELPER_PATH`], so these run even in images with no shell and no coreutils:
+//! environment at [`HELPER_PATH`](crate::protocol::HELPER_PATH), so these run even in images
+//! with no shell and no coreutils. The host starts them by [`Role`]:
 //!
 //! - `idle`: the environment's main process; sleeps until the container is stopped.
 //! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call
 //!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill.
-//! - `install SPEC`: installs dependencies with the package manager the image has.
+//! - `install SPEC`: installs dependencies with the package manager the image has (in a
+//!   short-lived installer container).
+//! - `chown USER`: gives /workspace to USER (in a short-lived container with CAP_CHOWN).
+//! - `write PATH MODE`, `read PATH CAP`, `list PATH [recursive]`: files the archive API
+//!   cannot reach (tmpfs mounts) or would write as the wrong user.
 //! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
 //!
 //! Everything here uses only std and libc: no async runtime, no engine access.
@@ -22,36 +27,37 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileHead, FileSpec, HelperFailure, ListEntry, Listing, RunSpec, RunStatus,
-    DEPS_DIR, TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE,
+    encode_frame, FileHead, FileSpec, HelperFailure, InstallSpec, ListEntry, Listing, Role,
+    RunSpec, RunStatus, DEPS_DIR, INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT,
+    TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
 };
 
-/// The first line the installer prints on stderr names the package manager it chose.
-pub const INSTALL_MARKER: &str = "adde: package manager: ";
-/// Exit code of the installer role when the image has no package manager it knows.
-pub const NO_PACKAGE_MANAGER_EXIT: u8 = 127;
 /// How long output may still arrive after the program ended or was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 pub fn main(args: &[OsString]) -> ExitCode {
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
-    match arg(2) {
-        "idle" => loop {
+    let Some(role) = Role::parse(arg(2)) else {
+        eprintln!("adde helper: unknown role {:?}", arg(2));
+        return ExitCode::from(2);
+    };
+    match role {
+        Role::Idle => loop {
             // SAFETY: pause() only waits for a signal; SIGTERM ends the process by default.
             unsafe { libc::pause() };
         },
-        "run" => run(arg(3)),
-        "install" => install(arg(3)),
-        "chown" => match chown_workspace(arg(3)) {
+        Role::Run => run(arg(3)),
+        Role::Install => install(arg(3)),
+        Role::Chown => match chown_workspace(arg(3)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(3)
             }
         },
-        "write" => match write_stdin_to(Path::new(arg(3)), arg(4)) {
+        Role::Write => match write_stdin_to(Path::new(arg(3)), arg(4)) {
             Ok(()) => {
-                println!("ok");
+                println!("{WRITE_OK}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,23 +65,19 @@ pub fn main(args: &[OsString]) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        "read" => {
+        Role::Read => {
             read_head_and_bytes(Path::new(arg(3)), arg(4).parse().unwrap_or(0));
             ExitCode::SUCCESS
         }
-        "list" => {
-            let listing = list(Path::new(arg(3)), arg(4) == "recursive");
+        Role::List => {
+            let listing = list(Path::new(arg(3)), arg(4) == LIST_RECURSIVE);
             println!("{}", serde_json::to_string(&listing).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        "kill" => {
+        Role::Kill => {
             let killed = kill_run(arg(3));
             eprintln!("adde helper: killed {killed} processes");
             ExitCode::SUCCESS
-        }
-        other => {
-            eprintln!("adde helper: unknown role {other:?}");
-            ExitCode::from(2)
         }
     }
 }
@@ -576,14 +578,6 @@ fn chown_workspace(user: &str) -> Result<(), String> {
     }
     chown_all(Path::new(crate::protocol::WORKSPACE), uid, gid)
         .map_err(|e| format!("cannot give /workspace to {user}: {e}"))
-}
-
-/// What the installer role receives.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct InstallSpec {
-    pub packages: Vec<String>,
-    /// "pip" or "npm"; detected from the image when absent.
-    pub manager: Option<String>,
 }
 
 fn install(spec: &str) -> ExitCode {

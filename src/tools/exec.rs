@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
 use crate::protocol::{
-    FileSpec, FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH,
-    TAG_STATUS, TAG_STDERR, TAG_STDOUT, WORKSPACE,
+    FileSpec, FrameDecoder, HelperFailure, Role, RunSpec, RunStatus, TAG_STATUS, TAG_STDERR,
+    TAG_STDOUT, WORKSPACE,
 };
 
 const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
@@ -312,12 +312,7 @@ async fn run_supervised(
 ) -> Result<Report> {
     let id = exec.id;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
-    let argv = vec![
-        HELPER_PATH.into(),
-        HELPER_FLAG.into(),
-        "run".into(),
-        spec_json,
-    ];
+    let argv = Role::Run.exec_argv(&[&spec_json]);
     let mut output = engine
         .exec(id, argv, exec.env.clone(), exec.workdir, input)
         .await?;
@@ -385,12 +380,7 @@ async fn run_supervised(
 }
 
 async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
-    let argv = vec![
-        HELPER_PATH.into(),
-        HELPER_FLAG.into(),
-        "kill".into(),
-        run_id.into(),
-    ];
+    let argv = Role::Kill.exec_argv(&[run_id]);
     let _ = tokio::time::timeout(Duration::from_secs(5), engine.exec_collect(id, argv, &[])).await;
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
+use crate::protocol::{ListEntry, Listing, Role, LIST_RECURSIVE, WORKSPACE, WRITE_OK};
 
 const DEFAULT_READ_CAP: u64 = 1024 * 1024;
 
@@ -126,9 +126,9 @@ pub async fn write_file(input: WriteFileInput) -> Result<WriteFileOutput> {
     let engine = Engine::connect()?;
     let target = Target::find(&engine, &input.container_id).await?;
     let written = if target.user.is_some() || target.on_tmpfs(&path) {
-        let argv = helper_argv("write", &[&path, &format!("{mode:o}")]);
+        let argv = Role::Write.exec_argv(&[&path, &format!("{mode:o}")]);
         let (stdout, stderr) = engine.exec_collect(&target.id, argv, &bytes).await?;
-        if stdout.trim_ascii() == b"ok" {
+        if stdout.trim_ascii() == WRITE_OK.as_bytes() {
             Ok(())
         } else {
             Err(String::from_utf8_lossy(&stderr).trim().to_string())
@@ -287,7 +287,7 @@ async fn read_through_helper(
     path: &str,
     cap: u64,
 ) -> Result<(u64, Vec<u8>)> {
-    let argv = helper_argv("read", &[path, &cap.to_string()]);
+    let argv = Role::Read.exec_argv(&[path, &cap.to_string()]);
     let (stdout, stderr) = engine.exec_collect(id, argv, &[]).await?;
     let newline = stdout
         .iter()
@@ -307,14 +307,6 @@ async fn read_through_helper(
             Ok((size, stdout.get(newline + 1..).unwrap_or_default().to_vec()))
         }
     }
-}
-
-fn helper_argv(role: &str, args: &[&str]) -> Vec<String> {
-    [HELPER_PATH, HELPER_FLAG, role]
-        .iter()
-        .chain(args)
-        .map(|s| s.to_string())
-        .collect()
 }
 
 /// The first entry of a tar stream: its size and up to `cap` bytes. A folder is an error.
@@ -363,8 +355,8 @@ pub async fn list_files(input: ListFilesInput) -> Result<ListFilesOutput> {
     let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
     let engine = Engine::connect()?;
     let target = Target::find(&engine, &input.container_id).await?;
-    let recursive = if input.recursive { "recursive" } else { "" };
-    let argv = helper_argv("list", &[&path, recursive]);
+    let recursive = if input.recursive { LIST_RECURSIVE } else { "" };
+    let argv = Role::List.exec_argv(&[&path, recursive]);
     let (out, _) = engine.exec_collect(&target.id, argv, &[]).await?;
     let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
         Error::Helper(format!(

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::engine::{self, Engine, LABEL_EXPIRES_AT, LABEL_USE_IMAGE_CMD, LABEL_VOLUMES};
 use crate::error::{Error, Result};
 use crate::ids::random_hex;
-use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
+use crate::protocol::{Role, DEPS_DIR, WORKSPACE};
 
 use super::helper_volume::HelperVolume;
 
@@ -423,7 +423,7 @@ async fn build_env(
     let mut labels = engine::labels("env", &labels);
     labels.extend(plan.labels.iter().cloned());
 
-    let command = (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
+    let command = (!input.use_image_cmd).then(|| Role::Idle.args(&[]));
     let mut mounts = mounts(res, helper, true);
     if plan.user.is_some() {
         // The prep container already copied the image's /workspace into the volume and gave

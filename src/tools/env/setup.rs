@@ -8,8 +8,9 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, Resourc
 
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
-use crate::helper::{InstallSpec, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT};
-use crate::protocol::{DEPS_DIR, HELPER_FLAG, HELPER_PATH, WORKSPACE};
+use crate::protocol::{
+    InstallSpec, Role, DEPS_DIR, HELPER_PATH, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT, WORKSPACE,
+};
 use crate::tools::helper_volume::HelperVolume;
 
 use super::plan::EnvPlan;
@@ -28,11 +29,7 @@ pub(super) async fn give_workspace_to(
     helper: &HelperVolume,
     user: &str,
 ) -> Result<()> {
-    let command = Some(vec![
-        HELPER_FLAG.to_string(),
-        "chown".to_string(),
-        user.to_string(),
-    ]);
+    let command = Some(Role::Chown.args(&[user]));
     let mut mounts = mounts(res, helper, false);
     mounts.retain(|m| m.target.as_deref() != Some(DEPS_DIR));
     let labels = engine::labels("prep", &[("io.adde.env", res.name.clone())]);
@@ -111,7 +108,7 @@ pub(super) async fn install_dependencies(
     };
     let spec = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     let labels = engine::labels("installer", &[("io.adde.env", res.name.clone())]);
-    let command = Some(vec![HELPER_FLAG.to_string(), "install".to_string(), spec]);
+    let command = Some(Role::Install.args(&[&spec]));
     let mut mounts = mounts(res, helper, false);
     mounts.retain(|m| m.source.as_deref() != Some(res.workspace.as_str()));
     let mut body = hardened_body(plan, command, plan.installer_env.clone(), labels, mounts);
