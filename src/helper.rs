@@ -14,7 +14,9 @@
 //!   cannot reach (tmpfs mounts) or would write as the wrong user.
 //! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
 //!
-//! Everything here uses only std and libc: no async runtime, no engine access.
+//! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
+//! own processes through /proc or ptrace. Everything here uses only std and libc: no async
+//! runtime, no engine access.
 
 use std::ffi::OsString;
 use std::fs;
@@ -36,6 +38,12 @@ use crate::protocol::{
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 pub fn main(args: &[OsString]) -> ExitCode {
+    // Code runs as the same user as adde's processes, so without this it could open their
+    // fds (a supervisor's stdout carries the run's result), read their memory or ptrace them.
+    // A non-dumpable process is out of reach of anyone without CAP_SYS_PTRACE, which every
+    // environment drops. (execve resets it, so the programs adde starts stay ordinary.)
+    // SAFETY: plain prctl on the calling process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
     let Some(role) = Role::parse(arg(2)) else {
         eprintln!("adde helper: unknown role {:?}", arg(2));

@@ -9,4 +9,5 @@ mod execution;
 mod factory;
 mod history;
 mod images;
+mod integrity;
 mod sessions;

@@ -1,0 +1,132 @@
+//! Attacks on adde's own processes from the code it runs: forged results, escaping the
+//! deadline, stopping the environment. Each test is an attack that worked once.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{processes, Adde, PYTHON};
+
+/// What a forged run claims on stdout.
+const FORGED_STDOUT: &str = "ALL TESTS PASSED\n";
+
+/// A `printf` format that writes what a supervisor writes for a run that passed: a stdout
+/// frame, then a status frame with exit code 0 (see src/protocol.rs).
+fn forged_frames() -> String {
+    let status = json!({"exit_code": 0, "signal": null, "timed_out": false, "oom_killed": false,
+                        "duration_ms": 1, "command": ["sh"], "error": null})
+    .to_string();
+    let mut raw = Vec::new();
+    for (tag, payload) in [(1u8, FORGED_STDOUT.as_bytes()), (3, status.as_bytes())] {
+        raw.push(tag);
+        raw.extend((payload.len() as u32).to_be_bytes());
+        raw.extend(payload);
+    }
+    raw.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
+/// A shell function `forge` that writes the forged frames into the stdout of every
+/// supervisor but its own caller's.
+fn forge_function() -> String {
+    format!(
+        r#"forge() {{
+  for d in /proc/[0-9]*; do
+    [ "$d" = "/proc/$PPID" ] && continue
+    case "$(tr '\000' ' ' < $d/cmdline 2>/dev/null)" in
+      *"__helper run"*) printf '{}' 2>/dev/null > $d/fd/1 ;;
+    esac
+  done
+}}
+"#,
+        forged_frames()
+    )
+}
+
+#[test]
+fn a_program_cannot_forge_its_result_through_its_supervisors_stdout() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    let code = format!("printf '{}' > /proc/$PPID/fd/1\nexit 1\n", forged_frames());
+    let log = adde.exec(&env, "forge.sh", &code, 10.0);
+    assert_eq!(log["exit_code"], 1, "{log}");
+    assert_eq!(log["stdout"], "", "{log}");
+    let history = adde.ok("get_container_logs", json!({"container_id": env.id}));
+    assert_eq!(history["log"]["exit_code"], 1);
+}
+
+#[test]
+fn adde_s_processes_are_out_of_reach_of_the_code() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.env(json!({"image": PYTHON}));
+    // The supervisor (the parent): its fds, environment and memory, and ptrace
+    // (PTRACE_SEIZE does not stop the target).
+    let code = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+for pid in (os.getppid(),):
+    for name, mode in (("fd/1", os.O_WRONLY), ("environ", os.O_RDONLY), ("mem", os.O_RDONLY)):
+        try:
+            os.close(os.open(f"/proc/{pid}/{name}", mode | os.O_NONBLOCK))
+            print("opened", pid, name)
+        except OSError:
+            pass
+    if libc.ptrace(0x4206, pid, 0, 0) == 0:
+        print("traced", pid)
+print("done")
+"#;
+    let log = adde.exec(&env, "peek.py", code, 30.0);
+    assert_eq!(log["stdout"], "done\n", "{log}");
+}
+
+#[test]
+fn a_concurrent_run_cannot_forge_another_runs_result() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    let spy = format!(
+        "{}end=$(( $(date +%s) + 4 ))\nwhile [ $(date +%s) -lt $end ]; do forge; sleep 0.05; done\n",
+        forge_function()
+    );
+    let spying = adde
+        .command()
+        .arg("execute_code_block")
+        .arg(json!({"container_id": env.id, "filename": "spy.sh", "code_content": spy, "timeout_sec": 20}).to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_process(&env.id, "spy.sh");
+    let log = adde.exec(&env, "victim.sh", "sleep 1; exit 1", 10.0);
+    assert_eq!(log["exit_code"], 1, "{log}");
+    assert_eq!(log["stdout"], "", "{log}");
+    let spy = crate::common::parse_output(spying.wait_with_output().unwrap());
+    assert_eq!(spy.json["log"]["exit_code"], 0, "{spy:?}");
+}
+
+#[test]
+fn an_implant_left_by_one_run_cannot_forge_a_later_run() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    // The implant escapes its run by killing the run's supervisor.
+    let implant = format!(
+        "{}( while :; do forge; sleep 0.05; done ) </dev/null >/dev/null 2>&1 &\nsleep 0.3\nkill -9 $PPID\n",
+        forge_function()
+    );
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "implant.sh", "code_content": implant}),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let log = adde.exec(&env, "victim.sh", "sleep 1; exit 1", 10.0);
+    assert_eq!(log["exit_code"], 1, "{log}");
+    assert_eq!(log["stdout"], "", "{log}");
+}
+
+/// Waits until a process whose command line contains `needle` runs in the container.
+pub fn wait_for_process(id: &str, needle: &str) {
+    for _ in 0..100 {
+        if processes(id).iter().any(|p| p.contains(needle)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no process {needle:?} in {id}: {:?}", processes(id));
+}
