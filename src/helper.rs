@@ -2,7 +2,8 @@
 //! environment at [`HELPER_PATH`](crate::protocol::HELPER_PATH), so these run even in images
 //! with no shell and no coreutils. The host starts them by [`Role`]:
 //!
-//! - `idle`: the environment's main process; sleeps until the container is stopped.
+//! - `idle`: the environment's main process, PID 1: reaps orphans, ignores every signal sent
+//!   from inside the container, and exits when the engine stops the container.
 //! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call
@@ -50,10 +51,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         return ExitCode::from(2);
     };
     match role {
-        Role::Idle => loop {
-            // SAFETY: pause() only waits for a signal; SIGTERM ends the process by default.
-            unsafe { libc::pause() };
-        },
+        Role::Idle => idle(),
         Role::Run => run(arg(3)),
         Role::Install => install(arg(3)),
         Role::Chown => match chown_workspace(arg(3)) {
@@ -88,6 +86,75 @@ pub fn main(args: &[OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The signals the engine may use to stop a container (`docker stop` sends SIGTERM, the one
+/// adde's environments are created with; `docker kill` sends SIGKILL by default, which PID 1
+/// cannot ignore from outside).
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
+
+/// The environment's main process. As PID 1 of the container's PID namespace it gets no
+/// signal from inside that it has no handler for, not even SIGKILL, so code cannot stop the
+/// environment with `kill -9 -1` or `kill 1`. It waits for the stop signals on a signalfd and
+/// exits (which ends every process of the container) only for one sent from outside.
+fn idle() -> ExitCode {
+    if std::process::id() != 1 {
+        // Under Docker's init (environments made by older versions of adde): that init
+        // forwards the engine's stop signal, whose default action ends this process.
+        loop {
+            // SAFETY: pause() only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    // SAFETY: a sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; blocking the signals makes them wait in the signalfd.
+    let fd = unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS.iter().chain(&[libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, *sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    };
+    if fd < 0 {
+        eprintln!(
+            "adde helper: no signalfd ({}); idling without one",
+            std::io::Error::last_os_error()
+        );
+        loop {
+            // SAFETY: pause() only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    loop {
+        reap_orphans();
+        // SAFETY: signalfd_siginfo is plain data, filled by read(2) on the signalfd.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`.
+        let read =
+            unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        if read == size as isize
+            && STOP_SIGNALS.contains(&(info.ssi_signo as libc::c_int))
+            && sent_from_outside(&info)
+        {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Whether a signal came from a process outside the container (the engine), whose PID the
+/// container's namespace cannot name: 0. A process inside cannot fake that: the kernel lets
+/// it choose the sender's PID only with a negative si_code other than SI_TKILL (sigqueue).
+fn sent_from_outside(info: &libc::signalfd_siginfo) -> bool {
+    info.ssi_pid == 0 && matches!(info.ssi_code, libc::SI_USER | libc::SI_TKILL)
+}
+
+/// Reaps every child that has ended: as PID 1, the orphans of the whole container.
+fn reap_orphans() {
+    // SAFETY: waitpid with WNOHANG never blocks; a null status pointer is allowed.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
 
 fn run(spec: &str) -> ExitCode {

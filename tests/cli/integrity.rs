@@ -1,11 +1,11 @@
 //! Attacks on adde's own processes from the code it runs: forged results, escaping the
 //! deadline, stopping the environment. Each test is an attack that worked once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{processes, Adde, PYTHON};
+use crate::common::{docker, inspect, processes, Adde, PYTHON};
 
 /// What a forged run claims on stdout.
 const FORGED_STDOUT: &str = "ALL TESTS PASSED\n";
@@ -58,12 +58,12 @@ fn a_program_cannot_forge_its_result_through_its_supervisors_stdout() {
 fn adde_s_processes_are_out_of_reach_of_the_code() {
     let Some(adde) = Adde::docker() else { return };
     let env = adde.env(json!({"image": PYTHON}));
-    // The supervisor (the parent): its fds, environment and memory, and ptrace
-    // (PTRACE_SEIZE does not stop the target).
+    // The supervisor (the parent) and the environment's main process (PID 1): their fds,
+    // environment and memory, and ptrace (PTRACE_SEIZE does not stop the target).
     let code = r#"
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
-for pid in (os.getppid(),):
+for pid in (os.getppid(), 1):
     for name, mode in (("fd/1", os.O_WRONLY), ("environ", os.O_RDONLY), ("mem", os.O_RDONLY)):
         try:
             os.close(os.open(f"/proc/{pid}/{name}", mode | os.O_NONBLOCK))
@@ -129,4 +129,68 @@ pub fn wait_for_process(id: &str, needle: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no process {needle:?} in {id}: {:?}", processes(id));
+}
+
+#[test]
+fn signals_from_inside_do_not_stop_the_environment() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    let pid1 = adde.exec(&env, "pid1.sh", "tr '\\0' ' ' < /proc/1/cmdline", 10.0);
+    assert_eq!(pid1["stdout"], "/.adde/adde __helper idle ", "{pid1}");
+    for attack in [
+        "kill -TERM 1",
+        "kill -KILL 1",
+        "kill -INT 1; kill -HUP 1",
+        "kill -9 -1",
+    ] {
+        // The run itself may fail (`kill -9 -1` kills its supervisor too): what matters is
+        // that the environment is still there, and works.
+        adde.call(
+            "execute_code_block",
+            json!({"container_id": env.id, "filename": "stop.sh", "code_content": attack}),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(inspect(&env.id)["State"]["Running"], true, "{attack}");
+        let log = adde.exec(&env, "alive.sh", "echo alive", 10.0);
+        assert_eq!(log["stdout"], "alive\n", "after {attack}: {log}");
+    }
+}
+
+#[test]
+fn the_engine_still_stops_and_kills_the_environment_at_once() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    // `docker stop` waits 10 s before it sends SIGKILL: PID 1 must exit on the SIGTERM.
+    let started = Instant::now();
+    docker(&["stop", &env.id]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "docker stop took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(inspect(&env.id)["State"]["Running"], false);
+    // Started again (what a session does), it works, and `docker kill` stops it too.
+    docker(&["start", &env.id]);
+    let log = adde.exec(&env, "again.sh", "echo again", 10.0);
+    assert_eq!(log["stdout"], "again\n");
+    docker(&["kill", &env.id]);
+    assert_eq!(inspect(&env.id)["State"]["Running"], false);
+}
+
+#[test]
+fn orphans_are_reaped() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    // A process whose parent exits from an Engine-API exec is re-parented to PID 1.
+    docker(&["exec", &env.id, "sh", "-c", "sleep 0.2 & exit 0"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let states = docker(&["top", &env.id, "-eo", "pid,stat,args"]);
+    assert!(
+        !states.lines().skip(1).any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|s| s.starts_with('Z'))),
+        "zombies: {states}"
+    );
+    crate::common::assert_only_idle(&env.id);
 }

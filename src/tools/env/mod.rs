@@ -443,6 +443,9 @@ async fn build_env(
     body.user = plan.user.clone();
     body.working_dir = Some(plan.workdir.clone());
     let mut host = body.host_config.take().unwrap_or_default();
+    // adde's helper is PID 1 itself: it reaps orphans, and as PID 1 it cannot be stopped from
+    // inside. The image's own command keeps Docker's init, which reaps for it.
+    host.init = Some(input.use_image_cmd);
     if plan.read_only_rootfs {
         host.readonly_rootfs = Some(true);
         host.tmpfs = Some(HashMap::from([(

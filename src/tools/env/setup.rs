@@ -205,8 +205,10 @@ pub(super) fn mounts(res: &Resources, helper: &HelperVolume, read_only_deps: boo
 }
 
 /// A container with adde's defaults: no network, every capability dropped,
-/// no-new-privileges, memory without swap, CPU, PID and open-file limits, and an init
-/// process that reaps orphans. `command` runs adde's helper; `None` keeps the image's own.
+/// no-new-privileges, memory without swap, CPU, PID and open-file limits, and Docker's init
+/// process, which reaps orphans (environments that run adde's helper as their main process
+/// drop it: the helper is PID 1 itself, see `build_env`). `command` runs adde's helper, which
+/// stops on SIGTERM whatever the image's STOPSIGNAL; `None` keeps the image's own command.
 pub(super) fn hardened_body(
     plan: &EnvPlan,
     command: Option<Vec<String>>,
@@ -215,10 +217,12 @@ pub(super) fn hardened_body(
     mounts: Vec<Mount>,
 ) -> ContainerCreateBody {
     let limits = &plan.limits;
+    let stop_signal = command.as_ref().map(|_| "SIGTERM".to_string());
     ContainerCreateBody {
         image: Some(plan.image.clone()),
         entrypoint: command.as_ref().map(|_| vec![HELPER_PATH.to_string()]),
         cmd: command,
+        stop_signal,
         env: Some(env),
         working_dir: Some(WORKSPACE.to_string()),
         labels: Some(labels),
