@@ -39,6 +39,8 @@ pub const LABEL_EXPIRES_AT: &str = "io.adde.expires_at";
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a short helper role (reading, writing or listing files, killing) may take.
+const HELPER_ROLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// What a failed call was about, so a 404 can say what was missing.
 #[derive(Clone, Copy)]
@@ -482,6 +484,10 @@ impl Engine {
 
     /// Starts `argv` in the container with `stdin` as its whole standard input and returns
     /// its demultiplexed output. Nothing here bounds the stream: the caller does.
+    ///
+    /// stdin is written by a task of its own while the caller reads the output: a program
+    /// that does not read its input must not stop its output, and its deadline, from
+    /// reaching adde. One that ends without reading it all is no error (EPIPE is ignored).
     pub async fn exec(
         &self,
         id: &str,
@@ -513,33 +519,45 @@ impl Engine {
         let StartExecResults::Attached { output, mut input } = started else {
             return Err(Error::Internal("exec started detached".into()));
         };
-        let io = |e: std::io::Error| {
-            Error::Helper(format!("cannot send the code to the container: {e}"))
-        };
-        input.write_all(stdin).await.map_err(io)?;
-        // The half-close gives the helper EOF; without it the exec never ends.
-        input.shutdown().await.map_err(io)?;
+        let stdin = stdin.to_vec();
+        tokio::spawn(async move {
+            if input.write_all(&stdin).await.is_ok() {
+                // The half-close gives the helper EOF; without it the exec never ends.
+                let _ = input.shutdown().await;
+            }
+        });
         Ok(output)
     }
 
     /// Runs `argv` in the container (as its user) with `stdin`, and returns its stdout and
-    /// stderr (for the helper's short roles).
+    /// stderr (for the helper's short roles), within `HELPER_ROLE_LIMIT`.
     pub async fn exec_collect(
         &self,
         id: &str,
         argv: Vec<String>,
         stdin: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let mut output = self.exec(id, argv, Vec::new(), "/", stdin).await?;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        while let Some(chunk) = output.next().await {
-            match chunk {
-                Ok(LogOutput::StdOut { message }) => stdout.extend_from_slice(&message),
-                Ok(LogOutput::StdErr { message }) => stderr.extend_from_slice(&message),
-                _ => {}
+        let what = argv.get(2).cloned().unwrap_or_default();
+        let collect = async {
+            let mut output = self.exec(id, argv, Vec::new(), "/", stdin).await?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(LogOutput::StdOut { message }) => stdout.extend_from_slice(&message),
+                    Ok(LogOutput::StdErr { message }) => stderr.extend_from_slice(&message),
+                    _ => {}
+                }
             }
-        }
-        Ok((stdout, stderr))
+            Ok((stdout, stderr))
+        };
+        tokio::time::timeout(HELPER_ROLE_LIMIT, collect)
+            .await
+            .map_err(|_| {
+                Error::Helper(format!(
+                    "its {what:?} role did not finish within {} s",
+                    HELPER_ROLE_LIMIT.as_secs()
+                ))
+            })?
     }
 }
 

@@ -48,8 +48,9 @@ pub enum Error {
     #[error("{0} was not created by adde; adde only touches what it made")]
     NotManaged(String),
 
-    #[error("environment {id} is {state}, not running; create a new one with create_runtime_env")]
-    ContainerNotRunning { id: String, state: String },
+    /// `reason` says what the engine reports and how to recover.
+    #[error("environment {id} is not running: {reason}")]
+    ContainerNotRunning { id: String, reason: String },
 
     #[error("installing dependencies with {manager} failed (exit code {exit_code}); see `installer_output`")]
     DependencyInstallFailed {
@@ -78,6 +79,9 @@ pub enum Error {
 
     #[error("{0} is not UTF-8 text; read it with encoding \"base64\"")]
     NotText(String),
+
+    #[error("{path} is a {kind}, not a regular file; adde reads only regular files")]
+    NotRegularFile { path: String, kind: String },
 
     #[error("cannot run the command: {0} was not found in the environment's PATH")]
     CommandNotFound(String),
@@ -147,6 +151,16 @@ pub enum Error {
     #[error("interrupted; the execution was stopped")]
     Interrupted,
 
+    #[error("run {run_id} has no result: {cause}. adde then stopped every process in the environment that is neither its own nor part of another running execution (what the run left behind), so the environment is ready for the next run. The run is recorded; see get_container_logs")]
+    SupervisorDied { run_id: String, cause: String },
+
+    /// `reason` says what the engine reports and how to recover.
+    #[error("run {run_id} has no result: the environment stopped during it; {reason}. The run is recorded; see get_container_logs")]
+    EnvironmentDied { run_id: String, reason: String },
+
+    #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
+    EnvironmentPaused { run_id: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -175,6 +189,7 @@ impl Error {
             Error::FileNotFound(_) => "file_not_found",
             Error::IsADirectory(_) => "is_a_directory",
             Error::NotText(_) => "not_text",
+            Error::NotRegularFile { .. } => "not_regular_file",
             Error::CommandNotFound(_) => "command_not_found",
             Error::RunNotFound { .. } => "run_not_found",
             Error::NoRuns(_) => "no_runs",
@@ -191,6 +206,9 @@ impl Error {
             Error::Engine { .. } => "engine_error",
             Error::State { .. } => "state_error",
             Error::Interrupted => "interrupted",
+            Error::SupervisorDied { .. } => "supervisor_died",
+            Error::EnvironmentDied { .. } => "environment_died",
+            Error::EnvironmentPaused { .. } => "environment_paused",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -247,6 +265,11 @@ impl Error {
             }
             Error::UnknownTool { .. } => {
                 map.insert("tools".into(), crate::tools::names().into());
+            }
+            Error::SupervisorDied { run_id, .. }
+            | Error::EnvironmentDied { run_id, .. }
+            | Error::EnvironmentPaused { run_id } => {
+                map.insert("run_id".into(), run_id.clone().into());
             }
             _ => {}
         }

@@ -38,10 +38,13 @@ pub enum Role {
     List,
     /// `kill RUN_ID`: kills what the supervisor of RUN_ID started.
     Kill,
+    /// `sweep [RUN_ID]`: kills every process that neither adde nor a live execution owns
+    /// (and run RUN_ID, supervisor included); prints how many it killed.
+    Sweep,
 }
 
 impl Role {
-    const ALL: [Role; 8] = [
+    const ALL: [Role; 9] = [
         Role::Idle,
         Role::Run,
         Role::Install,
@@ -50,6 +53,7 @@ impl Role {
         Role::Read,
         Role::List,
         Role::Kill,
+        Role::Sweep,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Role {
             Role::Read => "read",
             Role::List => "list",
             Role::Kill => "kill",
+            Role::Sweep => "sweep",
         }
     }
 
@@ -166,9 +171,18 @@ pub struct ListEntry {
 /// The first line the helper's `read` role prints; the file's bytes follow.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FileHead {
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
     Missing,
+    /// A FIFO, a socket or a device: never read.
+    NotRegular {
+        kind: String,
+    },
+    Unreadable {
+        message: String,
+    },
 }
 
 /// What the helper's `list` role prints.

@@ -303,6 +303,13 @@ async fn read_through_helper(
     match head {
         crate::protocol::FileHead::Missing => Err(Error::FileNotFound(path.to_string())),
         crate::protocol::FileHead::Dir => Err(Error::IsADirectory(path.to_string())),
+        crate::protocol::FileHead::NotRegular { kind } => Err(Error::NotRegularFile {
+            path: path.to_string(),
+            kind,
+        }),
+        crate::protocol::FileHead::Unreadable { message } => {
+            Err(Error::Helper(format!("cannot read {path}: {message}")))
+        }
         crate::protocol::FileHead::File { size } => {
             Ok((size, stdout.get(newline + 1..).unwrap_or_default().to_vec()))
         }
@@ -324,8 +331,24 @@ async fn read_first_entry(
         }
     }
     let header = tar::Header::from_byte_slice(buf.get(..512).unwrap_or_default());
-    if header.entry_type().is_dir() {
+    let kind = header.entry_type();
+    if kind.is_dir() {
         return Err(Error::IsADirectory(path.to_string()));
+    }
+    let special = if kind.is_fifo() {
+        Some("FIFO")
+    } else if kind.is_character_special() {
+        Some("character device")
+    } else if kind.is_block_special() {
+        Some("block device")
+    } else {
+        None
+    };
+    if let Some(kind) = special {
+        return Err(Error::NotRegularFile {
+            path: path.to_string(),
+            kind: kind.to_string(),
+        });
     }
     let size = header.size().map_err(|e| Error::Internal(e.to_string()))?;
     let take = size.min(cap) as usize;

@@ -194,3 +194,155 @@ fn orphans_are_reaped() {
     );
     crate::common::assert_only_idle(&env.id);
 }
+
+#[test]
+fn a_run_that_kills_its_supervisor_leaves_nothing_behind_and_is_recorded() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    // Another run in the same environment, which must not be harmed.
+    let bystander = adde
+        .command()
+        .arg("execute_code_block")
+        .arg(
+            json!({"container_id": env.id, "filename": "bystander.sh",
+                    "code_content": "sleep 3; echo still here", "timeout_sec": 20})
+            .to_string(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_process(&env.id, "bystander.sh");
+    let escape = "echo before\nsh -c \"exec sleep 100000\" &\nsleep 0.2\nkill -9 $PPID\n";
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "escape.sh", "code_content": escape}),
+    );
+    crate::common::assert_error(&out, "supervisor_died");
+    let message = out.json["error"].as_str().unwrap();
+    assert!(message.contains("stopped every process"), "{message}");
+    let run_id = out.json["run_id"].as_str().expect("run_id").to_string();
+    assert!(
+        !processes(&env.id)
+            .iter()
+            .any(|p| p.contains("sleep 100000")),
+        "{:?}",
+        processes(&env.id)
+    );
+
+    let recorded = adde.ok(
+        "get_container_logs",
+        json!({"container_id": env.id, "run_id": run_id}),
+    );
+    assert_eq!(recorded["log"]["error"]["error_code"], "supervisor_died");
+    assert_eq!(recorded["log"]["stdout"], "before\n");
+
+    let bystander = crate::common::parse_output(bystander.wait_with_output().unwrap());
+    assert_eq!(
+        bystander.json["log"]["stdout"], "still here\n",
+        "{bystander:?}"
+    );
+    let log = adde.exec(&env, "next.sh", "echo next", 10.0);
+    assert_eq!(log["stdout"], "next\n");
+    crate::common::assert_only_idle(&env.id);
+}
+
+#[test]
+fn a_run_that_stops_its_supervisor_ends_shortly_after_its_deadline() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.busybox();
+    let started = Instant::now();
+    let out = call_within(
+        &adde,
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "freeze.sh", "timeout_sec": 2,
+               "code_content": "kill -STOP $PPID\nsleep 100000\n"}),
+        Duration::from_secs(30),
+    );
+    crate::common::assert_error(&out, "supervisor_died");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    crate::common::assert_only_idle(&env.id);
+    let log = adde.exec(&env, "next.sh", "echo next", 10.0);
+    assert_eq!(log["stdout"], "next\n");
+}
+
+#[test]
+fn an_environment_killed_by_the_oom_killer_says_so_and_how_to_recover() {
+    let Some(adde) = Adde::docker() else { return };
+    let session = format!("adde-test-oom-{}", std::process::id());
+    let env =
+        adde.env(json!({"image": crate::common::BUSYBOX, "memory": "64m", "session": session}));
+    // Code may raise the OOM score of adde's own processes, then use up the memory.
+    let hog = "echo 1000 > /proc/1/oom_score_adj\nhead -c 500000000 /dev/zero | tail -c 400000000 > /dev/null\n";
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "hog.sh", "code_content": hog, "timeout_sec": 60}),
+    );
+    crate::common::assert_error(&out, "environment_died");
+    assert!(
+        out.json["error"].as_str().unwrap().contains("OOM killer"),
+        "{out:?}"
+    );
+    let last = adde.ok("get_container_logs", json!({"container_id": env.id}));
+    assert_eq!(last["log"]["error"]["error_code"], "environment_died");
+
+    // The next call says what happened and how to recover; the session's way works.
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "a.sh", "code_content": "true"}),
+    );
+    crate::common::assert_error(&out, "container_not_running");
+    let message = out.json["error"].as_str().unwrap();
+    assert!(
+        message.contains("OOM killer") && message.contains(&format!("session {session:?} again")),
+        "{message}"
+    );
+    let again = adde.ok(
+        "create_runtime_env",
+        json!({"image": crate::common::BUSYBOX, "memory": "64m", "session": session}),
+    );
+    assert_eq!(again["session_action"], "restarted");
+    let log = adde.exec(&env, "next.sh", "echo back", 10.0);
+    assert_eq!(log["stdout"], "back\n");
+}
+
+/// Calls adde (the payload on stdin: an argument cannot hold more than 128 KiB) and fails,
+/// rather than hangs, when it takes longer than `limit`.
+pub fn call_within(
+    adde: &Adde,
+    tool: &str,
+    payload: serde_json::Value,
+    limit: Duration,
+) -> crate::common::Out {
+    use std::io::Write;
+    let mut child = adde
+        .command()
+        .arg(tool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run adde");
+    let mut stdin = child.stdin.take().unwrap();
+    let text = payload.to_string();
+    std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    finish_within(child, limit)
+}
+
+/// Waits for an adde process, and fails, rather than hangs, when it takes longer than `limit`.
+pub fn finish_within(child: std::process::Child, limit: Duration) -> crate::common::Out {
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match finished.recv_timeout(limit) {
+        Ok(output) => crate::common::parse_output(output.expect("adde output")),
+        Err(_) => {
+            // SAFETY: killing the adde process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("adde took over {limit:?}");
+        }
+    }
+}

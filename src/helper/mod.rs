@@ -14,10 +14,15 @@
 //! - `write PATH MODE`, `read PATH CAP`, `list PATH [recursive]`: files the archive API
 //!   cannot reach (tmpfs mounts) or would write as the wrong user.
 //! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
+//! - `sweep [RUN_ID]`: kills what runs whose supervisor died left behind: every process that
+//!   is neither adde's own nor part of a live execution (and run RUN_ID, supervisor included).
 //!
 //! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
 //! own processes through /proc or ptrace. Everything here uses only std and libc: no async
 //! runtime, no engine access.
+
+mod files;
+mod procs;
 
 use std::ffi::OsString;
 use std::fs;
@@ -27,13 +32,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileHead, FileSpec, HelperFailure, InstallSpec, ListEntry, Listing, Role,
-    RunSpec, RunStatus, DEPS_DIR, INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT,
-    TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
+    encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus, DEPS_DIR,
+    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
+    TIMEOUT_EXIT_CODE, WRITE_OK,
 };
+use procs::kill_tree;
 
 /// How long output may still arrive after the program ended or was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -54,14 +62,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Role::Idle => idle(),
         Role::Run => run(arg(3)),
         Role::Install => install(arg(3)),
-        Role::Chown => match chown_workspace(arg(3)) {
+        Role::Chown => match files::chown_workspace(arg(3)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(3)
             }
         },
-        Role::Write => match write_stdin_to(Path::new(arg(3)), arg(4)) {
+        Role::Write => match files::write_stdin_to(Path::new(arg(3)), arg(4)) {
             Ok(()) => {
                 println!("{WRITE_OK}");
                 ExitCode::SUCCESS
@@ -72,17 +80,22 @@ pub fn main(args: &[OsString]) -> ExitCode {
             }
         },
         Role::Read => {
-            read_head_and_bytes(Path::new(arg(3)), arg(4).parse().unwrap_or(0));
+            let cap = arg(4).parse().unwrap_or(0);
+            files::read_head_and_bytes(Path::new(arg(3)), cap, &mut *raw_stdout());
             ExitCode::SUCCESS
         }
         Role::List => {
-            let listing = list(Path::new(arg(3)), arg(4) == LIST_RECURSIVE);
+            let listing = files::list(Path::new(arg(3)), arg(4) == LIST_RECURSIVE);
             println!("{}", serde_json::to_string(&listing).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Role::Kill => {
-            let killed = kill_run(arg(3));
+            let killed = procs::kill_run(arg(3));
             eprintln!("adde helper: killed {killed} processes");
+            ExitCode::SUCCESS
+        }
+        Role::Sweep => {
+            println!("{}", procs::sweep(arg(3)));
             ExitCode::SUCCESS
         }
     }
@@ -238,7 +251,8 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
             let _ = std::io::copy(&mut std::io::stdin().lock().take(len), &mut input);
         });
     }
-    let (exit, duration, timed_out) = relay_until_done(spec, &mut child, started, out);
+    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let (exit, duration, timed_out) = relay_until_done(&mut child, started, deadline, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
     let oom_killed = matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
@@ -272,27 +286,20 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
             "stdin ended before the whole file arrived",
         ));
     }
-    let path = Path::new(&spec.path);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
-    }
-    fs::write(path, &content)?;
-    if spec.executable {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
+    let mode = spec.executable.then_some(0o755);
+    files::write_plain(Path::new(&spec.path), &mut content.as_slice(), mode)
 }
 
-/// Relays the program's output until it has exited and its pipes are drained, killing its
-/// whole tree at the deadline. Processes it leaves behind when it exits are killed too: an
-/// execution owns everything it started.
+/// Relays the program's output until it has exited and its pipes are drained. Processes it
+/// leaves behind when it exits are killed: an execution owns everything it started. Returns
+/// how it ended, when, and whether the deadline killed it.
 fn relay_until_done(
-    spec: &RunSpec,
     child: &mut Child,
     started: Instant,
+    deadline: Instant,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let timed_out = start_deadline_watchdog(deadline, child.id());
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));
@@ -302,29 +309,22 @@ fn relay_until_done(
     }
     // SAFETY: pidfd_open returns a new fd or -1; it becomes readable when the child exits.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) } as i32;
-    let mut ended: Option<(ExitStatus, Duration)> = None;
-    let mut timed_out = false;
-    let mut drain_deadline = deadline;
+    let mut ended: Option<(ExitStatus, Duration, bool)> = None;
+    let mut drain_deadline = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
 
     loop {
         let now = Instant::now();
         if ended.is_none() {
             if let Ok(Some(status)) = child.try_wait() {
-                ended = Some((status, started.elapsed()));
+                ended = Some((status, started.elapsed(), timed_out.load(Ordering::SeqCst)));
                 kill_tree(std::process::id(), None);
-                drain_deadline = now + DRAIN_GRACE;
-            } else if now >= deadline {
-                timed_out = true;
-                kill_tree(std::process::id(), Some(child.id()));
-                let status = child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9));
-                ended = Some((status, started.elapsed()));
                 drain_deadline = now + DRAIN_GRACE;
             }
         }
-        if let Some((status, duration)) = ended {
+        if let Some(ending) = ended {
             if pipes.is_empty() || now >= drain_deadline {
-                return (status, duration, timed_out);
+                return ending;
             }
         }
         let mut fds: Vec<libc::pollfd> = pipes
@@ -335,8 +335,7 @@ fn relay_until_done(
                 revents: 0,
             })
             .collect();
-        let watch_child = ended.is_none() && pidfd >= 0;
-        if watch_child {
+        if ended.is_none() && pidfd >= 0 {
             fds.push(libc::pollfd {
                 fd: pidfd,
                 events: libc::POLLIN,
@@ -344,16 +343,11 @@ fn relay_until_done(
             });
         }
         // Without a pidfd (old kernels) fall back to checking the child every 20 ms.
-        let until = if ended.is_none() {
-            deadline
-        } else {
-            drain_deadline
+        let timeout_ms = match ended {
+            Some(_) => drain_deadline.saturating_duration_since(now).as_millis() as i32,
+            None if pidfd < 0 => 20,
+            None => -1,
         };
-        let mut wait = until.saturating_duration_since(now);
-        if ended.is_none() && pidfd < 0 {
-            wait = wait.min(Duration::from_millis(20));
-        }
-        let timeout_ms = wait.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: fds is a valid array of pollfd for its length.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if ready <= 0 {
@@ -381,88 +375,18 @@ fn relay_until_done(
     }
 }
 
-/// SIGKILLs every descendant of `root` until none is left, reaping the zombies that are ours
-/// except `keep` (the main child, whose status the caller collects).
-fn kill_tree(root: u32, keep: Option<u32>) -> usize {
-    let mut killed = 0;
-    for _ in 0..500 {
-        let procs = descendants(root);
-        let mut alive = 0;
-        for &(pid, state) in &procs {
-            if state == 'Z' || state == 'X' {
-                if Some(pid) != keep && root == std::process::id() {
-                    // SAFETY: reaping a specific zombie child; WNOHANG never blocks.
-                    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
-                }
-                continue;
-            }
-            alive += 1;
-            // SAFETY: plain kill(2) of a process in our own tree.
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-                killed += 1;
-            }
-        }
-        if alive == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    killed
-}
-
-/// The PIDs in /proc: the container's own, whatever the host's are.
-fn proc_pids() -> impl Iterator<Item = u32> {
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse().ok()))
-}
-
-/// (pid, state) of every descendant of `root`.
-fn descendants(root: u32) -> Vec<(u32, char)> {
-    let procs: Vec<(u32, u32, char)> = proc_pids()
-        .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (state, ppid) = parse_stat(&stat)?;
-            Some((pid, ppid, state))
-        })
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, state) in &procs {
-            if ppid == parent && pid != root {
-                found.push((pid, state));
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
-
-/// State and parent PID from /proc/PID/stat; the command name may hold spaces and parens.
-fn parse_stat(stat: &str) -> Option<(char, u32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-/// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.
-fn kill_run(run_id: &str) -> usize {
-    if run_id.is_empty() {
-        return 0;
-    }
-    let needle = format!("\"run_id\":\"{run_id}\"");
-    proc_pids()
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&needle)
-        })
-        .map(|pid| kill_tree(pid, None))
-        .sum()
+/// Kills the run's whole tree at the deadline from a thread of its own, so that the deadline
+/// holds even while relaying blocks (a host that stopped reading). `keep` is the main child,
+/// whose status the relay collects. Returns the flag it sets when it fires.
+fn start_deadline_watchdog(deadline: Instant, keep: u32) -> Arc<AtomicBool> {
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        flag.store(true, Ordering::SeqCst);
+        kill_tree(std::process::id(), Some(keep));
+    });
+    fired
 }
 
 /// The memory cgroup's count of OOM kills (cgroup v2, then v1), when it can be read.
@@ -515,144 +439,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
     path.split(':')
         .map(|dir| Path::new(dir).join(name))
         .find(|p| executable(p))
-}
-
-/// The entries under `root` (or `root` itself when it is not a folder), sorted by name.
-fn list(root: &Path, recursive: bool) -> Listing {
-    let Ok(meta) = fs::symlink_metadata(root) else {
-        return Listing::NotFound;
-    };
-    let mut entries = Vec::new();
-    if meta.is_dir() {
-        walk(root, root, recursive, &mut entries);
-    } else {
-        let name = root
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        entries.push(list_entry(root, name, &meta));
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Listing::Entries(entries)
-}
-
-fn walk(root: &Path, dir: &Path, recursive: bool, entries: &mut Vec<ListEntry>) {
-    let Ok(children) = fs::read_dir(dir) else {
-        return;
-    };
-    for child in children.flatten() {
-        let path = child.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let name = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        entries.push(list_entry(&path, name, &meta));
-        if recursive && meta.is_dir() {
-            walk(root, &path, recursive, entries);
-        }
-    }
-}
-
-fn list_entry(path: &Path, name: String, meta: &fs::Metadata) -> ListEntry {
-    use std::os::unix::fs::MetadataExt;
-    let kind = if meta.file_type().is_symlink() {
-        "symlink"
-    } else if meta.is_dir() {
-        "dir"
-    } else if meta.is_file() {
-        "file"
-    } else {
-        "other"
-    };
-    let modified = chrono::DateTime::from_timestamp(meta.mtime(), 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ListEntry {
-        name,
-        path: path.display().to_string(),
-        kind: kind.to_string(),
-        size: meta.len(),
-        mode: format!("{:04o}", meta.mode() & 0o7777),
-        modified,
-    }
-}
-
-/// Prints a `FileHead` line, then up to `cap` bytes of the file.
-fn read_head_and_bytes(path: &Path, cap: u64) {
-    let head = match fs::metadata(path) {
-        Err(_) => FileHead::Missing,
-        Ok(meta) if meta.is_dir() => FileHead::Dir,
-        Ok(meta) => FileHead::File { size: meta.len() },
-    };
-    let mut out = raw_stdout();
-    let _ = writeln!(out, "{}", serde_json::to_string(&head).unwrap_or_default());
-    if matches!(head, FileHead::File { .. }) {
-        if let Ok(file) = fs::File::open(path) {
-            let _ = std::io::copy(&mut file.take(cap), &mut *out);
-        }
-    }
-}
-
-/// Writes stdin to `path` with octal `mode`, creating folders, as whoever runs it.
-fn write_stdin_to(path: &Path, mode: &str) -> std::io::Result<()> {
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| std::io::Error::other("bad mode"))?;
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let mut file = fs::File::create(path)?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// Gives /workspace (and what the image put there) to `user`: "uid", "uid:gid", or names
-/// from the image's /etc/passwd and /etc/group. Runs as root with only CAP_CHOWN.
-fn chown_workspace(user: &str) -> Result<(), String> {
-    let (name, group) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let lookup = |file: &str, key: &str| -> Option<(u32, Option<u32>)> {
-        let text = fs::read_to_string(file).ok()?;
-        text.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.first() != Some(&key) {
-                return None;
-            }
-            Some((
-                fields.get(2)?.parse().ok()?,
-                fields.get(3).and_then(|g| g.parse().ok()),
-            ))
-        })
-    };
-    let (uid, primary) = match name.parse::<u32>() {
-        Ok(uid) => (uid, None),
-        Err(_) => lookup("/etc/passwd", name)
-            .ok_or_else(|| format!("user {name:?} is not in the image's /etc/passwd"))?,
-    };
-    let gid = match group {
-        None => primary.unwrap_or(uid),
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                lookup("/etc/group", g)
-                    .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?
-                    .0
-            }
-        },
-    };
-    fn chown_all(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-        if fs::symlink_metadata(path)?.is_dir() {
-            for entry in fs::read_dir(path)? {
-                chown_all(&entry?.path(), uid, gid)?;
-            }
-        }
-        Ok(())
-    }
-    chown_all(Path::new(crate::protocol::WORKSPACE), uid, gid)
-        .map_err(|e| format!("cannot give /workspace to {user}: {e}"))
 }
 
 fn install(spec: &str) -> ExitCode {
@@ -723,13 +509,6 @@ fn installer_command(wanted: Option<&str>) -> Option<(&'static str, Vec<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_with_odd_command_names_parse() {
-        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0"), Some(('S', 7)));
-        assert_eq!(parse_stat("43 (a) b (c)) Z 1 43"), Some(('Z', 1)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[test]
     fn signal_names_are_conventional() {
