@@ -2,8 +2,10 @@
 //! environment at [`HELPER_PATH`](crate::protocol::HELPER_PATH), so these run even in images
 //! with no shell and no coreutils. The host starts them by [`Role`]:
 //!
-//! - `idle`: the environment's main process, PID 1: reaps orphans, ignores every signal sent
-//!   from inside the container, and exits when the engine stops the container.
+//! - `idle`: the environment's main process, PID 1 (no Docker init): reaps orphans, ignores
+//!   every signal sent from inside the container, and exits when the engine stops it.
+//!   Environments with `use_image_cmd` have no idle: the image's command runs under Docker's
+//!   init, so `kill 1` from inside can stop those.
 //! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call

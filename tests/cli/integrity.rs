@@ -346,3 +346,27 @@ pub fn finish_within(child: std::process::Child, limit: Duration) -> crate::comm
         }
     }
 }
+
+#[test]
+fn under_the_images_own_command_what_a_dead_supervisor_left_goes_and_the_command_stays() {
+    let Some(adde) = Adde::docker() else { return };
+    let env = adde.env(json!({"image": crate::common::SCRATCH, "use_image_cmd": true}));
+    assert_eq!(env.json["security"]["init"], true, "Docker's init stays");
+    wait_for_process(&env.id, "sleep 3600");
+    let escape = "/busybox sleep 100000 & /busybox sleep 0.2; /busybox kill -9 $PPID";
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "x", "code_content": "",
+               "command": ["/busybox", "sh", "-c", escape]}),
+    );
+    crate::common::assert_error(&out, "supervisor_died");
+    let procs = processes(&env.id);
+    assert!(
+        procs.iter().any(|p| p.contains("sleep 3600")),
+        "the image's command was stopped: {procs:?}"
+    );
+    assert!(
+        !procs.iter().any(|p| p.contains("sleep 100000")),
+        "{procs:?}"
+    );
+}
