@@ -59,6 +59,7 @@ pub const CODES: &[(&str, &str)] = &[
         "no such file or folder in the environment",
     ),
     ("is_a_directory", "read_file was given a folder"),
+    ("not_regular_file", "read_file or write_file met a FIFO, socket or device"),
     (
         "not_text",
         "read_file met bytes that are not UTF-8; use `\"encoding\": \"base64\"`",
@@ -118,8 +119,11 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "interrupted",
-        "adde was interrupted (Ctrl-C); the execution was killed",
+        "adde was interrupted (Ctrl-C, SIGTERM or SIGHUP); the execution was killed",
     ),
+    ("supervisor_died", "the run's supervisor was killed or stopped answering; what the run left was stopped and the run recorded"),
+    ("environment_died", "the environment stopped during the run (the cause and how to recover are in the message); the run is recorded"),
+    ("environment_paused", "the environment was paused past the run's deadline; the run is stopped at unpause and recorded"),
     ("internal_error", "a bug in adde; please report it"),
 ];
 
@@ -169,8 +173,9 @@ pub enum Error {
     #[error("{0} was not created by adde; adde only touches what it made")]
     NotManaged(String),
 
-    #[error("environment {id} is {state}, not running; create a new one with create_runtime_env")]
-    ContainerNotRunning { id: String, state: String },
+    /// `reason` says what the engine reports and how to recover.
+    #[error("environment {id} is not running: {reason}")]
+    ContainerNotRunning { id: String, reason: String },
 
     #[error("installing dependencies with {manager} failed (exit code {exit_code}); see `installer_output`")]
     DependencyInstallFailed {
@@ -202,6 +207,9 @@ pub enum Error {
 
     #[error("{0} is not UTF-8 text; read it with encoding \"base64\"")]
     NotText(String),
+
+    #[error("{path} is a {kind}, not a regular file; adde reads only regular files")]
+    NotRegularFile { path: String, kind: String },
 
     #[error("cannot run the command: {0} was not found in the environment's PATH")]
     CommandNotFound(String),
@@ -271,6 +279,16 @@ pub enum Error {
     #[error("interrupted; the execution was stopped")]
     Interrupted,
 
+    #[error("run {run_id} has no result: {cause}. adde then stopped every process in the environment that is neither its own nor part of another running execution (what the run left behind), so the environment is ready for the next run. The run is recorded; see get_container_logs")]
+    SupervisorDied { run_id: String, cause: String },
+
+    /// `reason` says what the engine reports and how to recover.
+    #[error("run {run_id} has no result: the environment stopped during it; {reason}. The run is recorded; see get_container_logs")]
+    EnvironmentDied { run_id: String, reason: String },
+
+    #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
+    EnvironmentPaused { run_id: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -300,6 +318,7 @@ impl Error {
             Error::FileNotFound(_) => "file_not_found",
             Error::IsADirectory(_) => "is_a_directory",
             Error::NotText(_) => "not_text",
+            Error::NotRegularFile { .. } => "not_regular_file",
             Error::CommandNotFound(_) => "command_not_found",
             Error::RunNotFound { .. } => "run_not_found",
             Error::NoRuns(_) => "no_runs",
@@ -316,6 +335,9 @@ impl Error {
             Error::Engine { .. } => "engine_error",
             Error::State { .. } => "state_error",
             Error::Interrupted => "interrupted",
+            Error::SupervisorDied { .. } => "supervisor_died",
+            Error::EnvironmentDied { .. } => "environment_died",
+            Error::EnvironmentPaused { .. } => "environment_paused",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -372,6 +394,11 @@ impl Error {
             }
             Error::UnknownTool { tools, .. } => {
                 map.insert("tools".into(), tools.clone().into());
+            }
+            Error::SupervisorDied { run_id, .. }
+            | Error::EnvironmentDied { run_id, .. }
+            | Error::EnvironmentPaused { run_id } => {
+                map.insert("run_id".into(), run_id.clone().into());
             }
             _ => {}
         }
@@ -473,7 +500,7 @@ mod tests {
             Error::NotManaged("x".into()),
             Error::ContainerNotRunning {
                 id: "x".into(),
-                state: "x".into(),
+                reason: "x".into(),
             },
             Error::DependencyInstallFailed {
                 manager: "x".into(),
@@ -499,6 +526,10 @@ mod tests {
             },
             Error::FileNotFound("x".into()),
             Error::IsADirectory("x".into()),
+            Error::NotRegularFile {
+                path: "x".into(),
+                kind: "x".into(),
+            },
             Error::NotText("x".into()),
             Error::CommandNotFound("x".into()),
             Error::RunNotFound {
@@ -547,6 +578,15 @@ mod tests {
                 source: io(),
             },
             Error::Interrupted,
+            Error::SupervisorDied {
+                run_id: "x".into(),
+                cause: "x".into(),
+            },
+            Error::EnvironmentDied {
+                run_id: "x".into(),
+                reason: "x".into(),
+            },
+            Error::EnvironmentPaused { run_id: "x".into() },
             Error::Internal("x".into()),
         ];
         for error in &samples {
@@ -579,6 +619,7 @@ mod tests {
             | Error::SessionNotReady { .. }
             | Error::FileNotFound(_)
             | Error::IsADirectory(_)
+            | Error::NotRegularFile { .. }
             | Error::NotText(_)
             | Error::CommandNotFound(_)
             | Error::RunNotFound { .. }
@@ -596,6 +637,9 @@ mod tests {
             | Error::Engine { .. }
             | Error::State { .. }
             | Error::Interrupted
+            | Error::SupervisorDied { .. }
+            | Error::EnvironmentDied { .. }
+            | Error::EnvironmentPaused { .. }
             | Error::Internal(_) => {}
         }
     }

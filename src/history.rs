@@ -37,6 +37,26 @@ pub struct RunLog {
     pub command: Vec<String>,
     pub container_id: String,
     pub started_at: String,
+    /// Set when the run has no result (its supervisor or the environment died, or the
+    /// environment was paused past the deadline): the error execute_code_block returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}
+
+/// Why a run has no result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct RunError {
+    pub error_code: String,
+    pub error: String,
+}
+
+impl From<&Error> for RunError {
+    fn from(error: &Error) -> RunError {
+        RunError {
+            error_code: error.code().to_string(),
+            error: error.to_string(),
+        }
+    }
 }
 
 pub struct History {

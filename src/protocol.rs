@@ -1,9 +1,10 @@
-//! What adde on the host and its helper inside the container say to each other during one
-//! execution: a spec on the helper's command line, the file on its stdin, and on its stdout a
-//! stream of frames (the program's stdout and stderr, then one status frame).
+//! Everything adde on the host and its helper inside the container say to each other: the
+//! helper's roles and their arguments, and the messages they exchange.
 //!
-//! A frame is one tag byte, a big-endian u32 length and that many bytes. The host never has to
-//! ask the engine for the exit code (one round trip saved): the status frame carries it.
+//! One execution is a spec on the helper's command line, the file on its stdin, and on its
+//! stdout a stream of frames (the program's stdout and stderr, then one status frame). A frame
+//! is one tag byte, a big-endian u32 length and that many bytes. The host never has to ask the
+//! engine for the exit code (one round trip saved): the status frame carries it.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,95 @@ pub const WORKSPACE: &str = "/workspace";
 pub const DEPS_DIR: &str = "/opt/adde/deps";
 /// Exit code reported for a run stopped at its deadline, as GNU timeout does.
 pub const TIMEOUT_EXIT_CODE: i64 = 124;
+
+/// What the helper does, named by the argument after [`HELPER_FLAG`]. Each role's arguments
+/// are listed with it; the helper's module documentation says what each one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `idle`: the environment's main process.
+    Idle,
+    /// `run RUN_SPEC` ([`RunSpec`] as JSON): supervises one execution.
+    Run,
+    /// `install INSTALL_SPEC` ([`InstallSpec`] as JSON): installs dependencies.
+    Install,
+    /// `chown USER`: gives /workspace to USER.
+    Chown,
+    /// `write PATH MODE`: writes stdin to PATH; prints [`WRITE_OK`].
+    Write,
+    /// `read PATH CAP`: prints a [`FileHead`] line, then up to CAP bytes.
+    Read,
+    /// `list PATH [recursive]`: prints a [`Listing`]; [`LIST_RECURSIVE`] lists sub-folders.
+    List,
+    /// `kill RUN_ID`: kills what the supervisor of RUN_ID started.
+    Kill,
+    /// `sweep [RUN_ID]`: kills every process that neither adde nor a live execution owns
+    /// (and run RUN_ID, supervisor included); prints how many it killed.
+    Sweep,
+}
+
+impl Role {
+    const ALL: [Role; 9] = [
+        Role::Idle,
+        Role::Run,
+        Role::Install,
+        Role::Chown,
+        Role::Write,
+        Role::Read,
+        Role::List,
+        Role::Kill,
+        Role::Sweep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Idle => "idle",
+            Role::Run => "run",
+            Role::Install => "install",
+            Role::Chown => "chown",
+            Role::Write => "write",
+            Role::Read => "read",
+            Role::List => "list",
+            Role::Kill => "kill",
+            Role::Sweep => "sweep",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+
+    /// The arguments that start this role from the helper's entrypoint (a container's command).
+    pub fn args(self, args: &[&str]) -> Vec<String> {
+        [HELPER_FLAG, self.as_str()]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// The whole command line of an Engine-API exec of this role.
+    pub fn exec_argv(self, args: &[&str]) -> Vec<String> {
+        std::iter::once(HELPER_PATH.to_string())
+            .chain(self.args(args))
+            .collect()
+    }
+}
+
+pub const LIST_RECURSIVE: &str = "recursive";
+/// What the `write` role prints once the file is written.
+pub const WRITE_OK: &str = "ok";
+/// The first line the `install` role prints on stderr names the package manager it chose.
+pub const INSTALL_MARKER: &str = "adde: package manager: ";
+/// Exit code of the `install` role when the image has no package manager it knows.
+pub const NO_PACKAGE_MANAGER_EXIT: u8 = 127;
+
+/// What the `install` role receives.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstallSpec {
+    pub packages: Vec<String>,
+    /// "pip" or "npm"; detected from the image when absent.
+    pub manager: Option<String>,
+}
 
 pub const TAG_STDOUT: u8 = 1;
 pub const TAG_STDERR: u8 = 2;
@@ -81,9 +171,18 @@ pub struct ListEntry {
 /// The first line the helper's `read` role prints; the file's bytes follow.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FileHead {
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
     Missing,
+    /// A FIFO, a socket or a device: never read.
+    NotRegular {
+        kind: String,
+    },
+    Unreadable {
+        message: String,
+    },
 }
 
 /// What the helper's `list` role prints.
@@ -135,6 +234,18 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_role_parses_back_from_its_name() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("nope"), None);
+        assert_eq!(
+            Role::Read.exec_argv(&["/tmp/a", "10"]),
+            [HELPER_PATH, HELPER_FLAG, "read", "/tmp/a", "10"]
+        );
+    }
 
     #[test]
     fn frames_survive_any_chunking() {

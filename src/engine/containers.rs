@@ -142,6 +142,8 @@ impl ContainerSpec {
                 .helper_args
                 .as_ref()
                 .map(|_| vec![HELPER_PATH.to_string()]),
+            // adde's helper stops on SIGTERM, whatever the image's STOPSIGNAL says.
+            stop_signal: self.helper_args.as_ref().map(|_| "SIGTERM".to_string()),
             cmd: self.helper_args,
             env: Some(self.env),
             user: self.user,

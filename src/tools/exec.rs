@@ -6,20 +6,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use schemars::JsonSchema;
-
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::capture::HeadTail;
-use crate::engine::{Engine, OutputChunk};
+use crate::engine::{ContainerInfo, Engine, Label, OutputChunk};
 use crate::error::{Error, Result};
-use crate::history::{History, RunLog};
+use crate::history::{History, RunError, RunLog};
 use crate::ids::new_run_id;
 use crate::refs;
 
 use super::input::{env_vars, in_range, relative_path};
 use crate::protocol::{
-    FileSpec, FrameDecoder, HelperFailure, RunSpec, RunStatus, HELPER_FLAG, HELPER_PATH,
-    TAG_STATUS, TAG_STDERR, TAG_STDOUT, WORKSPACE,
+    FileSpec, FrameDecoder, HelperFailure, Role, RunSpec, RunStatus, TAG_STATUS, TAG_STDERR,
+    TAG_STDOUT, WORKSPACE,
 };
 
 const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
@@ -27,8 +27,10 @@ const MAX_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
 const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
 /// Most output kept per stream: the result must fit in memory and in a model's context.
 const MAX_OUTPUT_CAP: usize = 64 * 1024 * 1024;
-/// How long past the deadline adde waits for the supervisor's report before stepping in.
-const REPORT_GRACE: Duration = Duration::from_secs(10);
+/// How long the kill request may take.
+const KILL_LIMIT: Duration = Duration::from_secs(5);
+/// How long the sweep of a dead supervisor's leftovers may take.
+const SWEEP_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -196,6 +198,9 @@ pub enum Workdir {
 
 /// Checks the environment, runs the supervisor, and records the run on the host.
 pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
+    // adde's own watchdog counts from the start of the call, whatever the engine does.
+    let call_started = Instant::now();
+    let interrupted = interruption()?;
     let container = refs::container_id("container_id", &run.container)?;
     if !(run.timeout_sec > 0.0 && run.timeout_sec <= MAX_TIMEOUT_SEC) {
         return Err(Error::invalid(
@@ -221,11 +226,9 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
 
     let inspect = engine.inspect_managed(&container).await?;
     let id = inspect.id.clone();
-    if !inspect.state.running {
-        return Err(Error::ContainerNotRunning {
-            id,
-            state: inspect.state.status,
-        });
+    if !is_running(&inspect) {
+        let reason = why_not_running(&inspect);
+        return Err(Error::ContainerNotRunning { id, reason });
     }
     let workdir = match run.workdir {
         Workdir::Workspace => WORKSPACE.to_string(),
@@ -246,10 +249,30 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         id: &id,
         env,
         workdir: &workdir,
+        deadline: call_started + Duration::from_millis(spec.timeout_ms),
     };
-    let report = run_supervised(engine, &exec, &spec, run.input, run.max_output_bytes).await?;
-    let status = report.status;
+    let report = run_supervised(
+        engine,
+        &exec,
+        &spec,
+        run.input,
+        run.max_output_bytes,
+        interrupted,
+    )
+    .await?;
     let filename = run.file.map(|f| f.path).unwrap_or_default();
+    let (status, lost) = match report.ending {
+        Ending::Reported(status) => (status, None),
+        Ending::Lost(error) => {
+            let elapsed = call_started.elapsed().as_millis() as u64;
+            let status = RunStatus {
+                exit_code: -1,
+                duration_ms: elapsed,
+                ..RunStatus::default()
+            };
+            (status, Some(error))
+        }
+    };
     if let Some(failure) = status.error {
         return Err(match failure {
             HelperFailure::InterpreterNotFound { tried } if filename.is_empty() => {
@@ -289,9 +312,33 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         command: status.command,
         container_id: id,
         started_at,
+        error: lost.as_ref().map(RunError::from),
     };
+    // A run without a result is recorded too: the history shows what happened to it.
     History::open().record(&log)?;
-    Ok(log)
+    match lost {
+        Some(error) => Err(error),
+        None => Ok(log),
+    }
+}
+
+/// Completes when adde is asked to stop: Ctrl-C (SIGINT), a closed terminal (SIGHUP) or a
+/// cancelled CI job (SIGTERM). Listening replaces the default action (dying with no JSON and
+/// the run going on), so it starts with the call.
+fn interruption() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen =
+        |kind| signal(kind).map_err(|e| Error::Internal(format!("cannot listen for signals: {e}")));
+    let mut interrupt = listen(SignalKind::interrupt())?;
+    let mut terminate = listen(SignalKind::terminate())?;
+    let mut hangup = listen(SignalKind::hangup())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    })
 }
 
 /// The line adde adds to stderr when it (or the kernel, for memory) stopped the run.
@@ -307,110 +354,266 @@ fn kill_reason(status: &RunStatus, timeout_sec: f64) -> Option<String> {
     }
 }
 
-/// Where and how the supervisor is started.
+fn is_running(container: &ContainerInfo) -> bool {
+    container.state.running && !container.state.paused
+}
+
+/// What the engine says about an environment that is not running, and how to recover.
+fn why_not_running(container: &ContainerInfo) -> String {
+    let state = &container.state;
+    let status = if state.status.is_empty() {
+        "gone".to_string()
+    } else {
+        state.status.clone()
+    };
+    if status == "paused" {
+        return "it is paused (docker pause); unpause it with `docker unpause`".into();
+    }
+    let code = state.exit_code.unwrap_or(0);
+    let oom_killed = state.oom_killed;
+    let what = match (status.as_str(), code) {
+        ("exited" | "dead", 137) if oom_killed => format!(
+            "it has {status}: the OOM killer killed its main process (exit code 137). Code that \
+             raises the OOM score of adde's own processes can do that; code that just needs \
+             more memory needs a larger `memory` limit"
+        ),
+        ("exited" | "dead", 0) => {
+            format!("it has {status} (exit code 0: stopped, e.g. by docker stop)")
+        }
+        ("exited" | "dead", 137) => {
+            format!("it has {status} (exit code 137: killed, e.g. by docker kill)")
+        }
+        ("exited" | "dead", code) => format!("it has {status} (exit code {code})"),
+        (other, _) => format!("it is {other}"),
+    };
+    let session = container.labels.get(Label::Session);
+    match session {
+        Some(session) => format!(
+            "{what}. Call create_runtime_env with session {session:?} again: it restarts it"
+        ),
+        None => format!("{what}. Create a new one with create_runtime_env"),
+    }
+}
+
+/// Where and how the supervisor is started, and when its run must end.
 struct Exec<'a> {
     id: &'a str,
     env: Vec<String>,
     workdir: &'a str,
+    deadline: Instant,
 }
 
 struct Report {
-    status: RunStatus,
+    ending: Ending,
     stdout: HeadTail,
     stderr: HeadTail,
 }
 
+enum Ending {
+    /// The supervisor's status frame.
+    Reported(RunStatus),
+    /// No report will come: why.
+    Lost(Error),
+}
+
 /// Runs the supervisor and collects its frames. The supervisor enforces the deadline; adde
-/// steps in (a kill request through a second exec) only if no report arrives well after it,
-/// or when adde itself is interrupted.
+/// watches it from the host (the environment may be paused, stopped, or the supervisor gone)
+/// and steps in when adde itself is interrupted.
 async fn run_supervised(
     engine: &Engine,
     exec: &Exec<'_>,
     spec: &RunSpec,
     input: Vec<u8>,
     cap: usize,
+    interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
     let id = exec.id;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
-    let argv = vec![
-        HELPER_PATH.into(),
-        HELPER_FLAG.into(),
-        "run".into(),
-        spec_json,
-    ];
+    let argv = Role::Run.exec_argv(&[&spec_json]);
     let mut output = engine
         .exec(id, argv, exec.env.clone(), exec.workdir, input)
         .await?;
 
-    let mut report = Report {
-        status: RunStatus::default(),
-        stdout: HeadTail::new(cap),
-        stderr: HeadTail::new(cap),
-    };
+    let mut stdout = HeadTail::new(cap);
+    let mut stderr = HeadTail::new(cap);
     let mut decoder = FrameDecoder::default();
     let mut helper_stderr = Vec::new();
-    let mut got_status = false;
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms) + REPORT_GRACE;
-    let interrupted = tokio::signal::ctrl_c();
+    let mut got_frames = false;
+    let mut watch = Overdue::new(exec.deadline);
     tokio::pin!(interrupted);
-    let mut overdue = false;
-    // The status frame is the supervisor's last word: no need to wait for the stream's end.
-    while !got_status {
+    let ending = 'relay: loop {
         let chunk = tokio::select! {
             chunk = output.next() => chunk,
-            _ = tokio::time::sleep_until(deadline), if !overdue => {
-                overdue = true;
-                kill_run(engine, id, &spec.run_id).await;
-                continue;
+            _ = tokio::time::sleep_until(watch.next_check) => {
+                match watch.check(engine, id, &spec.run_id).await {
+                    Some(error) => break Ending::Lost(error),
+                    None => continue,
+                }
             }
             _ = &mut interrupted => {
                 kill_run(engine, id, &spec.run_id).await;
                 return Err(Error::Interrupted);
             }
         };
-        let Some(chunk) = chunk else { break };
+        let Some(chunk) = chunk else {
+            // The engine's own failures (e.g. a missing working directory) arrive unframed.
+            helper_stderr.extend_from_slice(&decoder.into_pending());
+            let said = String::from_utf8_lossy(&helper_stderr).trim().to_string();
+            if !got_frames && !said.is_empty() {
+                return Err(Error::Helper(format!("it could not start: {said}")));
+            }
+            break Ending::Lost(after_silent_end(engine, id, &spec.run_id, &said).await);
+        };
         match chunk {
             Ok(OutputChunk::Stdout(bytes)) => decoder.push(&bytes),
             Ok(OutputChunk::Stderr(bytes)) => helper_stderr.extend_from_slice(&bytes),
             Err(e) => return Err(Error::Helper(format!("the output stream broke: {e}"))),
         }
         while let Some((tag, payload)) = decoder.next_frame() {
+            got_frames = true;
             match tag {
-                TAG_STDOUT => report.stdout.push(&payload),
-                TAG_STDERR => report.stderr.push(&payload),
+                TAG_STDOUT => stdout.push(&payload),
+                TAG_STDERR => stderr.push(&payload),
+                // The status frame is the supervisor's last word: no need to wait for the end.
                 TAG_STATUS => {
-                    report.status = serde_json::from_slice(&payload)
+                    let status = serde_json::from_slice(&payload)
                         .map_err(|e| Error::Helper(format!("unreadable status report: {e}")))?;
-                    got_status = true;
+                    break 'relay Ending::Reported(status);
                 }
                 _ => return Err(Error::Helper(format!("unknown frame type {tag}"))),
             }
         }
+    };
+    Ok(Report {
+        ending,
+        stdout,
+        stderr,
+    })
+}
+
+/// How long past the deadline the supervisor's report may take before adde looks into it
+/// (the supervisor drains output for up to 2 s after the kill).
+const REPORT_GRACE: Duration = Duration::from_secs(4);
+/// How long a supervisor told to stop its run may take to report before adde gives up on it.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How often adde checks on the environment once the deadline has passed.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// adde's watch over a run whose deadline has passed and whose report has not come.
+struct Overdue {
+    deadline: Instant,
+    next_check: Instant,
+    kill_sent: Option<Instant>,
+}
+
+impl Overdue {
+    fn new(deadline: Instant) -> Overdue {
+        Overdue {
+            deadline,
+            next_check: deadline + CHECK_EVERY,
+            kill_sent: None,
+        }
     }
-    if !got_status {
-        // The engine's own failures (e.g. a missing working directory) arrive unframed.
-        helper_stderr.extend_from_slice(&decoder.into_pending());
-        let said = String::from_utf8_lossy(&helper_stderr);
-        return Err(Error::Helper(format!(
-            "it ended without reporting{}{}",
-            if said.trim().is_empty() { "" } else { ": " },
-            said.trim()
-        )));
+
+    /// Checks on the environment: a paused or stopped one cannot report, a running one gets
+    /// a kill request after REPORT_GRACE, and KILL_GRACE after that its run is given up.
+    async fn check(&mut self, engine: &Engine, id: &str, run_id: &str) -> Option<Error> {
+        let run_id = run_id.to_string();
+        match engine.inspect(id).await {
+            Ok(c) if c.state.paused => return Some(Error::EnvironmentPaused { run_id }),
+            Ok(c) if !is_running(&c) => {
+                let reason = why_not_running(&c);
+                return Some(Error::EnvironmentDied { run_id, reason });
+            }
+            Err(Error::ContainerNotFound(_)) => return Some(environment_removed(run_id)),
+            _ => {}
+        }
+        let now = Instant::now();
+        match self.kill_sent {
+            None if now >= self.deadline + REPORT_GRACE => {
+                kill_run(engine, id, &run_id).await;
+                self.kill_sent = Some(now);
+            }
+            Some(sent) if now >= sent + KILL_GRACE => {
+                let swept = sweep(engine, id, &run_id).await;
+                let cause = format!(
+                    "its supervisor did not report {} s past the deadline, even when told to \
+                     stop the run, and was stopped{}",
+                    (now - self.deadline).as_secs(),
+                    swept.err().map_or(String::new(), |e| format!(" ({e})"))
+                );
+                return Some(Error::SupervisorDied { run_id, cause });
+            }
+            _ => {}
+        }
+        self.next_check = Instant::now() + CHECK_EVERY;
+        None
     }
-    Ok(report)
+}
+
+fn environment_removed(run_id: String) -> Error {
+    Error::EnvironmentDied {
+        run_id,
+        reason: "it was removed (cleanup_env or docker rm). Create a new one with \
+                 create_runtime_env"
+            .into(),
+    }
+}
+
+/// The supervisor's output ended without its report: it was killed (by the code, e.g.
+/// `kill -9 $PPID` or `kill -9 -1`, or by the OOM killer), or the environment stopped.
+/// What the run left behind is stopped, and the error says which happened.
+async fn after_silent_end(engine: &Engine, id: &str, run_id: &str, said: &str) -> Error {
+    let run_id = run_id.to_string();
+    let swept = sweep(engine, id, "").await;
+    // The engine may take a moment to notice that the container itself is gone.
+    let settle_until = Instant::now()
+        + if swept.is_ok() {
+            Duration::ZERO
+        } else {
+            KILL_GRACE
+        };
+    loop {
+        match engine.inspect(id).await {
+            Ok(c) if !is_running(&c) => {
+                let reason = why_not_running(&c);
+                return Error::EnvironmentDied { run_id, reason };
+            }
+            Err(Error::ContainerNotFound(_)) => return environment_removed(run_id),
+            _ if Instant::now() >= settle_until => break,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut cause = "its supervisor ended without reporting: it was killed, by the code (e.g. \
+                     `kill -9 $PPID` or `kill -9 -1`) or by the OOM killer"
+        .to_string();
+    if !said.is_empty() {
+        cause.push_str(&format!(" (it said: {said})"));
+    }
+    if let Err(e) = swept {
+        cause.push_str(&format!("; stopping what it left failed: {e}"));
+    }
+    Error::SupervisorDied { run_id, cause }
 }
 
 async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
-    let argv = vec![
-        HELPER_PATH.into(),
-        HELPER_FLAG.into(),
-        "kill".into(),
-        run_id.into(),
-    ];
-    let _ = engine
-        .exec_collect(id, argv, Vec::new(), Duration::from_secs(5))
-        .await;
+    let argv = Role::Kill.exec_argv(&[run_id]);
+    let _ = engine.exec_collect(id, argv, Vec::new(), KILL_LIMIT).await;
+}
+
+/// Stops what runs whose supervisor died left behind (and run `run_id`, when given).
+async fn sweep(engine: &Engine, id: &str, run_id: &str) -> Result<()> {
+    let argv = Role::Sweep.exec_argv(&[run_id]);
+    let (stdout, stderr) = engine
+        .exec_collect(id, argv, Vec::new(), SWEEP_LIMIT)
+        .await?;
+    match String::from_utf8_lossy(&stdout).trim().parse::<u64>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Helper(format!(
+            "its sweep failed: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        ))),
+    }
 }
 
 /// The command lines to try for a file, by extension, and whether the file must be made

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::protocol::{ListEntry, Listing, HELPER_FLAG, HELPER_PATH, WORKSPACE};
+use crate::protocol::{ListEntry, Listing, Role, LIST_RECURSIVE, WORKSPACE, WRITE_OK};
 use crate::refs;
 
 use super::input::{container_path, in_range, required};
@@ -110,11 +110,11 @@ pub async fn write_file(engine: &Engine, input: WriteFileInput) -> Result<WriteF
     let target = Target::find(engine, &input.container_id).await?;
     let size = bytes.len() as u64;
     if target.user.is_some() || target.on_tmpfs(&path) {
-        let argv = helper_argv("write", &[&path, &format!("{mode:o}")]);
+        let argv = Role::Write.exec_argv(&[&path, &format!("{mode:o}")]);
         let (stdout, stderr) = engine
             .exec_collect(&target.id, argv, bytes, HELPER_OP_LIMIT)
             .await?;
-        if stdout.trim_ascii() != b"ok" {
+        if stdout.trim_ascii() != WRITE_OK.as_bytes() {
             return Err(Error::Helper(format!(
                 "cannot write {path}: {}",
                 String::from_utf8_lossy(&stderr).trim()
@@ -263,7 +263,7 @@ async fn read_through_helper(
     path: &str,
     cap: u64,
 ) -> Result<(u64, Vec<u8>)> {
-    let argv = helper_argv("read", &[path, &cap.to_string()]);
+    let argv = Role::Read.exec_argv(&[path, &cap.to_string()]);
     let (stdout, stderr) = engine
         .exec_collect(id, argv, Vec::new(), HELPER_OP_LIMIT)
         .await?;
@@ -281,18 +281,17 @@ async fn read_through_helper(
     match head {
         crate::protocol::FileHead::Missing => Err(Error::FileNotFound(path.to_string())),
         crate::protocol::FileHead::Dir => Err(Error::IsADirectory(path.to_string())),
+        crate::protocol::FileHead::NotRegular { kind } => Err(Error::NotRegularFile {
+            path: path.to_string(),
+            kind,
+        }),
+        crate::protocol::FileHead::Unreadable { message } => {
+            Err(Error::Helper(format!("cannot read {path}: {message}")))
+        }
         crate::protocol::FileHead::File { size } => {
             Ok((size, stdout.get(newline + 1..).unwrap_or_default().to_vec()))
         }
     }
-}
-
-fn helper_argv(role: &str, args: &[&str]) -> Vec<String> {
-    [HELPER_PATH, HELPER_FLAG, role]
-        .iter()
-        .chain(args)
-        .map(|s| s.to_string())
-        .collect()
 }
 
 /// A file's size and first `cap` bytes through the archive API, following symlinks as the
@@ -354,6 +353,21 @@ async fn read_first_entry(
     if kind.is_dir() {
         return Err(Error::IsADirectory(path.to_string()));
     }
+    let special = if kind.is_fifo() {
+        Some("FIFO")
+    } else if kind.is_character_special() {
+        Some("character device")
+    } else if kind.is_block_special() {
+        Some("block device")
+    } else {
+        None
+    };
+    if let Some(kind) = special {
+        return Err(Error::NotRegularFile {
+            path: path.to_string(),
+            kind: kind.to_string(),
+        });
+    }
     if kind.is_symlink() {
         let target = header
             .link_name()
@@ -391,8 +405,8 @@ pub struct ListFilesOutput {
 pub async fn list_files(engine: &Engine, input: ListFilesInput) -> Result<ListFilesOutput> {
     let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
     let target = Target::find(engine, &input.container_id).await?;
-    let recursive = if input.recursive { "recursive" } else { "" };
-    let argv = helper_argv("list", &[&path, recursive]);
+    let recursive = if input.recursive { LIST_RECURSIVE } else { "" };
+    let argv = Role::List.exec_argv(&[&path, recursive]);
     let (out, _) = engine
         .exec_collect(&target.id, argv, Vec::new(), HELPER_OP_LIMIT)
         .await?;

@@ -30,7 +30,11 @@ fn environments_are_hardened_by_default_and_say_so() {
     );
     assert_eq!(host["NanoCpus"], 500_000_000);
     assert_eq!(host["PidsLimit"], 256);
-    assert_eq!(host["Init"], true);
+    assert_eq!(
+        host["Init"], false,
+        "adde's helper is PID 1, not Docker's init"
+    );
+    assert_eq!(out["security"]["init"], false);
     assert_eq!(info["Config"]["Labels"]["io.adde.managed"], "true");
 
     // The workspace is a named volume adde made and labelled, not a host folder.

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod deadlines;
 mod envelope;
 mod environments;
 mod execution;
@@ -11,5 +12,6 @@ mod gate;
 mod history;
 mod ids;
 mod images;
+mod integrity;
 mod results;
 mod sessions;

@@ -247,16 +247,13 @@ pub fn processes(id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The processes an idle environment has: docker-init and adde's idler, nothing else.
+/// The processes an idle environment has: adde's idler (PID 1), nothing else.
 pub fn assert_only_idle(id: &str) {
     let procs = processes(id);
     assert!(
-        procs
-            .iter()
-            .all(|p| p.contains("docker-init") || p.ends_with("__helper idle")),
+        procs.len() == 1 && procs[0].ends_with("__helper idle"),
         "processes left behind: {procs:?}"
     );
-    assert_eq!(procs.len(), 2, "{procs:?}");
 }
 
 /// Where tests/images/build.sh keeps its cache (the Python index among it).

@@ -51,6 +51,8 @@ pub struct EnvDescription {
 pub struct Security {
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
+    /// Docker's init as PID 1: only with use_image_cmd. Otherwise adde's helper is PID 1; it
+    /// reaps orphans and ignores every signal sent from inside.
     pub init: bool,
     pub network_mode: String,
     pub read_only_rootfs: bool,

@@ -18,7 +18,7 @@ use crate::engine::helper_volume::HelperVolume;
 use crate::engine::{Engine, Kind, Label, Labels, Network};
 use crate::error::{Error, Result};
 use crate::ids::random_hex;
-use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
+use crate::protocol::{Role, DEPS_DIR, WORKSPACE};
 
 pub use describe::{describe, CreateEnvOutput, EnvDescription};
 use plan::{plan, EnvPlan};
@@ -435,8 +435,7 @@ async fn build_env(
     }
     labels.extend_user(plan.labels.iter().cloned());
 
-    let helper_args =
-        (!input.use_image_cmd).then(|| vec![HELPER_FLAG.to_string(), "idle".to_string()]);
+    let helper_args = (!input.use_image_cmd).then(|| Role::Idle.args(&[]));
     let mut mounts = mounts(res, helper, true);
     if plan.user.is_some() {
         // The prep container already copied the image's /workspace into the volume and gave
@@ -450,6 +449,9 @@ async fn build_env(
     spec.user = plan.user.clone();
     spec.workdir = plan.workdir.clone();
     spec.read_only_rootfs = plan.read_only_rootfs;
+    // adde's helper is PID 1 itself: it reaps orphans, and as PID 1 it cannot be stopped from
+    // inside. The image's own command keeps Docker's init, which reaps for it.
+    spec.init = input.use_image_cmd;
     if input.network {
         spec.network = Network::Bridge;
         spec.ports = plan.ports.clone();

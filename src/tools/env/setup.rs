@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::engine::helper_volume::HelperVolume;
 use crate::engine::{ContainerSpec, Engine, Kind, Label, Labels, MountSpec, Network};
 use crate::error::{Error, Result};
-use crate::helper::{InstallSpec, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT};
-use crate::protocol::{DEPS_DIR, HELPER_FLAG, WORKSPACE};
+use crate::protocol::{
+    InstallSpec, Role, DEPS_DIR, INSTALL_MARKER, NO_PACKAGE_MANAGER_EXIT, WORKSPACE,
+};
 
 use super::plan::EnvPlan;
 use super::{CreateEnvInput, InstallNetwork, PackageManager, Resources};
@@ -25,11 +26,7 @@ pub(super) async fn give_workspace_to(
     helper: &HelperVolume,
     user: &str,
 ) -> Result<()> {
-    let command = Some(vec![
-        HELPER_FLAG.to_string(),
-        "chown".to_string(),
-        user.to_string(),
-    ]);
+    let command = Some(Role::Chown.args(&[user]));
     let mut mounts = mounts(res, helper, false);
     mounts.retain(|m| m.target != DEPS_DIR);
     let labels = Labels::new(Kind::Prep).with(Label::Env, res.name.clone());
@@ -97,7 +94,7 @@ pub(super) async fn install_dependencies(
     };
     let spec = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     let labels = Labels::new(Kind::Installer).with(Label::Env, res.name.clone());
-    let command = Some(vec![HELPER_FLAG.to_string(), "install".to_string(), spec]);
+    let command = Some(Role::Install.args(&[&spec]));
     let mut mounts = mounts(res, helper, false);
     mounts.retain(|m| m.source != res.workspace);
     let name = format!("{}-install", res.name);
@@ -189,8 +186,10 @@ pub(super) fn mounts(
     mounts
 }
 
-/// A container of the plan's image and limits, with an init process that reaps orphans.
-/// `helper_args` run adde's helper; `None` keeps the image's own command.
+/// A container of the plan's image and limits, with Docker's init process, which reaps
+/// orphans (environments that run adde's helper as their main process drop it: the helper is
+/// PID 1 itself, see `build_env`). `helper_args` run adde's helper; `None` keeps the image's
+/// own command.
 pub(super) fn container_spec(
     plan: &EnvPlan,
     name: String,

@@ -1,15 +1,30 @@
 //! adde's in-container roles. adde is built as a static binary and copies itself into every
-//! environment at [`HELPER_PATH`], so these run even in images with no shell and no coreutils:
+//! environment at [`HELPER_PATH`](crate::protocol::HELPER_PATH), so these run even in images
+//! with no shell and no coreutils. The host starts them by [`Role`]:
 //!
-//! - `idle`: the environment's main process; sleeps until the container is stopped.
+//! - `idle`: the environment's main process, PID 1 (no Docker init): reaps orphans, ignores
+//!   every signal sent from inside the container, and exits when the engine stops it.
+//!   Environments with `use_image_cmd` have no idle: the image's command runs under Docker's
+//!   init, so `kill 1` from inside can stop those.
 //! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call
 //!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill.
-//! - `install SPEC`: installs dependencies with the package manager the image has.
+//! - `install SPEC`: installs dependencies with the package manager the image has (in a
+//!   short-lived installer container).
+//! - `chown USER`: gives /workspace to USER (in a short-lived container with CAP_CHOWN).
+//! - `write PATH MODE`, `read PATH CAP`, `list PATH [recursive]`: files the archive API
+//!   cannot reach (tmpfs mounts) or would write as the wrong user.
 //! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
+//! - `sweep [RUN_ID]`: kills what runs whose supervisor died left behind: every process that
+//!   is neither adde's own nor part of a live execution (and run RUN_ID, supervisor included).
 //!
-//! Everything here uses only std and libc: no async runtime, no engine access.
+//! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
+//! own processes through /proc or ptrace. Everything here uses only std and libc: no async
+//! runtime, no engine access.
+
+mod files;
+mod procs;
 
 use std::ffi::OsString;
 use std::fs;
@@ -19,39 +34,46 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileHead, FileSpec, HelperFailure, ListEntry, Listing, RunSpec, RunStatus,
-    DEPS_DIR, TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE,
+    encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus, DEPS_DIR,
+    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
+    TIMEOUT_EXIT_CODE, WRITE_OK,
 };
+use procs::kill_tree;
 
-/// The first line the installer prints on stderr names the package manager it chose.
-pub const INSTALL_MARKER: &str = "adde: package manager: ";
-/// Exit code of the installer role when the image has no package manager it knows.
-pub const NO_PACKAGE_MANAGER_EXIT: u8 = 127;
 /// How long output may still arrive after the program ended or was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 pub fn main(args: &[OsString]) -> ExitCode {
+    // Code runs as the same user as adde's processes, so without this it could open their
+    // fds (a supervisor's stdout carries the run's result), read their memory or ptrace them.
+    // A non-dumpable process is out of reach of anyone without CAP_SYS_PTRACE, which every
+    // environment drops. (execve resets it, so the programs adde starts stay ordinary.)
+    // SAFETY: plain prctl on the calling process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
-    match arg(2) {
-        "idle" => loop {
-            // SAFETY: pause() only waits for a signal; SIGTERM ends the process by default.
-            unsafe { libc::pause() };
-        },
-        "run" => run(arg(3)),
-        "install" => install(arg(3)),
-        "chown" => match chown_workspace(arg(3)) {
+    let Some(role) = Role::parse(arg(2)) else {
+        eprintln!("adde helper: unknown role {:?}", arg(2));
+        return ExitCode::from(2);
+    };
+    match role {
+        Role::Idle => idle(),
+        Role::Run => run(arg(3)),
+        Role::Install => install(arg(3)),
+        Role::Chown => match files::chown_workspace(arg(3)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(3)
             }
         },
-        "write" => match write_stdin_to(Path::new(arg(3)), arg(4)) {
+        Role::Write => match files::write_stdin_to(Path::new(arg(3)), arg(4)) {
             Ok(()) => {
-                println!("ok");
+                println!("{WRITE_OK}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,25 +81,95 @@ pub fn main(args: &[OsString]) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        "read" => {
-            read_head_and_bytes(Path::new(arg(3)), arg(4).parse().unwrap_or(0));
+        Role::Read => {
+            let cap = arg(4).parse().unwrap_or(0);
+            files::read_head_and_bytes(Path::new(arg(3)), cap, &mut *raw_stdout());
             ExitCode::SUCCESS
         }
-        "list" => {
-            let listing = list(Path::new(arg(3)), arg(4) == "recursive");
+        Role::List => {
+            let listing = files::list(Path::new(arg(3)), arg(4) == LIST_RECURSIVE);
             println!("{}", serde_json::to_string(&listing).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        "kill" => {
-            let killed = kill_run(arg(3));
+        Role::Kill => {
+            let killed = procs::kill_run(arg(3));
             eprintln!("adde helper: killed {killed} processes");
             ExitCode::SUCCESS
         }
-        other => {
-            eprintln!("adde helper: unknown role {other:?}");
-            ExitCode::from(2)
+        Role::Sweep => {
+            println!("{}", procs::sweep(arg(3)));
+            ExitCode::SUCCESS
         }
     }
+}
+
+/// The signals the engine may use to stop a container (`docker stop` sends SIGTERM, the one
+/// adde's environments are created with; `docker kill` sends SIGKILL by default, which PID 1
+/// cannot ignore from outside).
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
+
+/// The environment's main process. As PID 1 of the container's PID namespace it gets no
+/// signal from inside that it has no handler for, not even SIGKILL, so code cannot stop the
+/// environment with `kill -9 -1` or `kill 1`. It waits for the stop signals on a signalfd and
+/// exits (which ends every process of the container) only for one sent from outside.
+fn idle() -> ExitCode {
+    if std::process::id() != 1 {
+        // Under Docker's init (environments made by older versions of adde): that init
+        // forwards the engine's stop signal, whose default action ends this process.
+        loop {
+            // SAFETY: pause() only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    // SAFETY: a sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; blocking the signals makes them wait in the signalfd.
+    let fd = unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS.iter().chain(&[libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, *sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    };
+    if fd < 0 {
+        eprintln!(
+            "adde helper: no signalfd ({}); idling without one",
+            std::io::Error::last_os_error()
+        );
+        loop {
+            // SAFETY: pause() only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    loop {
+        reap_orphans();
+        // SAFETY: signalfd_siginfo is plain data, filled by read(2) on the signalfd.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`.
+        let read =
+            unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        if read == size as isize
+            && STOP_SIGNALS.contains(&(info.ssi_signo as libc::c_int))
+            && sent_from_outside(&info)
+        {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Whether a signal came from a process outside the container (the engine), whose PID the
+/// container's namespace cannot name: 0. A process inside cannot fake that: the kernel lets
+/// it choose the sender's PID only with a negative si_code other than SI_TKILL (sigqueue).
+fn sent_from_outside(info: &libc::signalfd_siginfo) -> bool {
+    info.ssi_pid == 0 && matches!(info.ssi_code, libc::SI_USER | libc::SI_TKILL)
+}
+
+/// Reaps every child that has ended: as PID 1, the orphans of the whole container.
+fn reap_orphans() {
+    // SAFETY: waitpid with WNOHANG never blocks; a null status pointer is allowed.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
 
 fn run(spec: &str) -> ExitCode {
@@ -161,7 +253,8 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
             let _ = std::io::copy(&mut std::io::stdin().lock().take(len), &mut input);
         });
     }
-    let (exit, duration, timed_out) = relay_until_done(spec, &mut child, started, out);
+    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let (exit, duration, timed_out) = relay_until_done(&mut child, started, deadline, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
     let oom_killed = matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
@@ -195,27 +288,20 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
             "stdin ended before the whole file arrived",
         ));
     }
-    let path = Path::new(&spec.path);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
-    }
-    fs::write(path, &content)?;
-    if spec.executable {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
+    let mode = spec.executable.then_some(0o755);
+    files::write_plain(Path::new(&spec.path), &mut content.as_slice(), mode)
 }
 
-/// Relays the program's output until it has exited and its pipes are drained, killing its
-/// whole tree at the deadline. Processes it leaves behind when it exits are killed too: an
-/// execution owns everything it started.
+/// Relays the program's output until it has exited and its pipes are drained. Processes it
+/// leaves behind when it exits are killed: an execution owns everything it started. Returns
+/// how it ended, when, and whether the deadline killed it.
 fn relay_until_done(
-    spec: &RunSpec,
     child: &mut Child,
     started: Instant,
+    deadline: Instant,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let timed_out = start_deadline_watchdog(deadline, child.id());
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));
@@ -225,29 +311,22 @@ fn relay_until_done(
     }
     // SAFETY: pidfd_open returns a new fd or -1; it becomes readable when the child exits.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) } as i32;
-    let mut ended: Option<(ExitStatus, Duration)> = None;
-    let mut timed_out = false;
-    let mut drain_deadline = deadline;
+    let mut ended: Option<(ExitStatus, Duration, bool)> = None;
+    let mut drain_deadline = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
 
     loop {
         let now = Instant::now();
         if ended.is_none() {
             if let Ok(Some(status)) = child.try_wait() {
-                ended = Some((status, started.elapsed()));
+                ended = Some((status, started.elapsed(), timed_out.load(Ordering::SeqCst)));
                 kill_tree(std::process::id(), None);
-                drain_deadline = now + DRAIN_GRACE;
-            } else if now >= deadline {
-                timed_out = true;
-                kill_tree(std::process::id(), Some(child.id()));
-                let status = child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9));
-                ended = Some((status, started.elapsed()));
                 drain_deadline = now + DRAIN_GRACE;
             }
         }
-        if let Some((status, duration)) = ended {
+        if let Some(ending) = ended {
             if pipes.is_empty() || now >= drain_deadline {
-                return (status, duration, timed_out);
+                return ending;
             }
         }
         let mut fds: Vec<libc::pollfd> = pipes
@@ -258,8 +337,7 @@ fn relay_until_done(
                 revents: 0,
             })
             .collect();
-        let watch_child = ended.is_none() && pidfd >= 0;
-        if watch_child {
+        if ended.is_none() && pidfd >= 0 {
             fds.push(libc::pollfd {
                 fd: pidfd,
                 events: libc::POLLIN,
@@ -267,16 +345,11 @@ fn relay_until_done(
             });
         }
         // Without a pidfd (old kernels) fall back to checking the child every 20 ms.
-        let until = if ended.is_none() {
-            deadline
-        } else {
-            drain_deadline
+        let timeout_ms = match ended {
+            Some(_) => drain_deadline.saturating_duration_since(now).as_millis() as i32,
+            None if pidfd < 0 => 20,
+            None => -1,
         };
-        let mut wait = until.saturating_duration_since(now);
-        if ended.is_none() && pidfd < 0 {
-            wait = wait.min(Duration::from_millis(20));
-        }
-        let timeout_ms = wait.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: fds is a valid array of pollfd for its length.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if ready <= 0 {
@@ -304,88 +377,18 @@ fn relay_until_done(
     }
 }
 
-/// SIGKILLs every descendant of `root` until none is left, reaping the zombies that are ours
-/// except `keep` (the main child, whose status the caller collects).
-fn kill_tree(root: u32, keep: Option<u32>) -> usize {
-    let mut killed = 0;
-    for _ in 0..500 {
-        let procs = descendants(root);
-        let mut alive = 0;
-        for &(pid, state) in &procs {
-            if state == 'Z' || state == 'X' {
-                if Some(pid) != keep && root == std::process::id() {
-                    // SAFETY: reaping a specific zombie child; WNOHANG never blocks.
-                    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
-                }
-                continue;
-            }
-            alive += 1;
-            // SAFETY: plain kill(2) of a process in our own tree.
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-                killed += 1;
-            }
-        }
-        if alive == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    killed
-}
-
-/// The PIDs in /proc: the container's own, whatever the host's are.
-fn proc_pids() -> impl Iterator<Item = u32> {
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse().ok()))
-}
-
-/// (pid, state) of every descendant of `root`.
-fn descendants(root: u32) -> Vec<(u32, char)> {
-    let procs: Vec<(u32, u32, char)> = proc_pids()
-        .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (state, ppid) = parse_stat(&stat)?;
-            Some((pid, ppid, state))
-        })
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, state) in &procs {
-            if ppid == parent && pid != root {
-                found.push((pid, state));
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
-
-/// State and parent PID from /proc/PID/stat; the command name may hold spaces and parens.
-fn parse_stat(stat: &str) -> Option<(char, u32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-/// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.
-fn kill_run(run_id: &str) -> usize {
-    if run_id.is_empty() {
-        return 0;
-    }
-    let needle = format!("\"run_id\":\"{run_id}\"");
-    proc_pids()
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&needle)
-        })
-        .map(|pid| kill_tree(pid, None))
-        .sum()
+/// Kills the run's whole tree at the deadline from a thread of its own, so that the deadline
+/// holds even while relaying blocks (a host that stopped reading). `keep` is the main child,
+/// whose status the relay collects. Returns the flag it sets when it fires.
+fn start_deadline_watchdog(deadline: Instant, keep: u32) -> Arc<AtomicBool> {
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        flag.store(true, Ordering::SeqCst);
+        kill_tree(std::process::id(), Some(keep));
+    });
+    fired
 }
 
 /// The memory cgroup's count of OOM kills (cgroup v2, then v1), when it can be read.
@@ -438,152 +441,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
     path.split(':')
         .map(|dir| Path::new(dir).join(name))
         .find(|p| executable(p))
-}
-
-/// The entries under `root` (or `root` itself when it is not a folder), sorted by name.
-fn list(root: &Path, recursive: bool) -> Listing {
-    let Ok(meta) = fs::symlink_metadata(root) else {
-        return Listing::NotFound;
-    };
-    let mut entries = Vec::new();
-    if meta.is_dir() {
-        walk(root, root, recursive, &mut entries);
-    } else {
-        let name = root
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        entries.push(list_entry(root, name, &meta));
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Listing::Entries(entries)
-}
-
-fn walk(root: &Path, dir: &Path, recursive: bool, entries: &mut Vec<ListEntry>) {
-    let Ok(children) = fs::read_dir(dir) else {
-        return;
-    };
-    for child in children.flatten() {
-        let path = child.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let name = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        entries.push(list_entry(&path, name, &meta));
-        if recursive && meta.is_dir() {
-            walk(root, &path, recursive, entries);
-        }
-    }
-}
-
-fn list_entry(path: &Path, name: String, meta: &fs::Metadata) -> ListEntry {
-    use std::os::unix::fs::MetadataExt;
-    let kind = if meta.file_type().is_symlink() {
-        "symlink"
-    } else if meta.is_dir() {
-        "dir"
-    } else if meta.is_file() {
-        "file"
-    } else {
-        "other"
-    };
-    let modified = chrono::DateTime::from_timestamp(meta.mtime(), 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ListEntry {
-        name,
-        path: path.display().to_string(),
-        kind: kind.to_string(),
-        size: meta.len(),
-        mode: format!("{:04o}", meta.mode() & 0o7777),
-        modified,
-    }
-}
-
-/// Prints a `FileHead` line, then up to `cap` bytes of the file.
-fn read_head_and_bytes(path: &Path, cap: u64) {
-    let head = match fs::metadata(path) {
-        Err(_) => FileHead::Missing,
-        Ok(meta) if meta.is_dir() => FileHead::Dir,
-        Ok(meta) => FileHead::File { size: meta.len() },
-    };
-    let mut out = raw_stdout();
-    let _ = writeln!(out, "{}", serde_json::to_string(&head).unwrap_or_default());
-    if matches!(head, FileHead::File { .. }) {
-        if let Ok(file) = fs::File::open(path) {
-            let _ = std::io::copy(&mut file.take(cap), &mut *out);
-        }
-    }
-}
-
-/// Writes stdin to `path` with octal `mode`, creating folders, as whoever runs it.
-fn write_stdin_to(path: &Path, mode: &str) -> std::io::Result<()> {
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| std::io::Error::other("bad mode"))?;
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let mut file = fs::File::create(path)?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// Gives /workspace (and what the image put there) to `user`: "uid", "uid:gid", or names
-/// from the image's /etc/passwd and /etc/group. Runs as root with only CAP_CHOWN.
-fn chown_workspace(user: &str) -> Result<(), String> {
-    let (name, group) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let lookup = |file: &str, key: &str| -> Option<(u32, Option<u32>)> {
-        let text = fs::read_to_string(file).ok()?;
-        text.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.first() != Some(&key) {
-                return None;
-            }
-            Some((
-                fields.get(2)?.parse().ok()?,
-                fields.get(3).and_then(|g| g.parse().ok()),
-            ))
-        })
-    };
-    let (uid, primary) = match name.parse::<u32>() {
-        Ok(uid) => (uid, None),
-        Err(_) => lookup("/etc/passwd", name)
-            .ok_or_else(|| format!("user {name:?} is not in the image's /etc/passwd"))?,
-    };
-    let gid = match group {
-        None => primary.unwrap_or(uid),
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                lookup("/etc/group", g)
-                    .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?
-                    .0
-            }
-        },
-    };
-    fn chown_all(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-        if fs::symlink_metadata(path)?.is_dir() {
-            for entry in fs::read_dir(path)? {
-                chown_all(&entry?.path(), uid, gid)?;
-            }
-        }
-        Ok(())
-    }
-    chown_all(Path::new(crate::protocol::WORKSPACE), uid, gid)
-        .map_err(|e| format!("cannot give /workspace to {user}: {e}"))
-}
-
-/// What the installer role receives.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct InstallSpec {
-    pub packages: Vec<String>,
-    /// "pip" or "npm"; detected from the image when absent.
-    pub manager: Option<String>,
 }
 
 fn install(spec: &str) -> ExitCode {
@@ -654,13 +511,6 @@ fn installer_command(wanted: Option<&str>) -> Option<(&'static str, Vec<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_with_odd_command_names_parse() {
-        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0"), Some(('S', 7)));
-        assert_eq!(parse_stat("43 (a) b (c)) Z 1 43"), Some(('Z', 1)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[test]
     fn signal_names_are_conventional() {
