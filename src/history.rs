@@ -37,6 +37,10 @@ pub struct RunLog {
     pub command: Vec<String>,
     pub container_id: String,
     pub started_at: String,
+    /// How adde reached the environment: "agent" (its resident agent) or "exec" (an
+    /// Engine-API exec).
+    #[serde(default)]
+    pub transport: crate::engine::Transport,
     /// Set when the run has no result (its supervisor or the environment died, or the
     /// environment was paused past the deadline): the error execute_code_block returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]

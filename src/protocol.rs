@@ -231,6 +231,175 @@ impl FrameDecoder {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The agent channel: the environment's PID 1 takes requests on its stdin and answers on its
+// stdout, reached by attaching to the container. Several adde processes may be attached at
+// once: the engine merges their writes into PID 1's stdin and copies PID 1's stdout to every
+// one of them, so every frame names its request, and each caller keeps only its own.
+//
+// A frame is the two magic bytes, a kind byte, a big-endian u64 request id, a big-endian u32
+// length and that many bytes of payload (at most `AGENT_MAX_PAYLOAD`). Writers send each frame
+// in one write of at most `AGENT_MAX_FRAME` bytes, so that the engine (which copies each
+// caller's stream in reads of up to 32 KiB) never interleaves two callers inside a frame.
+
+pub const AGENT_MAGIC: [u8; 2] = [0xad, 0xde];
+pub const AGENT_HEADER: usize = 2 + 1 + 8 + 4;
+/// Largest payload of one frame; bigger inputs and outputs are cut into several frames.
+pub const AGENT_MAX_PAYLOAD: usize = 4096 - AGENT_HEADER;
+pub const AGENT_MAX_FRAME: usize = AGENT_HEADER + AGENT_MAX_PAYLOAD;
+/// The version of the channel an environment's label names (`io.adde.agent`).
+pub const AGENT_VERSION: &str = "1";
+/// The variable in which the agent tells the helpers it starts which of PID 1's children are
+/// its own helpers (PIDs, comma-separated).
+pub const AGENT_CHILDREN_ENV: &str = "ADDE_AGENT_CHILDREN";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// host → agent: are you there? Answered with `Ready`; the caller's attachment is then
+    /// known to receive the agent's output.
+    Hello,
+    /// host → agent: start a helper role ([`AgentStart`] as JSON).
+    Start,
+    /// host → agent: bytes for the started process's stdin.
+    Stdin,
+    /// host → agent: the end of its stdin.
+    StdinEnd,
+    /// agent → host: answer to `Hello`.
+    Ready,
+    /// agent → host: bytes the process wrote on its stdout.
+    Stdout,
+    /// agent → host: bytes the process wrote on its stderr.
+    Stderr,
+    /// agent → host: the process closed its output; nothing more comes for this request.
+    End,
+    /// agent → host: the process could not be started (the payload says why).
+    Failed,
+}
+
+impl AgentKind {
+    const ALL: [AgentKind; 9] = [
+        AgentKind::Hello,
+        AgentKind::Start,
+        AgentKind::Stdin,
+        AgentKind::StdinEnd,
+        AgentKind::Ready,
+        AgentKind::Stdout,
+        AgentKind::Stderr,
+        AgentKind::End,
+        AgentKind::Failed,
+    ];
+
+    fn byte(self) -> u8 {
+        match self {
+            AgentKind::Hello => 1,
+            AgentKind::Start => 2,
+            AgentKind::Stdin => 3,
+            AgentKind::StdinEnd => 4,
+            AgentKind::Ready => 16,
+            AgentKind::Stdout => 17,
+            AgentKind::Stderr => 18,
+            AgentKind::End => 19,
+            AgentKind::Failed => 20,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<AgentKind> {
+        AgentKind::ALL.into_iter().find(|k| k.byte() == byte)
+    }
+}
+
+/// What the agent starts for a request: one of adde's helper roles, with the environment and
+/// working directory an Engine-API exec would give it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentStart {
+    /// The role, as [`Role::as_str`] names it (never `idle`).
+    pub role: String,
+    /// The role's arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables, `KEY=value`.
+    pub env: Vec<String>,
+    pub workdir: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentFrame {
+    pub kind: AgentKind,
+    pub request: u64,
+    pub payload: Vec<u8>,
+}
+
+/// One or more frames carrying `payload` (an empty payload gives one empty frame).
+pub fn encode_agent_frames(kind: AgentKind, request: u64, payload: &[u8]) -> Vec<Vec<u8>> {
+    let mut chunks: Vec<&[u8]> = payload.chunks(AGENT_MAX_PAYLOAD).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let mut frame = Vec::with_capacity(AGENT_HEADER + chunk.len());
+            frame.extend_from_slice(&AGENT_MAGIC);
+            frame.push(kind.byte());
+            frame.extend_from_slice(&request.to_be_bytes());
+            frame.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            frame.extend_from_slice(chunk);
+            frame
+        })
+        .collect()
+}
+
+/// Reassembles agent frames from bytes cut anywhere. What it reads is untrusted: a frame
+/// that is too long, of an unknown kind or without the magic bytes is an error, and the
+/// decoder then skips to the next magic so one bad frame cannot wedge the channel.
+#[derive(Default)]
+pub struct AgentDecoder {
+    pending: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct BadFrame(pub String);
+
+impl AgentDecoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    pub fn next_frame(&mut self) -> Option<Result<AgentFrame, BadFrame>> {
+        if self.pending.len() < AGENT_HEADER {
+            return None;
+        }
+        let bad = if self.pending[..2] != AGENT_MAGIC {
+            Some("no frame start".to_string())
+        } else {
+            let len = u32::from_be_bytes(self.pending[11..15].try_into().ok()?) as usize;
+            match AgentKind::from_byte(self.pending[2]) {
+                None => Some(format!("unknown frame kind {}", self.pending[2])),
+                Some(_) if len > AGENT_MAX_PAYLOAD => Some(format!("frame of {len} bytes")),
+                Some(kind) => {
+                    if self.pending.len() < AGENT_HEADER + len {
+                        return None;
+                    }
+                    let request = u64::from_be_bytes(self.pending[3..11].try_into().ok()?);
+                    let payload = self.pending[AGENT_HEADER..AGENT_HEADER + len].to_vec();
+                    self.pending.drain(..AGENT_HEADER + len);
+                    return Some(Ok(AgentFrame {
+                        kind,
+                        request,
+                        payload,
+                    }));
+                }
+            }
+        };
+        // Resynchronise at the next magic after the first byte.
+        let skip = self.pending[1..]
+            .windows(2)
+            .position(|w| w == AGENT_MAGIC)
+            .map_or(self.pending.len(), |p| p + 1);
+        self.pending.drain(..skip);
+        bad.map(|why| Err(BadFrame(why)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +440,57 @@ mod tests {
             );
             assert!(decoder.next_frame().is_none());
         }
+    }
+
+    #[test]
+    fn agent_frames_survive_any_chunking_and_big_payloads_are_split() {
+        let big = vec![7u8; AGENT_MAX_PAYLOAD * 2 + 5];
+        let mut wire: Vec<u8> = encode_agent_frames(AgentKind::Stdin, 42, &big).concat();
+        wire.extend(encode_agent_frames(AgentKind::StdinEnd, 42, &[]).concat());
+        assert!(encode_agent_frames(AgentKind::Stdin, 42, &big)
+            .iter()
+            .all(|f| f.len() <= AGENT_MAX_FRAME));
+        for cut in [1, 7, 100, 4096, wire.len()] {
+            let mut decoder = AgentDecoder::default();
+            let mut got = Vec::new();
+            for chunk in wire.chunks(cut) {
+                decoder.push(chunk);
+                while let Some(frame) = decoder.next_frame() {
+                    got.push(frame.unwrap());
+                }
+            }
+            let data: Vec<u8> = got
+                .iter()
+                .filter(|f| f.kind == AgentKind::Stdin)
+                .flat_map(|f| f.payload.clone())
+                .collect();
+            assert_eq!(data, big);
+            assert_eq!(got.last().unwrap().kind, AgentKind::StdinEnd);
+            assert!(got.iter().all(|f| f.request == 42));
+        }
+    }
+
+    #[test]
+    fn a_bad_agent_frame_is_an_error_and_the_next_good_one_still_decodes() {
+        let mut decoder = AgentDecoder::default();
+        let mut oversized = encode_agent_frames(AgentKind::Stdout, 1, b"x").concat();
+        oversized[11..15].copy_from_slice(&(u32::MAX).to_be_bytes());
+        decoder.push(b"garbage");
+        decoder.push(&oversized);
+        decoder.push(&encode_agent_frames(AgentKind::Stdout, 9, b"ok").concat());
+        let mut good = Vec::new();
+        let mut bad = 0;
+        while let Some(frame) = decoder.next_frame() {
+            match frame {
+                Ok(frame) => good.push(frame),
+                Err(_) => bad += 1,
+            }
+        }
+        assert!(bad >= 1);
+        assert_eq!(good.len(), 1);
+        assert_eq!(
+            (good[0].request, good[0].payload.as_slice()),
+            (9, &b"ok"[..])
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ExecConfig, HostConfig, Mount, MountType,
-    MountVolumeOptions, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ExecConfig, HostConfig, HostConfigLogConfig,
+    Mount, MountType, MountVolumeOptions, PortBinding, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{classify, container_path_id, Engine, Label, Labels, Subject};
 use crate::error::{Error, Result};
-use crate::protocol::HELPER_PATH;
+use crate::protocol::{Role, AGENT_VERSION, HELPER_PATH};
 
 /// Resource limits, as asked for and as read back.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -129,10 +129,16 @@ pub struct ContainerSpec {
     pub runtime: Option<String>,
     /// Docker's init as PID 1, reaping orphans.
     pub init: bool,
+    /// PID 1 is adde's resident agent: it gets a stdin the host attaches to, and its output
+    /// (the agent's replies) is not logged.
+    pub agent: bool,
 }
 
 impl ContainerSpec {
-    fn into_body(self) -> ContainerCreateBody {
+    fn into_body(mut self) -> ContainerCreateBody {
+        if self.agent {
+            self.labels.set(Label::Agent, AGENT_VERSION);
+        }
         let limits = &self.limits;
         let mounts = self.mounts.iter().map(to_mount).collect();
         let publish = self.network != Network::None && !self.ports.is_empty();
@@ -150,6 +156,8 @@ impl ContainerSpec {
             working_dir: Some(self.workdir),
             labels: Some(self.labels.into_map()),
             exposed_ports: publish.then(|| self.ports.keys().cloned().collect()),
+            open_stdin: Some(self.agent),
+            stdin_once: Some(false),
             host_config: Some(HostConfig {
                 network_mode: Some(self.network.mode().into()),
                 port_bindings: publish.then(|| {
@@ -185,6 +193,10 @@ impl ContainerSpec {
                     )])
                 }),
                 runtime: self.runtime,
+                log_config: self.agent.then(|| HostConfigLogConfig {
+                    typ: Some("none".into()),
+                    config: None,
+                }),
                 mounts: Some(mounts),
                 ..Default::default()
             }),
@@ -360,6 +372,35 @@ pub enum OutputChunk {
 
 pub type ExecOutput = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+
+/// Where a helper role runs: an environment, and whether its PID 1 is adde's agent.
+#[derive(Clone, Debug)]
+pub struct HelperTarget {
+    pub id: String,
+    pub agent: bool,
+}
+
+/// How a call reached adde's helper: through the environment's resident agent, or an
+/// Engine-API exec (environments without an agent, or one that did not answer).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Agent,
+    #[default]
+    Exec,
+}
+
+impl ContainerInfo {
+    /// Where this environment's helper roles run.
+    pub fn helper_target(&self) -> HelperTarget {
+        HelperTarget {
+            id: self.id.clone(),
+            agent: self.labels.get(Label::Agent) == Some(AGENT_VERSION),
+        }
+    }
+}
 
 /// A container in a listing.
 pub struct Listed {
@@ -671,12 +712,73 @@ impl Engine {
         }))))
     }
 
+    /// Runs one of adde's helper roles in an environment, through its agent when it has one
+    /// (falling back to an Engine-API exec when the agent does not answer), with `stdin` as
+    /// its whole standard input; returns its demultiplexed output and how it was reached.
+    pub async fn run_helper(
+        &self,
+        target: &HelperTarget,
+        role: Role,
+        args: &[&str],
+        env: Vec<String>,
+        workdir: &str,
+        stdin: Vec<u8>,
+    ) -> Result<(ExecOutput, Transport)> {
+        // ADDE_AGENT=off takes the exec path (to compare the two, or to rule the agent out).
+        if target.agent && std::env::var("ADDE_AGENT").map_or(true, |v| v != "off") {
+            let owned = args.iter().map(|a| a.to_string()).collect();
+            let reached = self
+                .agent_exec(&target.id, role, owned, env.clone(), workdir, stdin.clone())
+                .await?;
+            if let Some(output) = reached {
+                return Ok((output, Transport::Agent));
+            }
+        }
+        let output = self
+            .exec(&target.id, role.exec_argv(args), env, workdir, stdin)
+            .await?;
+        Ok((output, Transport::Exec))
+    }
+
+    /// Runs a short helper role and returns its stdout and stderr, within `limit`.
+    pub async fn run_helper_collect(
+        &self,
+        target: &HelperTarget,
+        role: Role,
+        args: &[&str],
+        stdin: Vec<u8>,
+        limit: Duration,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let collect = async {
+            let (mut output, _) = self
+                .run_helper(target, role, args, Vec::new(), "/", stdin)
+                .await?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(chunk) = output.next().await {
+                match chunk? {
+                    OutputChunk::Stdout(bytes) => stdout.extend_from_slice(&bytes),
+                    OutputChunk::Stderr(bytes) => stderr.extend_from_slice(&bytes),
+                }
+            }
+            Ok((stdout, stderr))
+        };
+        tokio::time::timeout(limit, collect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Helper(format!(
+                    "its {:?} role did not finish within {} s",
+                    role.as_str(),
+                    limit.as_secs()
+                )))
+            })
+    }
+
     /// Starts `argv` in the container with `stdin` as its whole standard input and returns
     /// its demultiplexed output. The input is written beside the output being read, so a
     /// program that writes before it reads (or never reads) cannot deadlock the call; one
     /// that exits without reading it is not an error. Nothing here bounds the stream: the
     /// caller does.
-    pub async fn exec(
+    async fn exec(
         &self,
         id: &str,
         argv: Vec<String>,
@@ -726,35 +828,5 @@ impl Engine {
             };
             std::future::ready(chunk)
         })))
-    }
-
-    /// Runs `argv` in the container (as its user) with `stdin`, and returns its stdout and
-    /// stderr (for the helper's short roles), within `limit`.
-    pub async fn exec_collect(
-        &self,
-        id: &str,
-        argv: Vec<String>,
-        stdin: Vec<u8>,
-        limit: Duration,
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let collect = async {
-            let mut output = self.exec(id, argv, Vec::new(), "/", stdin).await?;
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            while let Some(chunk) = output.next().await {
-                match chunk? {
-                    OutputChunk::Stdout(bytes) => stdout.extend_from_slice(&bytes),
-                    OutputChunk::Stderr(bytes) => stderr.extend_from_slice(&bytes),
-                }
-            }
-            Ok((stdout, stderr))
-        };
-        tokio::time::timeout(limit, collect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Helper(format!(
-                    "the helper did not answer within {} s",
-                    limit.as_secs()
-                )))
-            })
     }
 }

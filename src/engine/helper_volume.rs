@@ -90,6 +90,7 @@ impl HelperVolume {
             cap_add: Vec::new(),
             runtime: None,
             init: false,
+            agent: false,
         };
         let id = match engine.create_locked(spec, STALE_LOCK).await? {
             Some(id) => id,

@@ -24,6 +24,8 @@ pub enum Label {
     Dependencies,
     /// The build an image (or its intermediates) came from.
     Build,
+    /// The version of the agent channel the environment's PID 1 serves, if any.
+    Agent,
 }
 
 const PREFIX: &str = "io.adde.";
@@ -43,6 +45,7 @@ impl Label {
             Label::PackageManager => "io.adde.package_manager",
             Label::Dependencies => "io.adde.dependencies",
             Label::Build => "io.adde.build",
+            Label::Agent => "io.adde.agent",
         }
     }
 

@@ -10,6 +10,7 @@
 //! - `labels`: adde's typed labels.
 //! - `helper_volume`: the shared read-only volume holding adde's helper binary.
 
+mod attach;
 mod build;
 mod build_log;
 mod containers;
@@ -29,8 +30,8 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, Limits, MountInfo, MountKind, MountSpec, Network,
-    OutputChunk,
+    ByteStream, ContainerInfo, ContainerSpec, HelperTarget, Limits, MountInfo, MountKind,
+    MountSpec, Network, OutputChunk, Transport,
 };
 pub use images::About;
 pub use labels::{Kind, Label, Labels};

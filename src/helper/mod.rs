@@ -23,6 +23,7 @@
 //! own processes through /proc or ptrace. Everything here uses only std and libc: no async
 //! runtime, no engine access.
 
+mod agent;
 mod files;
 mod procs;
 
@@ -142,7 +143,8 @@ fn idle() -> ExitCode {
             unsafe { libc::pause() };
         }
     }
-    loop {
+    // Between signals, PID 1 is the environment's resident agent (see agent.rs).
+    agent::serve(fd, || {
         reap_orphans();
         // SAFETY: signalfd_siginfo is plain data, filled by read(2) on the signalfd.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -150,13 +152,11 @@ fn idle() -> ExitCode {
         // SAFETY: reads at most `size` bytes into `info`.
         let read =
             unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
-        if read == size as isize
+        read == size as isize
             && STOP_SIGNALS.contains(&(info.ssi_signo as libc::c_int))
             && sent_from_outside(&info)
-        {
-            return ExitCode::SUCCESS;
-        }
-    }
+    });
+    ExitCode::SUCCESS
 }
 
 /// Whether a signal came from a process outside the container (the engine), whose PID the

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use crate::protocol::{HELPER_FLAG, HELPER_PATH};
+use crate::protocol::{AGENT_CHILDREN_ENV, HELPER_FLAG, HELPER_PATH};
 
 /// One process, from /proc/PID/stat.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,13 +105,21 @@ fn is_helper_cmdline(cmdline: &[u8]) -> bool {
     cmdline.starts_with(format!("{HELPER_PATH}\0{HELPER_FLAG}\0").as_bytes())
 }
 
-/// adde's helpers started by Engine-API execs (supervisors among them): their parent PID is 0
-/// inside the container's PID namespace, which no process of a run can have (its orphans go
-/// to a subreaper or to PID 1), and they run adde's binary.
+/// adde's helpers (supervisors among them), alive and running adde's binary: those started
+/// by Engine-API execs, whose parent PID is 0 inside the container's PID namespace (which no
+/// process of a run can have: its orphans go to a subreaper or to PID 1), and those the agent
+/// (PID 1) started, which it names in `AGENT_CHILDREN_ENV` for the helpers it starts.
 fn helper_execs(procs: &[Proc]) -> Vec<u32> {
+    let agent_started: HashSet<u32> = std::env::var(AGENT_CHILDREN_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pid| pid.parse().ok())
+        .collect();
     procs
         .iter()
-        .filter(|p| p.ppid == 0 && p.pid != 1 && p.is_alive() && is_helper_cmdline(&cmdline(p.pid)))
+        .filter(|p| p.pid != 1 && p.is_alive())
+        .filter(|p| p.ppid == 0 || (p.ppid == 1 && agent_started.contains(&p.pid)))
+        .filter(|p| is_helper_cmdline(&cmdline(p.pid)))
         .map(|p| p.pid)
         .collect()
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::capture::HeadTail;
-use crate::engine::{ContainerInfo, Engine, Label, OutputChunk};
+use crate::engine::{ContainerInfo, Engine, HelperTarget, Label, OutputChunk, Transport};
 use crate::error::{Error, Result};
 use crate::history::{History, RunError, RunLog};
 use crate::ids::new_run_id;
@@ -232,7 +232,10 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     }
     let workdir = match run.workdir {
         Workdir::Workspace => WORKSPACE.to_string(),
-        Workdir::Default => inspect.workdir.unwrap_or_else(|| WORKSPACE.to_string()),
+        Workdir::Default => inspect
+            .workdir
+            .clone()
+            .unwrap_or_else(|| WORKSPACE.to_string()),
         Workdir::Given(dir) => {
             if engine.path_size(&id, &dir).await?.is_none() {
                 return Err(Error::invalid(
@@ -246,7 +249,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let exec = Exec {
-        id: &id,
+        target: inspect.helper_target(),
         env,
         workdir: &workdir,
         deadline: call_started + Duration::from_millis(spec.timeout_ms),
@@ -312,6 +315,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         command: status.command,
         container_id: id,
         started_at,
+        transport: report.transport,
         error: lost.as_ref().map(RunError::from),
     };
     // A run without a result is recorded too: the history shows what happened to it.
@@ -397,7 +401,7 @@ fn why_not_running(container: &ContainerInfo) -> String {
 
 /// Where and how the supervisor is started, and when its run must end.
 struct Exec<'a> {
-    id: &'a str,
+    target: HelperTarget,
     env: Vec<String>,
     workdir: &'a str,
     deadline: Instant,
@@ -405,6 +409,7 @@ struct Exec<'a> {
 
 struct Report {
     ending: Ending,
+    transport: Transport,
     stdout: HeadTail,
     stderr: HeadTail,
 }
@@ -427,11 +432,17 @@ async fn run_supervised(
     cap: usize,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
-    let id = exec.id;
+    let target = &exec.target;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
-    let argv = Role::Run.exec_argv(&[&spec_json]);
-    let mut output = engine
-        .exec(id, argv, exec.env.clone(), exec.workdir, input)
+    let (mut output, transport) = engine
+        .run_helper(
+            target,
+            Role::Run,
+            &[&spec_json],
+            exec.env.clone(),
+            exec.workdir,
+            input,
+        )
         .await?;
 
     let mut stdout = HeadTail::new(cap);
@@ -445,13 +456,13 @@ async fn run_supervised(
         let chunk = tokio::select! {
             chunk = output.next() => chunk,
             _ = tokio::time::sleep_until(watch.next_check) => {
-                match watch.check(engine, id, &spec.run_id).await {
+                match watch.check(engine, target, &spec.run_id).await {
                     Some(error) => break Ending::Lost(error),
                     None => continue,
                 }
             }
             _ = &mut interrupted => {
-                kill_run(engine, id, &spec.run_id).await;
+                kill_run(engine, target, &spec.run_id).await;
                 return Err(Error::Interrupted);
             }
         };
@@ -462,7 +473,7 @@ async fn run_supervised(
             if !got_frames && !said.is_empty() {
                 return Err(Error::Helper(format!("it could not start: {said}")));
             }
-            break Ending::Lost(after_silent_end(engine, id, &spec.run_id, &said).await);
+            break Ending::Lost(after_silent_end(engine, target, &spec.run_id, &said).await);
         };
         match chunk {
             Ok(OutputChunk::Stdout(bytes)) => decoder.push(&bytes),
@@ -486,6 +497,7 @@ async fn run_supervised(
     };
     Ok(Report {
         ending,
+        transport,
         stdout,
         stderr,
     })
@@ -517,9 +529,14 @@ impl Overdue {
 
     /// Checks on the environment: a paused or stopped one cannot report, a running one gets
     /// a kill request after REPORT_GRACE, and KILL_GRACE after that its run is given up.
-    async fn check(&mut self, engine: &Engine, id: &str, run_id: &str) -> Option<Error> {
+    async fn check(
+        &mut self,
+        engine: &Engine,
+        target: &HelperTarget,
+        run_id: &str,
+    ) -> Option<Error> {
         let run_id = run_id.to_string();
-        match engine.inspect(id).await {
+        match engine.inspect(&target.id).await {
             Ok(c) if c.state.paused => return Some(Error::EnvironmentPaused { run_id }),
             Ok(c) if !is_running(&c) => {
                 let reason = why_not_running(&c);
@@ -531,11 +548,11 @@ impl Overdue {
         let now = Instant::now();
         match self.kill_sent {
             None if now >= self.deadline + REPORT_GRACE => {
-                kill_run(engine, id, &run_id).await;
+                kill_run(engine, target, &run_id).await;
                 self.kill_sent = Some(now);
             }
             Some(sent) if now >= sent + KILL_GRACE => {
-                let swept = sweep(engine, id, &run_id).await;
+                let swept = sweep(engine, target, &run_id).await;
                 let cause = format!(
                     "its supervisor did not report {} s past the deadline, even when told to \
                      stop the run, and was stopped{}",
@@ -563,9 +580,14 @@ fn environment_removed(run_id: String) -> Error {
 /// The supervisor's output ended without its report: it was killed (by the code, e.g.
 /// `kill -9 $PPID` or `kill -9 -1`, or by the OOM killer), or the environment stopped.
 /// What the run left behind is stopped, and the error says which happened.
-async fn after_silent_end(engine: &Engine, id: &str, run_id: &str, said: &str) -> Error {
+async fn after_silent_end(
+    engine: &Engine,
+    target: &HelperTarget,
+    run_id: &str,
+    said: &str,
+) -> Error {
     let run_id = run_id.to_string();
-    let swept = sweep(engine, id, "").await;
+    let swept = sweep(engine, target, "").await;
     // The engine may take a moment to notice that the container itself is gone.
     let settle_until = Instant::now()
         + if swept.is_ok() {
@@ -574,7 +596,7 @@ async fn after_silent_end(engine: &Engine, id: &str, run_id: &str, said: &str) -
             KILL_GRACE
         };
     loop {
-        match engine.inspect(id).await {
+        match engine.inspect(&target.id).await {
             Ok(c) if !is_running(&c) => {
                 let reason = why_not_running(&c);
                 return Error::EnvironmentDied { run_id, reason };
@@ -596,16 +618,16 @@ async fn after_silent_end(engine: &Engine, id: &str, run_id: &str, said: &str) -
     Error::SupervisorDied { run_id, cause }
 }
 
-async fn kill_run(engine: &Engine, id: &str, run_id: &str) {
-    let argv = Role::Kill.exec_argv(&[run_id]);
-    let _ = engine.exec_collect(id, argv, Vec::new(), KILL_LIMIT).await;
+async fn kill_run(engine: &Engine, target: &HelperTarget, run_id: &str) {
+    let _ = engine
+        .run_helper_collect(target, Role::Kill, &[run_id], Vec::new(), KILL_LIMIT)
+        .await;
 }
 
 /// Stops what runs whose supervisor died left behind (and run `run_id`, when given).
-async fn sweep(engine: &Engine, id: &str, run_id: &str) -> Result<()> {
-    let argv = Role::Sweep.exec_argv(&[run_id]);
+async fn sweep(engine: &Engine, target: &HelperTarget, run_id: &str) -> Result<()> {
     let (stdout, stderr) = engine
-        .exec_collect(id, argv, Vec::new(), SWEEP_LIMIT)
+        .run_helper_collect(target, Role::Sweep, &[run_id], Vec::new(), SWEEP_LIMIT)
         .await?;
     match String::from_utf8_lossy(&stdout).trim().parse::<u64>() {
         Ok(_) => Ok(()),

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, HelperTarget};
 use crate::error::{Error, Result};
 use crate::protocol::{ListEntry, Listing, Role, LIST_RECURSIVE, WORKSPACE, WRITE_OK};
 use crate::refs;
@@ -37,6 +37,7 @@ pub enum Encoding {
 /// An environment adde made, and what decides how its files are reached.
 struct Target {
     id: String,
+    helper: HelperTarget,
     /// The user it runs as ("uid[:gid]" or a name), when it is not root.
     user: Option<String>,
     /// Its tmpfs mount points, e.g. /tmp on a read-only rootfs.
@@ -47,14 +48,23 @@ impl Target {
     async fn find(engine: &Engine, container: &str) -> Result<Target> {
         let container = refs::container_id("container_id", container)?;
         let info = engine.inspect_managed(&container).await?;
+        let helper = info.helper_target();
         let user = info
             .user
             .filter(|u| !matches!(u.as_str(), "root" | "0" | "0:0"));
         Ok(Target {
+            helper,
             id: info.id,
             user,
             tmpfs: info.tmpfs,
         })
+    }
+
+    /// Whether a file is reached through adde's helper inside the environment rather than the
+    /// archive API: always when the environment has an agent (a round trip of a millisecond,
+    /// against tens for the archive API), and where the archive API cannot go.
+    fn through_helper(&self, path: &str, writing: bool) -> bool {
+        self.helper.agent || self.on_tmpfs(path) || (writing && self.user.is_some())
     }
 
     /// The archive API works on the container's filesystem as the engine mounts it: it
@@ -109,10 +119,16 @@ pub async fn write_file(engine: &Engine, input: WriteFileInput) -> Result<WriteF
     };
     let target = Target::find(engine, &input.container_id).await?;
     let size = bytes.len() as u64;
-    if target.user.is_some() || target.on_tmpfs(&path) {
-        let argv = Role::Write.exec_argv(&[&path, &format!("{mode:o}")]);
+    if target.through_helper(&path, true) {
+        let mode = format!("{mode:o}");
         let (stdout, stderr) = engine
-            .exec_collect(&target.id, argv, bytes, HELPER_OP_LIMIT)
+            .run_helper_collect(
+                &target.helper,
+                Role::Write,
+                &[&path, &mode],
+                bytes,
+                HELPER_OP_LIMIT,
+            )
             .await?;
         if stdout.trim_ascii() != WRITE_OK.as_bytes() {
             return Err(Error::Helper(format!(
@@ -218,8 +234,8 @@ pub async fn read_file(engine: &Engine, input: ReadFileInput) -> Result<ReadFile
     let cap = input.max_bytes.unwrap_or(DEFAULT_READ_CAP);
     in_range("max_bytes", cap as f64, 1.0, MAX_READ_CAP as f64)?;
     let target = Target::find(engine, &input.container_id).await?;
-    let (size, bytes) = if target.on_tmpfs(&path) {
-        read_through_helper(engine, &target.id, &path, cap).await?
+    let (size, bytes) = if target.through_helper(&path, false) {
+        read_through_helper(engine, &target.helper, &path, cap).await?
     } else {
         read_through_archive(engine, &target.id, &path, cap).await?
     };
@@ -259,13 +275,19 @@ pub async fn read_file(engine: &Engine, input: ReadFileInput) -> Result<ReadFile
 /// A file's size and first `cap` bytes, read by the helper inside the container.
 async fn read_through_helper(
     engine: &Engine,
-    id: &str,
+    target: &HelperTarget,
     path: &str,
     cap: u64,
 ) -> Result<(u64, Vec<u8>)> {
-    let argv = Role::Read.exec_argv(&[path, &cap.to_string()]);
+    let cap = cap.to_string();
     let (stdout, stderr) = engine
-        .exec_collect(id, argv, Vec::new(), HELPER_OP_LIMIT)
+        .run_helper_collect(
+            target,
+            Role::Read,
+            &[path, &cap],
+            Vec::new(),
+            HELPER_OP_LIMIT,
+        )
         .await?;
     let newline = stdout
         .iter()
@@ -406,9 +428,14 @@ pub async fn list_files(engine: &Engine, input: ListFilesInput) -> Result<ListFi
     let path = container_path("path", input.path.as_deref().unwrap_or(WORKSPACE))?;
     let target = Target::find(engine, &input.container_id).await?;
     let recursive = if input.recursive { LIST_RECURSIVE } else { "" };
-    let argv = Role::List.exec_argv(&[&path, recursive]);
     let (out, _) = engine
-        .exec_collect(&target.id, argv, Vec::new(), HELPER_OP_LIMIT)
+        .run_helper_collect(
+            &target.helper,
+            Role::List,
+            &[&path, recursive],
+            Vec::new(),
+            HELPER_OP_LIMIT,
+        )
         .await?;
     let listing: Listing = serde_json::from_slice(&out).map_err(|e| {
         Error::Helper(format!(

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agent;
 mod deadlines;
 mod envelope;
 mod environments;

@@ -452,6 +452,7 @@ async fn build_env(
     // adde's helper is PID 1 itself: it reaps orphans, and as PID 1 it cannot be stopped from
     // inside. The image's own command keeps Docker's init, which reaps for it.
     spec.init = input.use_image_cmd;
+    spec.agent = !input.use_image_cmd;
     if input.network {
         spec.network = Network::Bridge;
         spec.ports = plan.ports.clone();

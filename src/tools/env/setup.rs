@@ -214,5 +214,6 @@ pub(super) fn container_spec(
         cap_add: Vec::new(),
         runtime: plan.runtime.clone(),
         init: true,
+        agent: false,
     }
 }

@@ -1,0 +1,234 @@
+//! The resident agent: PID 1 of an environment takes requests on its stdin (the host attaches
+//! to the container to send them) and starts adde's helper roles for them, relaying their
+//! output back as frames named by request. It does for a call what an Engine-API exec does,
+//! without dockerd, containerd and runc in the way: a round trip costs well under a
+//! millisecond instead of tens.
+//!
+//! Only the host can reach this channel: PID 1 is non-dumpable, so no process of a run can
+//! open its stdin or stdout through /proc, and the processes it starts get pipes of their own.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+
+use crate::protocol::{
+    encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
+    HELPER_PATH,
+};
+
+/// The agent's stdout, shared by the threads that relay output: one frame per write.
+#[derive(Clone)]
+struct Replies(Arc<Mutex<fs::File>>);
+
+impl Replies {
+    fn send(&self, kind: AgentKind, request: u64, payload: &[u8]) {
+        let Ok(mut out) = self.0.lock() else { return };
+        for frame in encode_agent_frames(kind, request, payload) {
+            // Nobody attached, or the shim is gone: output is dropped, as the engine would.
+            let _ = out.write_all(&frame);
+        }
+    }
+}
+
+/// The helpers the agent started and that still run. Each helper it starts is told (in
+/// `AGENT_CHILDREN_ENV`) which they are, so that a sweep spares them: a run's orphans are
+/// PID 1's children too, and only the agent knows which of its children are adde's.
+#[derive(Clone, Default)]
+struct Children(Arc<Mutex<HashSet<u32>>>);
+
+impl Children {
+    fn list(&self) -> String {
+        let Ok(pids) = self.0.lock() else {
+            return String::new();
+        };
+        pids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn update(&self, pid: u32, running: bool) {
+        if let Ok(mut pids) = self.0.lock() {
+            if running {
+                pids.insert(pid);
+            } else {
+                pids.remove(&pid);
+            }
+        }
+    }
+}
+
+/// Requests in progress: where their stdin goes. Unbounded: the agent never blocks on a
+/// process that does not read its input (the host bounds what it sends).
+type Inputs = HashMap<u64, Sender<Vec<u8>>>;
+
+/// Serves requests from stdin until a stop signal arrives from outside (`stopped` reads the
+/// signalfd and says whether to exit).
+pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
+    // SAFETY: fds 0 and 1 are PID 1's stdin and stdout for its whole life; the Files wrap them
+    // and are never closed (the process exits with them).
+    let mut input = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(0) });
+    let replies = Replies(Arc::new(Mutex::new(unsafe { fs::File::from_raw_fd(1) })));
+    let mut decoder = AgentDecoder::default();
+    let mut inputs = Inputs::new();
+    let children = Children::default();
+    let mut stdin_open = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: signals,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let count = if stdin_open { 2 } else { 1 };
+        // SAFETY: fds is a valid array of `count` pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), count, -1) } <= 0 {
+            continue;
+        }
+        if fds[0].revents != 0 && stopped() {
+            return;
+        }
+        if stdin_open && fds[1].revents != 0 {
+            match input.read(&mut buf) {
+                // No stdin (an environment made without one): signals only.
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    decoder.push(&buf[..n]);
+                    while let Some(frame) = decoder.next_frame() {
+                        if let Ok(frame) = frame {
+                            handle(frame, &replies, &mut inputs, &children);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle(frame: AgentFrame, replies: &Replies, inputs: &mut Inputs, children: &Children) {
+    let request = frame.request;
+    match frame.kind {
+        AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
+        AgentKind::Start => match serde_json::from_slice::<AgentStart>(&frame.payload) {
+            Ok(start) => match spawn(request, start, replies, children) {
+                Ok(stdin) => {
+                    inputs.insert(request, stdin);
+                }
+                Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
+            },
+            Err(e) => replies.send(
+                AgentKind::Failed,
+                request,
+                format!("bad start: {e}").as_bytes(),
+            ),
+        },
+        AgentKind::Stdin => {
+            if let Some(stdin) = inputs.get(&request) {
+                let _ = stdin.send(frame.payload);
+            }
+        }
+        AgentKind::StdinEnd => {
+            inputs.remove(&request);
+        }
+        // Frames the agent itself sends, echoed by nobody: ignored.
+        _ => {}
+    }
+}
+
+/// Starts the helper role a request names, with its stdin fed from the request's `Stdin`
+/// frames and its stdout and stderr relayed until both close.
+fn spawn(
+    request: u64,
+    start: AgentStart,
+    replies: &Replies,
+    children: &Children,
+) -> Result<Sender<Vec<u8>>, String> {
+    let role = Role::parse(&start.role)
+        .filter(|role| *role != Role::Idle)
+        .ok_or_else(|| format!("the agent starts no role {:?}", start.role))?;
+    let args: Vec<&str> = start.args.iter().map(String::as_str).collect();
+    let mut command = Command::new(HELPER_PATH);
+    command
+        .args(role.args(&args))
+        .current_dir(&start.workdir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for pair in &start.env {
+        if let Some((key, value)) = pair.split_once('=') {
+            command.env(key, value);
+        }
+    }
+    command.env(AGENT_CHILDREN_ENV, children.list());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
+    let pid = child.id();
+    children.update(pid, true);
+    let (sender, receiver) = channel::<Vec<u8>>();
+    if let Some(mut stdin) = child.stdin.take() {
+        std::thread::spawn(move || {
+            for chunk in receiver {
+                // A process that stops reading its input is not an error.
+                if stdin.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let relays: Vec<_> = [
+        (
+            AgentKind::Stdout,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            AgentKind::Stderr,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(kind, pipe)| {
+        let mut pipe = pipe?;
+        let replies = replies.clone();
+        Some(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                replies.send(kind, request, &buf[..n]);
+            }
+        }))
+    })
+    .collect();
+    let replies = replies.clone();
+    let children = children.clone();
+    std::thread::spawn(move || {
+        for relay in relays {
+            let _ = relay.join();
+        }
+        children.update(pid, false);
+        // PID 1 reaps every child (orphans included), so the status is not waited for here:
+        // the helper roles report in their own output.
+        drop(child);
+        replies.send(AgentKind::End, request, &[]);
+    });
+    Ok(sender)
+}

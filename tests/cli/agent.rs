@@ -1,0 +1,127 @@
+//! The fast path: an environment's PID 1 is adde's resident agent, reached by attaching to the
+//! container. Every call must get exactly its own result, whatever else is attached, and a
+//! dead or wedged agent must cost a bounded wait, never a hang.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{docker, Adde, BUSYBOX, SCRATCH};
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn calls_go_through_the_agent_and_the_log_says_so() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let log = adde.exec(&env, "a.sh", "echo 42", 10.0);
+    assert_eq!(log["stdout"], "42\n");
+    assert_eq!(log["transport"], "agent");
+    let out = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": "cat", "stdin": "fed"}),
+    );
+    assert_eq!(out["log"]["stdout"], "fed");
+    assert_eq!(out["log"]["transport"], "agent");
+    let stored = adde.ok("get_container_logs", json!({"container_id": env.id}));
+    assert_eq!(stored["log"]["transport"], "agent");
+
+    // ADDE_AGENT=off takes the Engine-API exec path, with the same result.
+    let out = adde
+        .command()
+        .env("ADDE_AGENT", "off")
+        .arg("execute_code_block")
+        .arg(
+            json!({"container_id": env.id, "filename": "a.sh", "code_content": "echo 42"})
+                .to_string(),
+        )
+        .output()
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["log"]["stdout"], "42\n");
+    assert_eq!(out["log"]["transport"], "exec");
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn fifty_concurrent_callers_each_get_exactly_their_own_result() {
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": BUSYBOX, "cpus": 1, "pids_limit": 1024}));
+    let results: Vec<(usize, serde_json::Value)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (adde, env) = (&adde, &env);
+                scope.spawn(move || {
+                    // Outputs of different sizes, and stdin, so frames of many callers interleave.
+                    let code = format!(
+                        "head -c {} /dev/zero | tr '\\0' {}; echo; cat; echo caller-{i} >&2",
+                        100 * i + 1,
+                        (b'a' + (i % 26) as u8) as char
+                    );
+                    let out = adde.ok(
+                        "execute_command",
+                        json!({"container_id": env.id, "command": code, "stdin": format!("in-{i}"), "timeout_sec": 60}),
+                    );
+                    (i, out["log"].clone())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, log) in results {
+        let letter = (b'a' + (i % 26) as u8) as char;
+        let expected = format!("{}\nin-{i}", letter.to_string().repeat(100 * i + 1));
+        assert_eq!(log["stdout"], expected, "caller {i}");
+        assert_eq!(log["stderr"], format!("caller-{i}\n"), "caller {i}");
+        assert_eq!(log["exit_code"], 0, "caller {i}");
+        assert_eq!(log["transport"], "agent", "caller {i}");
+    }
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn output_that_looks_like_the_agent_s_frames_is_just_output() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    // The agent's magic bytes, a frame header for every kind, and a supervisor status frame,
+    // printed by the program itself.
+    let code = "printf '\\255\\336\\023\\0\\0\\0\\0\\0\\0\\0\\1\\0\\0\\0\\0'; \
+                printf '\\003\\0\\0\\0\\002{}'; printf '\\255\\336\\021zzzzzzzz\\0\\0\\0\\2hi'; exit 3";
+    let log = adde.exec(&env, "forge.sh", code, 10.0);
+    assert_eq!(log["exit_code"], 3);
+    assert_eq!(log["stdout_bytes"], 15 + 7 + 17);
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_wedged_agent_costs_a_bounded_wait_and_the_call_still_runs() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    adde.exec(&env, "warm.sh", "true", 10.0);
+    // Stop PID 1 from outside (code inside cannot): the agent answers nothing.
+    docker(&["kill", "--signal", "STOP", &env.id]);
+    let started = Instant::now();
+    let log = adde.exec(&env, "a.sh", "echo still", 10.0);
+    let waited = started.elapsed();
+    docker(&["kill", "--signal", "CONT", &env.id]);
+    assert_eq!(log["stdout"], "still\n");
+    assert_eq!(log["transport"], "exec");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // Once it answers again, calls take the fast path again.
+    let log = adde.exec(&env, "a.sh", "echo back", 10.0);
+    assert_eq!(log["transport"], "agent");
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn environments_running_the_image_s_command_use_the_exec_path() {
+    let adde = Adde::docker();
+    // The scratch image's command idles; it has no shell, so the run names busybox itself.
+    let env = adde.env(json!({"image": SCRATCH, "use_image_cmd": true}));
+    let out = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": ["/busybox", "echo", "42"]}),
+    );
+    assert_eq!(out["log"]["stdout"], "42\n");
+    assert_eq!(out["log"]["transport"], "exec");
+}
