@@ -67,7 +67,10 @@ pub const CODES: &[(&str, &str)] = &[
         "runtime_not_available",
         "the engine has no such OCI runtime",
     ),
-    ("session_conflict", "the session exists with another image"),
+    (
+        "session_conflict",
+        "the session exists with other settings (image, limits, mounts, …)",
+    ),
     (
         "session_not_ready",
         "the session's environment did not come up in time (another call may still be creating it)",
@@ -119,6 +122,14 @@ pub const CODES: &[(&str, &str)] = &[
     (
         "interrupted",
         "adde was interrupted (Ctrl-C); the execution was killed",
+    ),
+    (
+        "policy_denied",
+        "the operator's policy does not allow the request",
+    ),
+    (
+        "policy_invalid",
+        "the policy file cannot be read or parsed; adde refuses to run unrestricted",
     ),
     ("internal_error", "a bug in adde; please report it"),
 ];
@@ -188,8 +199,14 @@ pub enum Error {
     #[error("runtime {runtime:?} is not registered with the engine; it has: {available}")]
     RuntimeNotAvailable { runtime: String, available: String },
 
-    #[error("session {session} already exists with image {image}; use that image, another session name, or cleanup_env it")]
-    SessionConflict { session: String, image: String },
+    #[error("session {session} already exists with other settings: {}; ask with the same settings, use another session name, or cleanup_env it", differences.join("; "))]
+    SessionConflict {
+        session: String,
+        /// The fields that differ.
+        fields: Vec<String>,
+        /// One "field: asked …, has …" per difference.
+        differences: Vec<String>,
+    },
 
     #[error("session {session}'s environment did not come up within {seconds} s: another call may still be creating it, or that call failed; call again, or cleanup_env the session and retry")]
     SessionNotReady { session: String, seconds: u64 },
@@ -271,6 +288,17 @@ pub enum Error {
     #[error("interrupted; the execution was stopped")]
     Interrupted,
 
+    #[error("denied by the policy ({rule}): {message}")]
+    PolicyDenied {
+        field: String,
+        value: String,
+        rule: String,
+        message: String,
+    },
+
+    #[error("the policy {path} is invalid: {message}. Fix it (or point ADDE_POLICY elsewhere); adde refuses to run without the policy it was given")]
+    PolicyInvalid { path: String, message: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -316,6 +344,8 @@ impl Error {
             Error::Engine { .. } => "engine_error",
             Error::State { .. } => "state_error",
             Error::Interrupted => "interrupted",
+            Error::PolicyDenied { .. } => "policy_denied",
+            Error::PolicyInvalid { .. } => "policy_invalid",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -372,6 +402,19 @@ impl Error {
             }
             Error::UnknownTool { tools, .. } => {
                 map.insert("tools".into(), tools.clone().into());
+            }
+            Error::PolicyDenied {
+                field, value, rule, ..
+            } => {
+                map.insert("field".into(), field.clone().into());
+                map.insert("value".into(), value.clone().into());
+                map.insert("rule".into(), rule.clone().into());
+            }
+            Error::PolicyInvalid { path, .. } => {
+                map.insert("policy".into(), path.clone().into());
+            }
+            Error::SessionConflict { fields, .. } => {
+                map.insert("fields".into(), fields.clone().into());
             }
             _ => {}
         }
@@ -491,7 +534,8 @@ mod tests {
             },
             Error::SessionConflict {
                 session: "x".into(),
-                image: "x".into(),
+                fields: vec![],
+                differences: vec![],
             },
             Error::SessionNotReady {
                 session: "x".into(),
@@ -547,6 +591,16 @@ mod tests {
                 source: io(),
             },
             Error::Interrupted,
+            Error::PolicyDenied {
+                field: "x".into(),
+                value: "x".into(),
+                rule: "x".into(),
+                message: "x".into(),
+            },
+            Error::PolicyInvalid {
+                path: "x".into(),
+                message: "x".into(),
+            },
             Error::Internal("x".into()),
         ];
         for error in &samples {
@@ -596,6 +650,8 @@ mod tests {
             | Error::Engine { .. }
             | Error::State { .. }
             | Error::Interrupted
+            | Error::PolicyDenied { .. }
+            | Error::PolicyInvalid { .. }
             | Error::Internal(_) => {}
         }
     }

@@ -29,10 +29,10 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, Limits, MountInfo, MountKind, MountSpec, Network,
-    OutputChunk,
+    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, Limits, MountInfo, MountKind, MountSpec,
+    Network, OutputChunk, VolumeBacking,
 };
-pub use images::About;
+pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
