@@ -11,5 +11,6 @@ mod gate;
 mod history;
 mod ids;
 mod images;
+mod policy;
 mod results;
 mod sessions;
