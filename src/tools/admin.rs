@@ -50,10 +50,14 @@ async fn remove_orphaned_volumes(engine: &Engine, name: &str) -> Result<Vec<Stri
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupInput {
-    /// The environment to remove: id, short id, name, or session name. When its container
-    /// was already removed (by hand, say), its volumes are still found and removed.
+    /// The environment to remove: id, short id, name, or a session name that is also a
+    /// valid container name. When its container was already removed (by hand, say), its
+    /// volumes are still found and removed.
     #[serde(default)]
     pub container_id: Option<String>,
+    /// The environment of this session (any session name), instead of container_id.
+    #[serde(default)]
+    pub session: Option<String>,
     /// Remove every environment this owner created (ADDE_OWNER, else the host user), and
     /// this owner's adde volumes that no container uses.
     #[serde(default)]
@@ -75,19 +79,21 @@ pub struct CleanupOutput {
 }
 
 pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<CleanupOutput> {
-    // An id or name, else a session name (which may hold any printable characters).
-    let target = input
-        .container_id
-        .as_deref()
-        .map(|id| {
-            refs::container_id("container_id", id)
-                .or_else(|e| refs::session("container_id", id).map_err(|_| e))
-        })
-        .transpose()?;
+    let target = match (&input.container_id, &input.session) {
+        (Some(id), None) => Some(refs::container_id("container_id", id)?),
+        (None, Some(session)) => Some(refs::session("session", session)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "session",
+                "give either container_id or session, not both",
+            ))
+        }
+    };
     if target.is_some() == input.all {
         return Err(Error::invalid(
             "container_id",
-            "give either container_id or all: true",
+            "give either container_id (or session) or all: true",
         ));
     }
     if !input.labels.is_empty() && !input.all {
@@ -108,7 +114,7 @@ pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<Cleanup
         ));
     }
     let targets: Vec<(String, Labels)> = match target {
-        Some(id) => match find_env(engine, &id).await? {
+        Some(id) => match find_env(engine, &id, input.session.is_some()).await? {
             Found::Container(container) => vec![(container.id, container.labels)],
             Found::Gone { id, name } => {
                 // The container was removed by hand: its volumes are still adde's to remove.
@@ -140,7 +146,7 @@ pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<Cleanup
     }
     if input.all && input.labels.is_empty() {
         for (volume, labels) in engine.unused_managed_volumes().await? {
-            if input.all_owners || labels.is_mine() {
+            if input.all_owners || shared_or_mine(&labels) {
                 engine.remove_volume(&volume).await?;
                 out.volumes_removed.push(volume);
             }
@@ -159,8 +165,8 @@ enum Found {
 
 /// An environment by id, short id, container name or session name; when its container is
 /// gone, the name its volumes are labelled with.
-async fn find_env(engine: &Engine, id: &str) -> Result<Found> {
-    let is_id = refs::container_id("container_id", id).is_ok();
+async fn find_env(engine: &Engine, id: &str, only_session: bool) -> Result<Found> {
+    let is_id = !only_session && refs::container_id("container_id", id).is_ok();
     if is_id {
         if let Some(container) = engine.inspect_optional(id).await? {
             if !container.labels.is_managed() {
@@ -169,7 +175,7 @@ async fn find_env(engine: &Engine, id: &str) -> Result<Found> {
             return Ok(Found::Container(Box::new(container)));
         }
     }
-    if let Ok(session) = refs::session("container_id", id) {
+    if let Ok(session) = refs::session("session", id) {
         let name = super::env::session_container(&session);
         if let Some(container) = engine.inspect_optional(&name).await? {
             if container.labels.is_managed() {
@@ -180,7 +186,7 @@ async fn find_env(engine: &Engine, id: &str) -> Result<Found> {
             return Ok(Found::Gone { id: None, name });
         }
     }
-    if let Some((full, name)) = state::recalled_env(id) {
+    if let Some((full, name)) = state::recalled_env(id).filter(|_| is_id) {
         return Ok(Found::Gone {
             id: Some(full),
             name,
@@ -304,7 +310,7 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
     // The running binary's helper volume is a cache worth keeping; older ones are not.
     let current_helper = HelperVolume::for_this_binary()?.name;
     for (volume, labels) in engine.unused_managed_volumes().await? {
-        if volume != current_helper && (input.all_owners || labels.is_mine()) {
+        if volume != current_helper && (input.all_owners || shared_or_mine(&labels)) {
             engine.remove_volume(&volume).await?;
             out.removed_volumes.push(volume);
         }
@@ -364,4 +370,10 @@ pub async fn ping(engine: &Engine, _: PingInput) -> Result<PingOutput> {
         engine: engine.about().await?,
         state_dir: state::root().display().to_string(),
     })
+}
+
+/// Whether a sweep of this owner's may remove an unused volume: its own, or a helper volume
+/// (every owner's environments share those).
+fn shared_or_mine(labels: &Labels) -> bool {
+    labels.is_mine() || labels.kind() == Some(Kind::Helper.as_str())
 }

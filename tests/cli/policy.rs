@@ -40,11 +40,16 @@ fn unique_owner(test: &str) -> String {
     format!("adde-test-{test}-{}", std::process::id())
 }
 
-/// Everything an owner has on the engine: containers and volumes.
+/// Everything an owner has on the engine: containers and volumes (but the helper's volume,
+/// which every environment of this binary shares, whoever made it first).
 fn owned(owner: &str) -> Vec<String> {
     let filter = format!("label=io.adde.owner={owner}");
     let mut all = docker_lines(&["ps", "-aq", "--filter", &filter]);
-    all.extend(docker_lines(&["volume", "ls", "-q", "--filter", &filter]));
+    all.extend(
+        docker_lines(&["volume", "ls", "-q", "--filter", &filter])
+            .into_iter()
+            .filter(|v| !v.starts_with("adde-helper-")),
+    );
     all
 }
 
@@ -54,7 +59,9 @@ fn remove_owned(owner: &str) {
         let _ = docker_ok(&["rm", "-f", "-v", &id]);
     }
     for volume in docker_lines(&["volume", "ls", "-q", "--filter", &filter]) {
-        let _ = docker_ok(&["volume", "rm", "-f", &volume]);
+        if !volume.starts_with("adde-helper-") {
+            let _ = docker_ok(&["volume", "rm", "-f", &volume]);
+        }
     }
 }
 
@@ -730,12 +737,7 @@ fn cleanup_by_session_name_and_after_the_container_was_removed_by_hand() {
         json!({"image": BUSYBOX, "session": session}),
     );
     assert_eq!(out.code, 0, "{out:?}");
-    let out = call_with(
-        &adde,
-        &vars,
-        "cleanup_env",
-        json!({"container_id": session}),
-    );
+    let out = call_with(&adde, &vars, "cleanup_env", json!({"session": session}));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json["removed"].as_array().unwrap().len(), 1);
     assert!(owned(&owner).is_empty(), "{:?}", owned(&owner));
