@@ -781,3 +781,41 @@ fn cleanup_by_session_name_and_after_the_container_was_removed_by_hand() {
     );
     assert_error(&out, "container_not_found");
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn under_the_llm_policy_code_runs_in_a_bounded_environment() {
+    let adde = Adde::docker();
+    let owner = unique_owner("llm");
+    let _guard = Owned(owner.clone());
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy-llm.toml");
+    let vars = [("ADDE_POLICY", example), ("ADDE_OWNER", owner.as_str())];
+    // run_container's own environment takes the policy's defaults: a read-only root and a
+    // tmpfs workspace, with the payload in it.
+    let out = call_with(
+        &adde,
+        &vars,
+        "run_container",
+        json!({"image": BUSYBOX, "payload": {"data.txt": "42\n"},
+               "command": "cat data.txt; touch /x 2>&1; df -k /workspace | tail -1"}),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let stdout = out.json["log"]["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("42\n"), "{stdout}");
+    assert!(stdout.contains("Read-only file system"), "{stdout}");
+    assert!(stdout.contains("262144"), "a 256m workspace: {stdout}");
+    assert!(owned(&owner).is_empty(), "{:?}", owned(&owner));
+    // create_runtime_env likewise, with an expiry.
+    let out = call_with(
+        &adde,
+        &vars,
+        "create_runtime_env",
+        json!({"image": BUSYBOX}),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json["security"]["read_only_rootfs"], true);
+    assert_eq!(out.json["limits"]["disk"]["size"], "256m");
+    assert_eq!(out.json["limits"]["memory"], "512m");
+    assert!(out.json["expires_at"].is_string());
+    assert_eq!(out.json["warnings"], json!([]), "{out:?}");
+}
