@@ -650,6 +650,7 @@ rules! {
     SecretName = "ADDE-W003", Warning, "a secret-looking `ENV`/`ARG` name";
     RootUser = "ADDE-W004", Warning, "the final stage runs as root";
     UnpinnedBase = "ADDE-W005", Warning, "an unpinned or `latest` base image";
+    HostNetworkBuild = "ADDE-W006", Warning, "the build's `network: \"host\"` lets RUN steps reach the host's loopback services";
 }
 
 impl Serialize for Rule {

@@ -68,7 +68,10 @@ pub const CODES: &[(&str, &str)] = &[
         "runtime_not_available",
         "the engine has no such OCI runtime",
     ),
-    ("session_conflict", "the session exists with another image"),
+    (
+        "session_conflict",
+        "the session exists with other settings (image, limits, mounts, …)",
+    ),
     (
         "session_not_ready",
         "the session's environment did not come up in time (another call may still be creating it)",
@@ -124,6 +127,14 @@ pub const CODES: &[(&str, &str)] = &[
     ("supervisor_died", "the run's supervisor was killed or stopped answering; what the run left was stopped and the run recorded"),
     ("environment_died", "the environment stopped during the run (the cause and how to recover are in the message); the run is recorded"),
     ("environment_paused", "the environment was paused past the run's deadline; the run is stopped at unpause and recorded"),
+    (
+        "policy_denied",
+        "the operator's policy does not allow the request",
+    ),
+    (
+        "policy_invalid",
+        "the policy file cannot be read or parsed; adde refuses to run unrestricted",
+    ),
     ("internal_error", "a bug in adde; please report it"),
 ];
 
@@ -193,8 +204,14 @@ pub enum Error {
     #[error("runtime {runtime:?} is not registered with the engine; it has: {available}")]
     RuntimeNotAvailable { runtime: String, available: String },
 
-    #[error("session {session} already exists with image {image}; use that image, another session name, or cleanup_env it")]
-    SessionConflict { session: String, image: String },
+    #[error("session {session} already exists with other settings: {}; ask with the same settings, use another session name, or cleanup_env it", differences.join("; "))]
+    SessionConflict {
+        session: String,
+        /// The fields that differ.
+        fields: Vec<String>,
+        /// One "field: asked …, has …" per difference.
+        differences: Vec<String>,
+    },
 
     #[error("session {session}'s environment did not come up within {seconds} s: another call may still be creating it, or that call failed; call again, or cleanup_env the session and retry")]
     SessionNotReady { session: String, seconds: u64 },
@@ -288,6 +305,16 @@ pub enum Error {
 
     #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
     EnvironmentPaused { run_id: String },
+    #[error("denied by the policy ({rule}): {message}")]
+    PolicyDenied {
+        field: String,
+        value: String,
+        rule: String,
+        message: String,
+    },
+
+    #[error("the policy {path} is invalid: {message}. Fix it (or point ADDE_POLICY elsewhere); adde refuses to run without the policy it was given")]
+    PolicyInvalid { path: String, message: String },
 
     #[error("internal error: {0}")]
     Internal(String),
@@ -338,6 +365,8 @@ impl Error {
             Error::SupervisorDied { .. } => "supervisor_died",
             Error::EnvironmentDied { .. } => "environment_died",
             Error::EnvironmentPaused { .. } => "environment_paused",
+            Error::PolicyDenied { .. } => "policy_denied",
+            Error::PolicyInvalid { .. } => "policy_invalid",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -399,6 +428,19 @@ impl Error {
             | Error::EnvironmentDied { run_id, .. }
             | Error::EnvironmentPaused { run_id } => {
                 map.insert("run_id".into(), run_id.clone().into());
+            }
+            Error::PolicyDenied {
+                field, value, rule, ..
+            } => {
+                map.insert("field".into(), field.clone().into());
+                map.insert("value".into(), value.clone().into());
+                map.insert("rule".into(), rule.clone().into());
+            }
+            Error::PolicyInvalid { path, .. } => {
+                map.insert("policy".into(), path.clone().into());
+            }
+            Error::SessionConflict { fields, .. } => {
+                map.insert("fields".into(), fields.clone().into());
             }
             _ => {}
         }
@@ -518,7 +560,8 @@ mod tests {
             },
             Error::SessionConflict {
                 session: "x".into(),
-                image: "x".into(),
+                fields: vec![],
+                differences: vec![],
             },
             Error::SessionNotReady {
                 session: "x".into(),
@@ -587,6 +630,16 @@ mod tests {
                 reason: "x".into(),
             },
             Error::EnvironmentPaused { run_id: "x".into() },
+            Error::PolicyDenied {
+                field: "x".into(),
+                value: "x".into(),
+                rule: "x".into(),
+                message: "x".into(),
+            },
+            Error::PolicyInvalid {
+                path: "x".into(),
+                message: "x".into(),
+            },
             Error::Internal("x".into()),
         ];
         for error in &samples {
@@ -640,6 +693,8 @@ mod tests {
             | Error::SupervisorDied { .. }
             | Error::EnvironmentDied { .. }
             | Error::EnvironmentPaused { .. }
+            | Error::PolicyDenied { .. }
+            | Error::PolicyInvalid { .. }
             | Error::Internal(_) => {}
         }
     }

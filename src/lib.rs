@@ -13,6 +13,7 @@ mod helper;
 mod history;
 mod ids;
 mod paths;
+pub mod policy;
 pub mod protocol;
 pub mod refs;
 mod state;

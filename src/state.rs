@@ -5,6 +5,9 @@
 //! <state dir>/contexts/ctx-<hex>/                 staged build contexts (prepare_build_context)
 //! <state dir>/builds/<build id>.json              what each build left behind (prune_build_cache)
 //! <state dir>/git/<hex>/                          clones being built (build_image_from_git)
+//! <state dir>/envs/<container id>                 an environment's container name, so that
+//!                                                 cleanup_env finds its volumes by id even
+//!                                                 after the container was removed by hand
 //! ```
 //!
 //! Every folder is private (0700): contexts and runs can hold secrets.
@@ -54,4 +57,40 @@ pub fn private_dir(path: &Path) -> Result<()> {
         .mode(0o700)
         .create(path)
         .map_err(|e| Error::state(path, e))
+}
+
+pub fn envs() -> PathBuf {
+    root().join("envs")
+}
+
+/// Records an environment's container name under its id.
+pub fn remember_env(id: &str, name: &str) -> Result<()> {
+    let dir = envs();
+    private_dir(&dir)?;
+    let path = dir.join(id);
+    std::fs::write(&path, name).map_err(|e| Error::state(&path, e))
+}
+
+/// The container name recorded for an id or a unique id prefix (at least 12 hex digits,
+/// as `docker ps` shows them).
+pub fn recalled_env(id: &str) -> Option<(String, String)> {
+    if id.len() < 12 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut found = std::fs::read_dir(envs())
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.starts_with(id));
+    let full = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    let name = std::fs::read_to_string(envs().join(&full)).ok()?;
+    Some((full, name.trim().to_string()))
+}
+
+/// Forgets an environment's record; one already gone is fine.
+pub fn forget_env(id: &str) {
+    let _ = std::fs::remove_file(envs().join(id));
 }

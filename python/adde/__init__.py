@@ -23,6 +23,7 @@ from ._errors import (
     InvalidInput,
     NotFound,
     NotManaged,
+    PolicyDenied,
 )
 from ._find import find_adde_bin
 from ._run import sync_tool
@@ -50,6 +51,7 @@ run_container = sync_tool(_tools.run_container)
 ping = sync_tool(_tools.ping)
 list_tools = sync_tool(_tools.list_tools)
 list_error_codes = sync_tool(_tools.list_error_codes)
+show_policy = sync_tool(_tools.show_policy)
 
 __all__ = [
     *_tools.NAMES,
@@ -61,5 +63,6 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "NotManaged",
+    "PolicyDenied",
     "find_adde_bin",
 ]

@@ -39,6 +39,10 @@ class BuildFailed(AddeError):
     """An image build failed or was blocked; `result` holds failed_layer, build_log_summary, findings."""
 
 
+class PolicyDenied(AddeError):
+    """The operator's policy does not allow the request; `result` names field, value, rule."""
+
+
 class AddeTimeout(AddeError):
     """adde itself did not answer in time (not a program timing out: that is a normal result)."""
 
@@ -69,6 +73,7 @@ _BY_CODE: dict[str, type[AddeError]] = {
     "dockerfile_blocked": BuildFailed,
     "dockerfile_invalid": BuildFailed,
     "dockerfile_missing": BuildFailed,
+    "policy_denied": PolicyDenied,
 }
 
 

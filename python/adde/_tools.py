@@ -58,7 +58,8 @@ def create_runtime_env(
     the code a network; `port_bindings` ({"3000": "8080"}) publish on 127.0.0.1 and need
     `network`; `use_image_cmd` runs the image's own command. Returns {"container_id",
     "workspace", "limits", "security", ...}. Options: memory, cpus, pids_limit, nofile, pull,
-    package_manager, pip_index_url, npm_registry, install_network, install_timeout_sec."""
+    package_manager, pip_index_url, npm_registry, install_network, install_timeout_sec, disk,
+    workspace ("volume" or "tmpfs")."""
     fields = {
         "image": image,
         "dependencies": dependencies,
@@ -95,8 +96,9 @@ def get_container_logs(container_id: str, tail_lines: int = 0, *, bin_path: Opti
 
 
 def cleanup_env(container_id: Optional[str] = None, *, bin_path: Optional[str] = None, **options: Any) -> Call:
-    """Stop and remove an environment and its volumes; `all=True` removes every environment
-    adde made. Returns {"ok": True, "removed", "volumes_removed"}."""
+    """Stop and remove an environment (id, name or session) and its volumes; `all=True` removes
+    every environment this owner made (all_owners=True: everyone's). Returns {"ok": True,
+    "removed", "volumes_removed"}."""
     return call("cleanup_env", _payload({"container_id": container_id}, options), bin_path)
 
 
@@ -213,9 +215,12 @@ def export_files(container_id: str, paths: List[str], dest: str, *, bin_path: Op
     return call("export_files", _payload(fields, {}), bin_path)
 
 
-def list_runtime_envs(session: Optional[str] = None, all: bool = False, *, bin_path: Optional[str] = None) -> Call:
-    """adde's environments: {"environments": [{"container_id", "session", "state", ...}]}."""
-    return call("list_runtime_envs", _payload({"session": session, "all": all}, {}), bin_path)
+def list_runtime_envs(
+    session: Optional[str] = None, all: bool = False, *, bin_path: Optional[str] = None, **options: Any
+) -> Call:
+    """adde's environments: {"environments": [{"container_id", "session", "state", ...}]}.
+    Only this owner's unless all_owners=True."""
+    return call("list_runtime_envs", _payload({"session": session, "all": all}, options), bin_path)
 
 
 def reap(*, bin_path: Optional[str] = None, **options: Any) -> Call:
@@ -245,6 +250,12 @@ def list_error_codes(*, bin_path: Optional[str] = None) -> Call:
     return call("list_error_codes", {}, bin_path)
 
 
+def show_policy(*, bin_path: Optional[str] = None) -> Call:
+    """The operator's policy in force ({"policy": {...} or None, "source", "searched"}), so a
+    caller can stay within its limits."""
+    return call("show_policy", {}, bin_path)
+
+
 NAMES = [
     "pull_image",
     "create_runtime_env",
@@ -269,4 +280,5 @@ NAMES = [
     "ping",
     "list_tools",
     "list_error_codes",
+    "show_policy",
 ]

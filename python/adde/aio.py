@@ -27,5 +27,6 @@ run_container = async_tool(_tools.run_container)
 ping = async_tool(_tools.ping)
 list_tools = async_tool(_tools.list_tools)
 list_error_codes = async_tool(_tools.list_error_codes)
+show_policy = async_tool(_tools.show_policy)
 
 __all__ = list(_tools.NAMES)

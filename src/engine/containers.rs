@@ -34,6 +34,31 @@ pub struct Limits {
     pub cpus: f64,
     pub pids_limit: i64,
     pub nofile: i64,
+    /// The disk bound and what enforces it (environments only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskLimits>,
+}
+
+/// An environment's disk bound, and for each place code can write, whether and how it is
+/// enforced ("256m (tmpfs, counted against memory)", "not enforced: …").
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct DiskLimits {
+    pub size: String,
+    pub bytes: i64,
+    pub workspace: String,
+    pub rootfs: String,
+}
+
+/// Where a volume keeps its files.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VolumeBacking {
+    /// The engine's volume storage on the host's disk (no size bound with the local driver).
+    Disk,
+    /// A tmpfs of at most `bytes`, owned by `owner` (uid, gid) or world-writable (sticky).
+    Tmpfs {
+        bytes: i64,
+        owner: Option<(u32, u32)>,
+    },
 }
 
 impl Limits {
@@ -46,6 +71,7 @@ impl Limits {
             cpus: 0.1,
             pids_limit: 16,
             nofile: 64,
+            disk: None,
         }
     }
 }
@@ -267,6 +293,12 @@ pub struct ContainerInfo {
     pub init: bool,
     pub read_only_rootfs: bool,
     pub runtime: String,
+    /// The writable layer's quota (storage-opt `size`), if any.
+    pub rootfs_quota: Option<String>,
+    /// `KEY=value` lines of the container's environment (the image's included).
+    pub env: Vec<String>,
+    /// The storage driver of its root filesystem.
+    pub storage_driver: String,
 }
 
 impl ContainerInfo {
@@ -275,7 +307,9 @@ impl ContainerInfo {
         let host = c.host_config.unwrap_or_default();
         let state = c.state.unwrap_or_default();
         let memory = host.memory.unwrap_or(0);
+        let storage_driver = c.driver.clone().unwrap_or_default();
         ContainerInfo {
+            storage_driver,
             id: c.id.unwrap_or_default(),
             name: c
                 .name
@@ -341,6 +375,7 @@ impl ContainerInfo {
                     .find(|u| u.name.as_deref() == Some("nofile"))
                     .and_then(|u| u.soft)
                     .unwrap_or(0),
+                disk: None,
             },
             cap_drop: host.cap_drop.unwrap_or_default(),
             no_new_privileges: host
@@ -351,6 +386,8 @@ impl ContainerInfo {
             init: host.init.unwrap_or(false),
             read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
             runtime: host.runtime.unwrap_or_else(|| "runc".into()),
+            rootfs_quota: host.storage_opt.and_then(|o| o.get("size").cloned()),
+            env: config.env.unwrap_or_default(),
         }
     }
 }
@@ -414,15 +451,30 @@ impl Engine {
     /// Creates a container; returns its id and the engine's warnings (e.g. a limit the
     /// kernel cannot enforce).
     pub async fn create_container(&self, spec: ContainerSpec) -> Result<(String, Vec<String>)> {
+        self.create_container_sized(spec, None).await
+    }
+
+    /// Creates a container whose writable layer has a size quota of `rootfs_bytes`
+    /// (storage-opt `size`). Storage drivers without quotas refuse it (500, e.g.
+    /// "--storage-opt is not supported" from fuse-overlayfs, or overlay2 off xfs with pquota).
+    pub async fn create_container_sized(
+        &self,
+        spec: ContainerSpec,
+        rootfs_bytes: Option<i64>,
+    ) -> Result<(String, Vec<String>)> {
         let docker = self.docker()?;
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
         let image = spec.image.clone();
+        let mut body = spec.into_body();
+        if let (Some(bytes), Some(host)) = (rootfs_bytes, body.host_config.as_mut()) {
+            host.storage_opt = Some(HashMap::from([("size".to_string(), bytes.to_string())]));
+        }
         let created = self
             .ask(
                 Subject::Image(&image),
-                docker.create_container(Some(options), spec.into_body()),
+                docker.create_container(Some(options), body),
             )
             .await?;
         Ok((created.id, created.warnings))
@@ -454,9 +506,40 @@ impl Engine {
     }
 
     pub async fn create_volume(&self, name: &str, labels: Labels) -> Result<()> {
+        self.create_volume_on(name, labels, VolumeBacking::Disk)
+            .await
+    }
+
+    /// Creates a volume on the host's disk or, size-bounded, on a tmpfs (the local driver
+    /// mounts it when a container using it starts, and drops its files when the last one
+    /// stops).
+    pub async fn create_volume_on(
+        &self,
+        name: &str,
+        labels: Labels,
+        backing: VolumeBacking,
+    ) -> Result<()> {
+        let driver_opts = match backing {
+            VolumeBacking::Disk => None,
+            VolumeBacking::Tmpfs { bytes, owner } => {
+                let access = match owner {
+                    Some((uid, gid)) => format!("uid={uid},gid={gid},mode=0755"),
+                    None => "mode=1777".to_string(),
+                };
+                Some(HashMap::from([
+                    ("type".to_string(), "tmpfs".to_string()),
+                    ("device".to_string(), "tmpfs".to_string()),
+                    (
+                        "o".to_string(),
+                        format!("size={bytes},{access},nosuid,nodev"),
+                    ),
+                ]))
+            }
+        };
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
             labels: Some(labels.into_map()),
+            driver_opts,
             ..Default::default()
         };
         let docker = self.docker()?;
@@ -496,8 +579,37 @@ impl Engine {
         .map(drop)
     }
 
-    /// Names of adde's volumes that no container uses.
-    pub async fn unused_managed_volumes(&self) -> Result<Vec<String>> {
+    /// adde's volumes that belong to environment `env` (its container name), whether or not
+    /// the container still exists.
+    pub async fn env_volumes(&self, env: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                Label::managed_filter(),
+                format!("{}={env}", Label::Env.key()),
+            ],
+        )]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let docker = self.docker()?;
+        let list = self
+            .ask(Subject::Other, docker.list_volumes(Some(options)))
+            .await?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| {
+                let labels = Labels::read(Some(v.labels.clone()));
+                labels.is_managed() && labels.get(Label::Env) == Some(env)
+            })
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Names of adde's volumes that no container uses, with their labels.
+    pub async fn unused_managed_volumes(&self) -> Result<Vec<(String, Labels)>> {
         let filters = HashMap::from([
             ("label", vec![Label::managed_filter()]),
             ("dangling", vec!["true".to_string()]),
@@ -513,8 +625,8 @@ impl Engine {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .filter(|v| Labels::read(Some(v.labels.clone())).is_managed())
-            .map(|v| v.name)
+            .map(|v| (v.name, Labels::read(Some(v.labels))))
+            .filter(|(_, labels)| labels.is_managed())
             .collect())
     }
 

@@ -65,6 +65,17 @@ pub struct About {
     pub kernel: String,
     pub runtimes: Vec<String>,
     pub default_runtime: String,
+    /// Where the engine keeps images, containers and volumes (`DockerRootDir`).
+    pub data_root: String,
+    /// The storage driver of containers' root filesystems, e.g. "overlay2".
+    pub storage_driver: String,
+}
+
+/// What creating an environment needs to know about the engine, from one `/info` call.
+pub struct EngineFacts {
+    pub runtimes: Vec<String>,
+    pub data_root: String,
+    pub storage_driver: String,
 }
 
 fn real_tags(tags: Vec<String>) -> Vec<String> {
@@ -263,6 +274,21 @@ impl Engine {
             kernel: version.kernel_version.unwrap_or_default(),
             runtimes,
             default_runtime: info.default_runtime.unwrap_or_default(),
+            data_root: info.docker_root_dir.unwrap_or_default(),
+            storage_driver: info.driver.unwrap_or_default(),
+        })
+    }
+
+    /// The engine's runtimes, data root and storage driver.
+    pub async fn facts(&self) -> Result<EngineFacts> {
+        let docker = self.docker()?;
+        let info = self.ask(Subject::Other, docker.info()).await?;
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
+        Ok(EngineFacts {
+            runtimes,
+            data_root: info.docker_root_dir.unwrap_or_default(),
+            storage_driver: info.driver.unwrap_or_default(),
         })
     }
 

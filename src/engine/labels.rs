@@ -26,6 +26,16 @@ pub enum Label {
     Build,
     /// The version of the agent channel the environment's PID 1 serves, if any.
     Agent,
+    /// Who made it: `ADDE_OWNER`, else the host user (`uid:<uid>`). `cleanup_env` with
+    /// `all` and `reap` act on the caller's own resources unless told otherwise.
+    Owner,
+    /// An environment's disk bound, e.g. "1g".
+    Disk,
+    /// What backs an environment's workspace: "volume" or "tmpfs".
+    Workspace,
+    /// The names of the caller's `env_vars`, comma-separated (their values are in the
+    /// container's config), so a session can be compared with a new request.
+    EnvVars,
 }
 
 const PREFIX: &str = "io.adde.";
@@ -46,6 +56,10 @@ impl Label {
             Label::Dependencies => "io.adde.dependencies",
             Label::Build => "io.adde.build",
             Label::Agent => "io.adde.agent",
+            Label::Owner => "io.adde.owner",
+            Label::Disk => "io.adde.disk",
+            Label::Workspace => "io.adde.workspace",
+            Label::EnvVars => "io.adde.env_vars",
         }
     }
 
@@ -54,10 +68,29 @@ impl Label {
         format!("{}=true", Label::Managed.key())
     }
 
+    /// The filter that selects what this owner made.
+    pub fn owner_filter() -> String {
+        format!("{}={}", Label::Owner.key(), owner())
+    }
+
     /// Whether a caller-given label key is adde's to set.
     pub fn is_reserved(key: &str) -> bool {
         key.starts_with(PREFIX)
     }
+}
+
+/// The owner recorded on everything this process creates: `ADDE_OWNER` (trimmed, at most
+/// 128 characters), else the host user as `uid:<uid>`.
+pub fn owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        std::env::var("ADDE_OWNER")
+            .ok()
+            .map(|o| o.trim().chars().take(128).collect::<String>())
+            .filter(|o| !o.is_empty())
+            // SAFETY: getuid has no preconditions and cannot fail.
+            .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }))
+    })
 }
 
 /// What a resource adde made is.
@@ -107,7 +140,13 @@ impl Labels {
                 Label::Version.key().to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
+            (Label::Owner.key().to_string(), owner().to_string()),
         ]))
+    }
+
+    /// Whether this process's owner made it.
+    pub fn is_mine(&self) -> bool {
+        self.get(Label::Owner) == Some(owner())
     }
 
     /// Labels as the engine reported them.
@@ -192,6 +231,7 @@ mod tests {
     fn new_labels_mark_the_resource_as_adde_s() {
         let labels = Labels::new(Kind::Env).with(Label::Volumes, "a,b");
         assert!(labels.is_managed());
+        assert!(labels.is_mine());
         assert_eq!(labels.kind(), Some("env"));
         assert_eq!(labels.volumes(), ["a", "b"]);
         assert!(!Labels::read(None).is_managed());

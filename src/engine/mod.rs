@@ -30,10 +30,10 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, HelperTarget, Limits, MountInfo, MountKind,
-    MountSpec, Network, OutputChunk, Transport,
+    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, MountInfo,
+    MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
 };
-pub use images::About;
+pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

@@ -26,8 +26,23 @@ pub async fn remove_env(engine: &Engine, id: &str, labels: &Labels) -> Result<Ve
     let Some(name) = name else {
         return Ok(removed);
     };
+    state::forget_env(id);
     for volume in labels.volumes() {
         if engine.remove_env_volume(&volume, &name).await? {
+            removed.push(volume);
+        }
+    }
+    // Volumes that name this environment but not in its labels (an older adde's, say).
+    removed.extend(remove_orphaned_volumes(engine, &name).await?);
+    Ok(removed)
+}
+
+/// Removes the volumes of an environment whose container is gone (removed by hand, say):
+/// found by their `io.adde.env` label.
+async fn remove_orphaned_volumes(engine: &Engine, name: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for volume in engine.env_volumes(name).await? {
+        if engine.remove_env_volume(&volume, name).await? {
             removed.push(volume);
         }
     }
@@ -37,15 +52,24 @@ pub async fn remove_env(engine: &Engine, id: &str, labels: &Labels) -> Result<Ve
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupInput {
-    /// The environment to remove (id, short id or name).
+    /// The environment to remove: id, short id, name, or a session name that is also a
+    /// valid container name. When its container was already removed (by hand, say), its
+    /// volumes are still found and removed.
     #[serde(default)]
     pub container_id: Option<String>,
-    /// Remove every environment adde created, and adde's volumes no container uses.
+    /// The environment of this session (any session name), instead of container_id.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Remove every environment this owner created (ADDE_OWNER, else the host user), and
+    /// this owner's adde volumes that no container uses.
     #[serde(default)]
     pub all: bool,
     /// With `all`: only the environments that carry all these labels (and no volume sweep).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// With `all`: every owner's environments and volumes, not only this owner's.
+    #[serde(default)]
+    pub all_owners: bool,
 }
 
 #[derive(Serialize)]
@@ -57,15 +81,21 @@ pub struct CleanupOutput {
 }
 
 pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<CleanupOutput> {
-    let target = input
-        .container_id
-        .as_deref()
-        .map(|id| refs::container_id("container_id", id))
-        .transpose()?;
+    let target = match (&input.container_id, &input.session) {
+        (Some(id), None) => Some(refs::container_id("container_id", id)?),
+        (None, Some(session)) => Some(refs::session("session", session)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "session",
+                "give either container_id or session, not both",
+            ))
+        }
+    };
     if target.is_some() == input.all {
         return Err(Error::invalid(
             "container_id",
-            "give either container_id or all: true",
+            "give either container_id (or session) or all: true",
         ));
     }
     if !input.labels.is_empty() && !input.all {
@@ -79,15 +109,34 @@ pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<Cleanup
         removed: Vec::new(),
         volumes_removed: Vec::new(),
     };
+    if input.all_owners && !input.all {
+        return Err(Error::invalid(
+            "all_owners",
+            "all_owners widens `all: true`; give them together",
+        ));
+    }
     let targets: Vec<(String, Labels)> = match target {
-        Some(id) => {
-            let container = engine.inspect_managed(&id).await?;
-            vec![(container.id, container.labels)]
-        }
+        Some(id) => match find_env(engine, &id, input.session.is_some()).await? {
+            Found::Container(container) => vec![(container.id, container.labels)],
+            Found::Gone { id, name } => {
+                // The container was removed by hand: its volumes are still adde's to remove.
+                out.volumes_removed
+                    .extend(remove_orphaned_volumes(engine, &name).await?);
+                if let Some(id) = id {
+                    state::forget_env(&id);
+                    out.removed.push(id);
+                }
+                if out.removed.is_empty() && out.volumes_removed.is_empty() {
+                    return Err(Error::ContainerNotFound(name));
+                }
+                return Ok(out);
+            }
+        },
         None => engine
             .list_managed(None)
             .await?
             .into_iter()
+            .filter(|c| input.all_owners || c.labels.is_mine())
             .filter(|c| c.labels.matches(&input.labels))
             .map(|c| (c.id, c.labels))
             .collect(),
@@ -98,12 +147,60 @@ pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<Cleanup
         out.removed.push(id);
     }
     if input.all && input.labels.is_empty() {
-        for volume in engine.unused_managed_volumes().await? {
-            engine.remove_volume(&volume).await?;
-            out.volumes_removed.push(volume);
+        for (volume, labels) in engine.unused_managed_volumes().await? {
+            if input.all_owners || shared_or_mine(&labels) {
+                engine.remove_volume(&volume).await?;
+                out.volumes_removed.push(volume);
+            }
         }
     }
     Ok(out)
+}
+
+/// What cleanup_env was pointed at.
+enum Found {
+    /// A container of adde's.
+    Container(Box<engine::ContainerInfo>),
+    /// No container any more: its name (and id, when adde recorded it).
+    Gone { id: Option<String>, name: String },
+}
+
+/// An environment by id, short id, container name or session name; when its container is
+/// gone, the name its volumes are labelled with.
+async fn find_env(engine: &Engine, id: &str, only_session: bool) -> Result<Found> {
+    let is_id = !only_session && refs::container_id("container_id", id).is_ok();
+    if is_id {
+        if let Some(container) = engine.inspect_optional(id).await? {
+            if !container.labels.is_managed() {
+                return Err(Error::NotManaged(id.to_string()));
+            }
+            return Ok(Found::Container(Box::new(container)));
+        }
+    }
+    if let Ok(session) = refs::session("session", id) {
+        let name = super::env::session_container(&session);
+        if let Some(container) = engine.inspect_optional(&name).await? {
+            if container.labels.is_managed() {
+                return Ok(Found::Container(Box::new(container)));
+            }
+        }
+        if !engine.env_volumes(&name).await?.is_empty() {
+            return Ok(Found::Gone { id: None, name });
+        }
+    }
+    if let Some((full, name)) = state::recalled_env(id).filter(|_| is_id) {
+        return Ok(Found::Gone {
+            id: Some(full),
+            name,
+        });
+    }
+    if !is_id {
+        return Err(Error::ContainerNotFound(id.to_string()));
+    }
+    Ok(Found::Gone {
+        id: None,
+        name: id.to_string(),
+    })
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -115,6 +212,9 @@ pub struct ListEnvsInput {
     /// Stopped environments too (running ones only by default).
     #[serde(default)]
     pub all: bool,
+    /// Every owner's environments, not only this owner's.
+    #[serde(default)]
+    pub all_owners: bool,
 }
 
 #[derive(Serialize)]
@@ -125,6 +225,9 @@ pub struct ListEnvsOutput {
 pub async fn list_runtime_envs(engine: &Engine, input: ListEnvsInput) -> Result<ListEnvsOutput> {
     let mut environments = Vec::new();
     for summary in engine.list_managed(Some(Kind::Env)).await? {
+        if !input.all_owners && !summary.labels.is_mine() {
+            continue;
+        }
         if input
             .session
             .as_deref()
@@ -151,6 +254,10 @@ pub struct ReapInput {
     /// Remove build contexts not changed for this many hours (default a week).
     #[serde(default = "default_context_age")]
     pub context_max_age_hrs: f64,
+    /// Reap every owner's environments, containers and volumes, not only this owner's
+    /// (ADDE_OWNER, else the host user).
+    #[serde(default)]
+    pub all_owners: bool,
 }
 
 fn default_context_age() -> f64 {
@@ -188,6 +295,9 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
     let now = chrono::Utc::now().timestamp();
     let mut out = ReapOutput::default();
     for container in engine.list_managed(None).await? {
+        if !input.all_owners && !container.labels.is_mine() {
+            continue;
+        }
         let (id, labels) = (container.id, container.labels);
         let is_env = labels.kind() == Some(Kind::Env.as_str());
         let expired = labels.expires_at().is_some_and(|t| t <= now);
@@ -203,8 +313,8 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
     }
     // The running binary's helper volume is a cache worth keeping; older ones are not.
     let current_helper = HelperVolume::for_this_binary()?.name;
-    for volume in engine.unused_managed_volumes().await? {
-        if volume != current_helper {
+    for (volume, labels) in engine.unused_managed_volumes().await? {
+        if volume != current_helper && (input.all_owners || shared_or_mine(&labels)) {
             engine.remove_volume(&volume).await?;
             out.removed_volumes.push(volume);
         }
@@ -267,4 +377,10 @@ pub async fn ping(engine: &Engine, _: PingInput) -> Result<PingOutput> {
         engine: engine.about().await?,
         state_dir: state::root().display().to_string(),
     })
+}
+
+/// Whether a sweep of this owner's may remove an unused volume: its own, or a helper volume
+/// (every owner's environments share those).
+fn shared_or_mine(labels: &Labels) -> bool {
+    labels.is_mine() || labels.kind() == Some(Kind::Helper.as_str())
 }

@@ -543,11 +543,22 @@ async fn build(
         allow_remote_add: options.allow_remote_add,
         build_args: &options.build_args,
     };
-    let findings = dockerfile::gate(&text, &policy).map_err(|e| Error::DockerfileInvalid {
+    let mut findings = dockerfile::gate(&text, &policy).map_err(|e| Error::DockerfileInvalid {
         dockerfile: dockerfile.clone(),
         line: e.line,
         message: e.message,
     })?;
+    // A policy must grant the host network (checked before this call); without a policy it
+    // is allowed, and said.
+    if matches!(options.network, Some(BuildNetwork::Host)) {
+        findings.push(dockerfile::Finding {
+            rule: dockerfile::Rule::HostNetworkBuild,
+            severity: Severity::Warning,
+            line: 0,
+            instruction: "network: \"host\"".to_string(),
+            message: "RUN steps run in the host's network namespace: they can reach every service listening on the host's loopback (the engine's TCP port, databases, metadata endpoints)".to_string(),
+        });
+    }
     if findings.iter().any(|f| f.severity == Severity::Block) {
         return Err(Error::DockerfileBlocked { findings });
     }

@@ -163,6 +163,37 @@ pub fn in_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<f
     }
 }
 
+/// A size such as "512m", "2g", "1048576", "64k" (a trailing "b" allowed, binary units) in
+/// bytes; at least `min` bytes.
+pub fn parse_size(field: &'static str, text: &str, min: i64) -> Result<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0f64.powi(4),
+        _ => f64::NAN,
+    };
+    let bytes = digits.parse::<f64>().map(|n| n * scale).unwrap_or(f64::NAN);
+    // Up to 1 PiB: far beyond any machine, and far from overflowing an i64.
+    if !bytes.is_finite() || bytes < min as f64 || bytes > 1024.0f64.powi(5) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} {text:?} is not a size of at least {min} bytes and at most 1 PiB, e.g. \"512m\" or \"2g\""),
+        ));
+    }
+    Ok(bytes as i64)
+}
+
 /// Bytes as mebibytes with two decimals, as ADDE reported sizes.
 pub fn megabytes(bytes: u64) -> f64 {
     (bytes as f64 / 1_048_576.0 * 100.0).round() / 100.0

@@ -63,8 +63,13 @@ macro_rules! tools {
             }
         }
 
-        /// Parses the payload for the named tool and runs it.
+        /// Applies the operator's policy to the payload for the named tool, parses it and
+        /// runs the tool: the one entry point of every caller (the CLI, and any server).
         pub async fn dispatch(engine: &Engine, name: &str, payload: Value) -> Result<Value> {
+            if find(name).is_none() {
+                return Err(Error::UnknownTool { name: name.to_string(), tools: names() });
+            }
+            let payload = govern(name, payload)?;
             match name {
                 $( $name => {
                     let output = $run(engine, input::parse::<$input>(payload)?).await?;
@@ -123,7 +128,24 @@ tools! {
         "List every tool with a one-line description and its input JSON Schema.";
     "list_error_codes" => list_error_codes, ListToolsInput, no_fields,
         "List every error_code adde can return, with what it means.";
+    "show_policy" => show_policy, ListToolsInput, no_fields,
+        "Show the operator's policy in force (limits, permissions, defaults, allowed images and tools) and where it was read from; null when there is none.";
 }
+
+/// The policy's part of a call: a disabled tool is refused, the policy's defaults fill the
+/// fields the payload leaves out, and every bounded field is checked, before the payload is
+/// parsed and anything is done. Tools that make other calls internally (run_container's
+/// environment) go through here too.
+pub fn govern(name: &str, mut payload: Value) -> Result<Value> {
+    if let Some(policy) = &crate::policy::current()?.policy {
+        policy.prepare(name, &mut payload)?;
+        policy.check(name, &payload)?;
+    }
+    Ok(payload)
+}
+
+pub(crate) use env::loopback_index;
+pub(crate) use images::normalize_reference as normalize_image;
 
 pub fn names() -> Vec<&'static str> {
     TOOLS.iter().map(|t| t.name).collect()
@@ -137,9 +159,16 @@ pub fn find(name: &str) -> Option<&'static ToolInfo> {
 #[serde(deny_unknown_fields)]
 pub struct ListToolsInput {}
 
+async fn show_policy(_: &Engine, _: ListToolsInput) -> Result<Value> {
+    crate::policy::show()
+}
+
+/// Every tool, or under a policy that lists tools, the enabled ones.
 async fn list_tools(_: &Engine, _: ListToolsInput) -> Result<Value> {
+    let policy = crate::policy::current()?.policy.as_ref();
     let tools: Vec<Value> = TOOLS
         .iter()
+        .filter(|t| policy.is_none_or(|p| p.enabled(t.name)))
         .map(|t| json!({"name": t.name, "description": t.summary, "input_schema": (t.schema)()}))
         .collect();
     Ok(json!({ "tools": tools }))

@@ -121,17 +121,32 @@ pub async fn run_container(
     }
     // Checked here so that an error names this tool's field, `env`.
     env_vars("env", &input.env)?;
-    let defaults = CreateEnvInput::default();
-    let create = CreateEnvInput {
-        image: input.image,
-        env_vars: input.env,
-        network: input.network,
-        memory: input.memory.unwrap_or(defaults.memory.clone()),
-        cpus: input.cpus.unwrap_or(defaults.cpus),
-        pids_limit: input.pids_limit.unwrap_or(defaults.pids_limit),
-        ttl_sec: Some(input.timeout_sec.max(0.0).ceil() as u64 + EXPIRY_MARGIN_SEC),
-        ..defaults
-    };
+    // The environment is made as create_runtime_env would make it for this payload: the
+    // policy's defaults and rules apply to it too (a read-only root, a tmpfs workspace, ...).
+    let mut ttl_sec = input.timeout_sec.max(0.0).ceil() as u64 + EXPIRY_MARGIN_SEC;
+    if let Some(max) = crate::policy::current()?
+        .policy
+        .as_ref()
+        .and_then(|p| p.limits.max_ttl_sec)
+    {
+        ttl_sec = ttl_sec.min(max);
+    }
+    let mut create = serde_json::json!({
+        "image": input.image,
+        "env_vars": input.env,
+        "network": input.network,
+        "ttl_sec": ttl_sec,
+    });
+    for (field, value) in [
+        ("memory", input.memory.map(serde_json::Value::from)),
+        ("cpus", input.cpus.map(serde_json::Value::from)),
+        ("pids_limit", input.pids_limit.map(serde_json::Value::from)),
+    ] {
+        if let Some(value) = value {
+            create[field] = value;
+        }
+    }
+    let create: CreateEnvInput = super::input::parse(super::govern("create_runtime_env", create)?)?;
     let env = create_runtime_env(engine, create).await?.env;
 
     // From here on the environment exists: whatever happens, it is removed.

@@ -9,6 +9,7 @@ same job on the same engine, measured in the same run, so the figures compare ac
 Needs the test images (bash tests/images/build.sh) and a release build of adde.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -18,6 +19,7 @@ import tempfile
 import time
 
 BUSYBOX = "adde-test/busybox:1"
+PYTHON = "adde-test/python:3"
 
 
 def timed(argv, **kwargs):
@@ -35,6 +37,9 @@ def adde_call(adde, tool, payload):
     return json.loads(out.stdout)
 
 
+EXEC_PATH = {**os.environ, "ADDE_AGENT": "off"}
+
+
 def bench_exec(adde, runs, warmup):
     env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
     cid = env["container_id"]
@@ -49,6 +54,7 @@ def bench_exec(adde, runs, warmup):
             script = f.name
         cases = {
             "adde execute_code_block": [adde, "execute_code_block", payload],
+            "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
             "docker exec sh -c 'echo 42'": ["docker", "exec", plain, "sh", "-c", "echo 42"],
         }
         samples = {name: [] for name in cases}
@@ -56,7 +62,8 @@ def bench_exec(adde, runs, warmup):
         for i in range(warmup + runs):
             # Interleaved, so drift on the machine hits every case alike.
             for name, argv in cases.items():
-                t = timed(argv)
+                argv, env = argv if isinstance(argv, tuple) else (argv, None)
+                t = timed(argv, env=env)
                 if i >= warmup:
                     samples[name].append(t)
             t = timed(["docker", "cp", script, f"{plain}:/a.sh"]) + timed(["docker", "exec", plain, "sh", "/a.sh"])
@@ -67,6 +74,80 @@ def bench_exec(adde, runs, warmup):
     finally:
         adde_call(adde, "cleanup_env", {"container_id": cid})
         subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
+def bench_python(adde, runs, warmup):
+    """print(6*7) in a Python environment: adde runs a file, docker exec runs python3 -c."""
+    env = adde_call(adde, "create_runtime_env", {"image": PYTHON})
+    cid = env["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", PYTHON, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
+    cases = {
+        "adde execute_code_block": ([adde, "execute_code_block", payload], None),
+        "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
+        "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
+    }
+    try:
+        return interleaved(cases, runs, warmup)
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
+def interleaved(cases, runs, warmup):
+    samples = {name: [] for name in cases}
+    for i in range(warmup + runs):
+        for name, (argv, env) in cases.items():
+            t = timed(argv, env=env)
+            if i >= warmup:
+                samples[name].append(t)
+    return samples
+
+
+def bench_throughput(adde, calls_per_caller=10, envs=8, callers=16):
+    """Executions per second on one engine: `callers` concurrent callers over `envs`
+    environments, through adde, and through `docker exec` (the Engine-API exec ceiling)."""
+    ours = [adde_call(adde, "create_runtime_env", {"image": BUSYBOX})["container_id"] for _ in range(envs)]
+    plain = [
+        subprocess.run(["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
+                       check=True, capture_output=True, text=True).stdout.strip()
+        for _ in range(envs)
+    ]
+    def adde_job(k):
+        payload = json.dumps({"container_id": ours[k % envs], "command": "echo 42"})
+        for _ in range(calls_per_caller):
+            subprocess.run([adde, "execute_command", payload], check=True, stdout=subprocess.DEVNULL)
+    def docker_job(k):
+        for _ in range(calls_per_caller):
+            subprocess.run(["docker", "exec", plain[k % envs], "sh", "-c", "echo 42"], check=True,
+                           stdout=subprocess.DEVNULL)
+    rates = {}
+    try:
+        for name, job in (("adde execute_command", adde_job), ("docker exec (Engine-API exec)", docker_job)):
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+                list(pool.map(job, range(callers)))
+            rates[name] = callers * calls_per_caller / (time.perf_counter() - start)
+    finally:
+        for cid in ours:
+            adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", *plain], check=True, stdout=subprocess.DEVNULL)
+    return rates
+
+
+def peak_rss_kib(adde):
+    """Peak resident memory of one adde execute call (the CLI process itself), by GNU time."""
+    env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
+    try:
+        payload = json.dumps({"container_id": env["container_id"], "filename": "a.sh", "code_content": "echo 42"})
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", adde, "execute_code_block", payload],
+                             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return int(out.stderr.strip().splitlines()[-1])
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": env["container_id"]})
 
 
 def bench_create(adde, runs, warmup):
@@ -138,6 +219,13 @@ def main():
         os.environ["ADDE_STATE_DIR"] = state
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
         report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
+        report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
+        rates = bench_throughput(args.adde)
+        print("\nexecutions per second, 8 environments, 16 concurrent callers")
+        ceiling = rates["docker exec (Engine-API exec)"]
+        for name, rate in rates.items():
+            print(f"  {name:<34} {rate:8.1f} /s   ratio to the exec ceiling: {rate / ceiling:5.2f}")
+        print(f"\npeak RSS of one adde execute call: {peak_rss_kib(args.adde) / 1024:.1f} MiB")
         report("create an environment", bench_create(args.adde, max(args.runs // 3, 5), 1), "docker run -d --network none")
         report("build a small context (no cache)", bench_build(args.adde, max(args.runs // 6, 3), 1), "docker build")
 

@@ -146,6 +146,16 @@ fn reap_removes_expired_environments_and_what_nothing_uses() {
         json!({"image": BUSYBOX, "ttl_sec": 3600}),
     );
     let orphan = "adde-test-orphan-volume";
+    // reap sweeps its owner's volumes: this process's user, as adde records it.
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let owner = format!("io.adde.owner=uid:{}", uid.trim());
     common::docker(&[
         "volume",
         "create",
@@ -153,6 +163,8 @@ fn reap_removes_expired_environments_and_what_nothing_uses() {
         "io.adde.managed=true",
         "--label",
         "io.adde.kind=volume",
+        "--label",
+        &owner,
         orphan,
     ]);
     let stale = adde.state.path().join("git").join("deadbeef");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{ContainerInfo, Label, Limits, MountInfo, MountKind};
+use crate::engine::{ContainerInfo, DiskLimits, Label, Limits, MountInfo, MountKind};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 
 #[derive(Serialize, Debug)]
@@ -45,6 +45,8 @@ pub struct EnvDescription {
     pub security: Security,
     pub dependencies: Option<InstalledDeps>,
     pub labels: BTreeMap<String, String>,
+    /// Who created it (`ADDE_OWNER`, else the host user as "uid:<uid>").
+    pub owner: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -67,8 +69,47 @@ pub struct InstalledDeps {
     pub path: String,
 }
 
+/// The disk bound recorded at creation, and what enforces it where code can write.
+fn disk_limits(c: &ContainerInfo) -> Option<DiskLimits> {
+    let size = c.labels.get(Label::Disk)?.to_string();
+    let bytes = crate::tools::input::parse_size("disk", &size, 1).unwrap_or(0);
+    let workspace = match c.labels.get(Label::Workspace) {
+        Some("tmpfs") => format!("{size} (tmpfs: held in memory, counted against `memory`, emptied when the environment stops)"),
+        _ => "not enforced: a volume of the engine's local driver has no size quota (workspace: \"tmpfs\" bounds it)".to_string(),
+    };
+    let rootfs = if c.read_only_rootfs {
+        "read-only; /tmp is a 64m tmpfs (in memory)".to_string()
+    } else if let Some(quota) = &c.rootfs_quota {
+        format!("{quota} bytes (storage-opt quota of {})", c.storage_driver)
+    } else {
+        format!(
+            "not enforced: the storage driver {} gives this container no size quota (read_only_rootfs: true bounds it)",
+            c.storage_driver
+        )
+    };
+    Some(DiskLimits {
+        size,
+        bytes,
+        workspace,
+        rootfs,
+    })
+}
+
+/// What of the disk bound is not enforced, as warnings for the create result.
+pub fn disk_warnings(env: &EnvDescription) -> Vec<String> {
+    let Some(disk) = &env.limits.disk else {
+        return Vec::new();
+    };
+    [("workspace", &disk.workspace), ("rootfs", &disk.rootfs)]
+        .into_iter()
+        .filter(|(_, how)| how.starts_with("not enforced"))
+        .map(|(place, how)| format!("disk: {place} {how}"))
+        .collect()
+}
+
 /// An environment as the engine reports it.
 pub fn describe(c: ContainerInfo) -> EnvDescription {
+    let disk = disk_limits(&c);
     let label = |l: Label| c.labels.get(l).map(str::to_string);
     let time = |secs: i64| {
         chrono::DateTime::from_timestamp(secs, 0)
@@ -105,7 +146,8 @@ pub fn describe(c: ContainerInfo) -> EnvDescription {
             .into_iter()
             .filter(|m| m.kind == MountKind::Bind)
             .collect(),
-        limits: c.limits,
+        limits: Limits { disk, ..c.limits },
+        owner: label(Label::Owner),
         security: Security {
             cap_drop: c.cap_drop,
             no_new_privileges: c.no_new_privileges,

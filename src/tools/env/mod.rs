@@ -15,19 +15,39 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::engine::helper_volume::HelperVolume;
-use crate::engine::{Engine, Kind, Label, Labels, Network};
+use crate::engine::{Engine, EngineFacts, Kind, Label, Labels, Network, VolumeBacking};
 use crate::error::{Error, Result};
 use crate::ids::random_hex;
 use crate::protocol::{Role, DEPS_DIR, WORKSPACE};
 
 pub use describe::{describe, CreateEnvOutput, EnvDescription};
+pub(crate) use plan::loopback_index;
 use plan::{plan, EnvPlan};
 use setup::{container_spec, give_workspace_to, install_dependencies, mounts};
 
-const DEFAULT_MEMORY: &str = "512m";
-const DEFAULT_CPUS: f64 = 0.5;
-const DEFAULT_PIDS: i64 = 256;
-const DEFAULT_NOFILE: i64 = 1024;
+use crate::policy::{DEFAULT_CPUS, DEFAULT_DISK, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS};
+
+/// What backs the workspace.
+#[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceKind {
+    /// A named volume on the host's disk: survives restarts; its size is not bounded by the
+    /// engine's local volume driver.
+    #[default]
+    Volume,
+    /// A tmpfs of at most `disk`: bounded, but held in memory (it counts against `memory`)
+    /// and emptied when the environment stops.
+    Tmpfs,
+}
+
+impl WorkspaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceKind::Volume => "volume",
+            WorkspaceKind::Tmpfs => "tmpfs",
+        }
+    }
+}
 
 #[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -137,6 +157,16 @@ pub struct CreateEnvInput {
     /// Seconds after which `reap` removes the environment.
     #[serde(default)]
     pub ttl_sec: Option<u64>,
+    /// Disk bound, e.g. "1g": the workspace's size when `workspace` is "tmpfs", and the
+    /// writable layer's quota on storage drivers that have quotas. The result's
+    /// `limits.disk` says what is enforced and how; `warnings` say what is not.
+    #[serde(default = "default_disk")]
+    pub disk: String,
+    /// What backs /workspace: "volume" (default; kept across restarts, not size-bounded by
+    /// the local volume driver) or "tmpfs" (bounded by `disk`, counted against `memory`,
+    /// emptied when the environment stops).
+    #[serde(default)]
+    pub workspace: WorkspaceKind,
 }
 
 #[derive(Deserialize, JsonSchema, Clone, Debug)]
@@ -165,6 +195,9 @@ fn default_pids() -> i64 {
 }
 fn default_nofile() -> i64 {
     DEFAULT_NOFILE
+}
+fn default_disk() -> String {
+    DEFAULT_DISK.into()
 }
 fn default_install_timeout() -> u64 {
     600
@@ -198,29 +231,37 @@ impl Default for CreateEnvInput {
             labels: BTreeMap::new(),
             runtime: None,
             ttl_sec: None,
+            disk: default_disk(),
+            workspace: WorkspaceKind::default(),
         }
     }
 }
 
 pub async fn create_runtime_env(engine: &Engine, input: CreateEnvInput) -> Result<CreateEnvOutput> {
     let plan = plan(&input)?;
+    let facts = engine.facts().await?;
     if let Some(runtime) = &plan.runtime {
-        let available = engine.runtimes().await?;
-        if !available.contains(runtime) {
+        if !facts.runtimes.contains(runtime) {
             return Err(Error::RuntimeNotAvailable {
                 runtime: runtime.clone(),
-                available: available.join(", "),
+                available: facts.runtimes.join(", "),
             });
         }
     }
+    for bind in &plan.binds {
+        plan::refuse_engine_data(&bind.source, &facts.data_root)?;
+    }
     match plan.session.clone() {
-        None => create_new(engine, &plan, &input, format!("adde-{}", random_hex(6))).await,
-        Some(session) => get_or_create(engine, &plan, &input, &session).await,
+        None => {
+            let name = format!("adde-{}", random_hex(6));
+            create_new(engine, &plan, &input, &facts, name).await
+        }
+        Some(session) => get_or_create(engine, &plan, &input, &facts, &session).await,
     }
 }
 
 /// The container name of a session: readable, and unique per session name.
-fn session_container(session: &str) -> String {
+pub(crate) fn session_container(session: &str) -> String {
     use std::hash::{Hash, Hasher};
     let readable: String = session
         .chars()
@@ -249,6 +290,7 @@ async fn get_or_create(
     engine: &Engine,
     plan: &EnvPlan,
     input: &CreateEnvInput,
+    facts: &EngineFacts,
     session: &str,
 ) -> Result<CreateEnvOutput> {
     let name = session_container(session);
@@ -262,7 +304,7 @@ async fn get_or_create(
             });
         }
         let Some(existing) = engine.inspect_optional(&name).await? else {
-            match create_new(engine, plan, input, name.clone()).await {
+            match create_new(engine, plan, input, facts, name.clone()).await {
                 Ok(mut out) => {
                     out.session_action = Some("created");
                     return Ok(out);
@@ -274,11 +316,12 @@ async fn get_or_create(
         if !existing.labels.is_managed() {
             return Err(Error::NotManaged(name));
         }
-        let image = existing.labels.get(Label::Image).unwrap_or_default();
-        if image != plan.image {
+        let differences = session_differences(plan, input, &existing);
+        if !differences.is_empty() {
             return Err(Error::SessionConflict {
                 session: session.to_string(),
-                image: image.to_string(),
+                fields: differences.iter().map(|(f, _)| f.to_string()).collect(),
+                differences: differences.into_iter().map(|(_, d)| d).collect(),
             });
         }
         let id = existing.id.clone();
@@ -314,6 +357,7 @@ async fn create_new(
     engine: &Engine,
     plan: &EnvPlan,
     input: &CreateEnvInput,
+    facts: &EngineFacts,
     name: String,
 ) -> Result<CreateEnvOutput> {
     let present = engine.inspect_image(&plan.image).await?;
@@ -356,13 +400,27 @@ async fn create_new(
         container: None,
     };
     let helper = HelperVolume::for_this_binary()?;
-    match build_env(engine, plan, input, &mut resources, &helper, image_path).await {
-        Ok((id, warnings)) => Ok(CreateEnvOutput {
-            env: describe(engine.inspect(&id).await?),
-            image_pulled,
-            session_action: None,
-            warnings,
-        }),
+    match build_env(
+        engine,
+        plan,
+        input,
+        facts,
+        &mut resources,
+        &helper,
+        image_path,
+    )
+    .await
+    {
+        Ok((id, mut warnings)) => {
+            let env = describe(engine.inspect(&id).await?);
+            warnings.extend(describe::disk_warnings(&env));
+            Ok(CreateEnvOutput {
+                env,
+                image_pulled,
+                session_action: None,
+                warnings,
+            })
+        }
         Err(err) => {
             // Leave nothing behind: what this call made, and nothing of anyone else's.
             if let Some(id) = &resources.container {
@@ -396,13 +454,22 @@ async fn build_env(
     engine: &Engine,
     plan: &EnvPlan,
     input: &CreateEnvInput,
+    facts: &EngineFacts,
     res: &mut Resources,
     helper: &HelperVolume,
     image_path: Option<String>,
 ) -> Result<(String, Vec<String>)> {
+    let mut warnings = Vec::new();
     for volume in res.volumes() {
         let labels = Labels::new(Kind::Volume).with(Label::Env, res.name.clone());
-        engine.create_volume(&volume, labels).await?;
+        let backing = match plan.workspace {
+            WorkspaceKind::Tmpfs if volume == res.workspace => VolumeBacking::Tmpfs {
+                bytes: plan.disk_bytes,
+                owner: plan.user.as_deref().and_then(numeric_owner),
+            },
+            _ => VolumeBacking::Disk,
+        };
+        engine.create_volume_on(&volume, labels, backing).await?;
     }
     engine
         .create_volume(&helper.name, Labels::new(Kind::Helper))
@@ -411,7 +478,13 @@ async fn build_env(
     let mut labels = Labels::new(Kind::Env)
         .with(Label::Volumes, res.volumes().join(","))
         .with(Label::UseImageCmd, input.use_image_cmd.to_string())
-        .with(Label::Image, plan.image.clone());
+        .with(Label::Image, plan.image.clone())
+        .with(Label::Disk, plan.disk.clone())
+        .with(Label::Workspace, plan.workspace.as_str())
+        .with(
+            Label::EnvVars,
+            input.env_vars.keys().cloned().collect::<Vec<_>>().join(","),
+        );
     if let Some(session) = &plan.session {
         labels.set(Label::Session, session.clone());
     }
@@ -437,7 +510,7 @@ async fn build_env(
 
     let helper_args = (!input.use_image_cmd).then(|| Role::Idle.args(&[]));
     let mut mounts = mounts(res, helper, true);
-    if plan.user.is_some() {
+    if plan.user.is_some() && plan.workspace == WorkspaceKind::Volume {
         // The prep container already copied the image's /workspace into the volume and gave
         // it to the user; a second copy-up on an empty volume would give it back to root.
         if let Some(workspace) = mounts.iter_mut().find(|m| m.target == WORKSPACE) {
@@ -457,12 +530,220 @@ async fn build_env(
         spec.network = Network::Bridge;
         spec.ports = plan.ports.clone();
     }
-    if let Some(user) = &plan.user {
+    // A tmpfs workspace is empty again once the preparation container stops: it is made
+    // with the user's uid and gid (numeric users), or world-writable and sticky instead.
+    if let (Some(user), WorkspaceKind::Volume) = (&plan.user, plan.workspace) {
         give_workspace_to(engine, plan, res, helper, user).await?;
     }
-    let (id, warnings) = engine.create_container(spec).await?;
+    let quota = quota_driver(&facts.storage_driver).then_some(plan.disk_bytes);
+    let created = match engine.create_container_sized(spec.clone(), quota).await {
+        Err(Error::Engine { status, message })
+            if quota.is_some()
+                && (status == 400 || status == 500)
+                && message.contains("storage-opt") =>
+        {
+            // The result's limits.disk and warnings say the writable layer is unbounded.
+            engine.create_container(spec).await?
+        }
+        other => other?,
+    };
+    let (id, engine_warnings) = created;
+    warnings.extend(engine_warnings);
     res.container = Some(id.clone());
     helper.ensure(engine, &id, &plan.image).await?;
     engine.start(&id).await?;
+    if let Err(e) = crate::state::remember_env(&id, &res.name) {
+        warnings.push(format!("the environment's id could not be recorded: {e}"));
+    }
     Ok((id, warnings))
+}
+
+/// Storage drivers whose storage-opt `size` bounds the writable layer (overlay2 only on xfs
+/// with pquota: the engine refuses it otherwise, and adde says so).
+fn quota_driver(driver: &str) -> bool {
+    matches!(driver, "overlay2" | "btrfs" | "zfs")
+}
+
+/// "1000" or "1000:1000" as (uid, gid); a user name gives `None`.
+fn numeric_owner(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// What an existing session's environment has that the request asks otherwise: (field,
+/// "field: asked …, has …"). Fields the request leaves to the image (user) are compared only
+/// when asked for; fields an older adde did not record are not compared.
+fn session_differences(
+    plan: &EnvPlan,
+    input: &CreateEnvInput,
+    existing: &crate::engine::ContainerInfo,
+) -> Vec<(&'static str, String)> {
+    let labels = &existing.labels;
+    let mut out = Vec::new();
+    let mut compare = |field: &'static str, asked: String, has: String| {
+        if asked != has {
+            out.push((field, format!("{field}: asked {asked}, has {has}")));
+        }
+    };
+    compare(
+        "image",
+        plan.image.clone(),
+        labels.get(Label::Image).unwrap_or_default().to_string(),
+    );
+    compare(
+        "memory",
+        plan.limits.memory_bytes.to_string(),
+        existing.limits.memory_bytes.to_string(),
+    );
+    compare(
+        "cpus",
+        ((plan.limits.cpus * 1e9) as i64).to_string(),
+        ((existing.limits.cpus * 1e9).round() as i64).to_string(),
+    );
+    compare(
+        "pids_limit",
+        plan.limits.pids_limit.to_string(),
+        existing.limits.pids_limit.to_string(),
+    );
+    compare(
+        "nofile",
+        plan.limits.nofile.to_string(),
+        existing.limits.nofile.to_string(),
+    );
+    let network = if input.network { "bridge" } else { "none" };
+    compare("network", network.into(), existing.network_mode.clone());
+    let ports: BTreeMap<String, String> = if input.network {
+        plan.ports
+            .iter()
+            .map(|(c, h)| (c.clone(), format!("127.0.0.1:{h}")))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    compare(
+        "port_bindings",
+        format!("{ports:?}"),
+        format!("{:?}", existing.port_bindings),
+    );
+    let mut asked_mounts: Vec<String> = plan
+        .binds
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}:{}",
+                m.source,
+                m.target,
+                if m.read_only { "ro" } else { "rw" }
+            )
+        })
+        .collect();
+    let mut has_mounts: Vec<String> = existing
+        .mounts
+        .iter()
+        .filter(|m| m.kind == crate::engine::MountKind::Bind)
+        .map(|m| {
+            format!(
+                "{}:{}:{}",
+                m.source,
+                m.target,
+                if m.read_only { "ro" } else { "rw" }
+            )
+        })
+        .collect();
+    asked_mounts.sort();
+    has_mounts.sort();
+    compare(
+        "mounts",
+        format!("{asked_mounts:?}"),
+        format!("{has_mounts:?}"),
+    );
+    if let Some(user) = &plan.user {
+        compare(
+            "user",
+            user.clone(),
+            existing.user.clone().unwrap_or_default(),
+        );
+    }
+    compare(
+        "read_only_rootfs",
+        plan.read_only_rootfs.to_string(),
+        existing.read_only_rootfs.to_string(),
+    );
+    compare(
+        "workdir",
+        plan.workdir.clone(),
+        existing.workdir.clone().unwrap_or_default(),
+    );
+    if let Some(runtime) = &plan.runtime {
+        compare("runtime", runtime.clone(), existing.runtime.clone());
+    }
+    compare(
+        "use_image_cmd",
+        input.use_image_cmd.to_string(),
+        labels.use_image_cmd().to_string(),
+    );
+    compare(
+        "dependencies",
+        plan.packages.join(" "),
+        labels
+            .get(Label::Dependencies)
+            .unwrap_or_default()
+            .to_string(),
+    );
+    compare(
+        "labels",
+        format!(
+            "{:?}",
+            plan.labels.iter().cloned().collect::<BTreeMap<_, _>>()
+        ),
+        format!("{:?}", labels.user_labels()),
+    );
+    if let Some(disk) = labels.get(Label::Disk) {
+        let has = crate::tools::input::parse_size("disk", disk, 1).unwrap_or(-1);
+        compare("disk", plan.disk_bytes.to_string(), has.to_string());
+    }
+    if let Some(workspace) = labels.get(Label::Workspace) {
+        compare(
+            "workspace",
+            plan.workspace.as_str().into(),
+            workspace.into(),
+        );
+    }
+    if let Some(names) = labels.get(Label::EnvVars) {
+        // The names recorded at creation, and their values in the container's environment.
+        let has: BTreeMap<&str, &str> = names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                let value = existing
+                    .env
+                    .iter()
+                    .rev()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default();
+                (name, value)
+            })
+            .collect();
+        let asked: BTreeMap<&str, &str> = input
+            .env_vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if asked != has {
+            // Values can be secrets: name the variables, not their values.
+            let differing: Vec<&str> = asked
+                .keys()
+                .chain(has.keys())
+                .filter(|k| asked.get(*k) != has.get(*k))
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            out.push((
+                "env_vars",
+                format!("env_vars: {} differ", differing.join(", ")),
+            ));
+        }
+    }
+    out
 }

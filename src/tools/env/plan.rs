@@ -8,14 +8,17 @@ use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 use crate::refs;
 use crate::tools::images::normalize_reference;
-use crate::tools::input::{env_vars, in_range, required};
+use crate::tools::input::{env_vars, in_range, parse_size, required};
 
 const MAX_CPUS: f64 = 1024.0;
 const MAX_PIDS: f64 = 1_000_000.0;
 const MAX_NOFILE: f64 = 1_048_576.0;
 const MAX_INSTALL_SEC: f64 = 24.0 * 3600.0;
 
-use super::{CreateEnvInput, InstallNetwork};
+use super::{CreateEnvInput, InstallNetwork, WorkspaceKind};
+
+/// The smallest disk bound: a workspace must hold at least a few files.
+const MIN_DISK: i64 = 1024 * 1024;
 
 /// Everything validated before the engine is contacted.
 pub(super) struct EnvPlan {
@@ -34,11 +37,16 @@ pub(super) struct EnvPlan {
     pub(super) labels: Vec<(String, String)>,
     pub(super) runtime: Option<String>,
     pub(super) expires_at: Option<i64>,
+    /// The disk bound as given ("1g") and in bytes.
+    pub(super) disk: String,
+    pub(super) disk_bytes: i64,
+    pub(super) workspace: WorkspaceKind,
 }
 
 pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
     let image = normalize_reference(&required("image", "image name", &input.image)?)?;
     let memory_bytes = parse_memory(&input.memory)?;
+    let disk_bytes = parse_size("disk", &input.disk, MIN_DISK)?;
     if !(input.cpus > 0.0 && input.cpus <= MAX_CPUS) {
         return Err(Error::invalid(
             "cpus",
@@ -67,16 +75,9 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
         .map(|dep| validate_dependency(dep))
         .collect::<Result<Vec<_>>>()?;
 
-    let pass_through = |field: &Option<String>, vars: &[&str]| {
-        field
-            .clone()
-            .or_else(|| vars.iter().find_map(|v| std::env::var(v).ok()))
-            .filter(|v| !v.trim().is_empty())
-    };
-    let pip_index = pass_through(&input.pip_index_url, &["PIP_INDEX_URL"]);
-    let npm_registry = pass_through(
-        &input.npm_registry,
-        &["NPM_CONFIG_REGISTRY", "npm_config_registry"],
+    let (pip_index, npm_registry) = package_indexes(
+        input.pip_index_url.as_deref(),
+        input.npm_registry.as_deref(),
     );
     let mut installer_env = vec!["PIP_BREAK_SYSTEM_PACKAGES=1".to_string()];
     for var in [
@@ -175,6 +176,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
             cpus: input.cpus,
             pids_limit: input.pids_limit,
             nofile: input.nofile,
+            disk: None,
         },
         env,
         ports,
@@ -189,10 +191,46 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
         labels,
         runtime,
         expires_at,
+        disk: input.disk.trim().to_string(),
+        disk_bytes,
+        workspace: input.workspace,
     })
 }
 
-/// A host folder to bind: absolute paths, and never the Docker socket or a folder holding it.
+/// Host paths that are never mounted, nor anything inside them, nor any folder holding
+/// them: the kernel's and the engine's own, where sockets, devices and every container's
+/// files live. The engine's actual data root is added once the engine is asked
+/// (`refuse_engine_data`).
+const FORBIDDEN_ROOTS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/etc/docker",
+    "/boot",
+];
+
+/// How many entries of a mounted folder adde looks through for sockets; a larger folder
+/// is refused rather than mounted unchecked.
+const MOUNT_SCAN_LIMIT: usize = 20_000;
+
+/// Whether `a` and `b` are the same path or one holds the other.
+fn on_one_branch(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// A host folder to bind, checked against the host as this process sees it:
+///
+/// - absolute source and target; the target not adde's own nor the root;
+/// - the source (as spelled and with its symlinks resolved) is not one of
+///   `FORBIDDEN_ROOTS`, inside one, or a folder holding one (`/`, `/var`, `/var/lib`);
+/// - the source is not a unix socket (by file type, so a hard link to the engine's socket
+///   under any name is caught), and a folder holds no socket at any depth;
+/// - the engine's socket from DOCKER_HOST is refused like the default ones.
 fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
     let source = spec.source.trim();
     let target = spec.target.trim();
@@ -223,37 +261,37 @@ fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
     }
     // Compare the spelled path and, when it exists here, the real one.
     let mut sources = vec![normal(source)];
-    if let Ok(real) = std::fs::canonicalize(source) {
+    let real = std::fs::canonicalize(source).ok();
+    if let Some(real) = &real {
         sources.push(real.display().to_string());
     }
-    let mut sockets = vec![
-        "/var/run/docker.sock".to_string(),
-        "/run/docker.sock".to_string(),
-    ];
-    if let Some(path) = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-    {
-        sockets.push(path);
-    }
-    let exposes = |src: &str| {
-        sockets
+    let mut forbidden: Vec<String> = FORBIDDEN_ROOTS.iter().map(|r| r.to_string()).collect();
+    forbidden.extend(
+        std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string)),
+    );
+    for src in &sources {
+        if let Some(root) = forbidden
             .iter()
-            .any(|sock| sock == src || src == "/" || sock.starts_with(&format!("{src}/")))
-    };
-    if sources.iter().any(|src| exposes(src)) {
-        return Err(Error::invalid(
-            "mounts",
-            format!("{source} is or holds the Docker socket, which is never mounted"),
-        ));
+            .find(|root| on_one_branch(Path::new(src), Path::new(root)))
+        {
+            return Err(Error::invalid(
+                "mounts",
+                format!("{source} is, holds or lies inside {root}, which is never mounted (the kernel's and the engine's own files, sockets and devices)"),
+            ));
+        }
     }
-    if std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://"))
-        && !Path::new(source).exists()
-    {
-        return Err(Error::invalid(
-            "mounts",
-            format!("mount source {source} does not exist"),
-        ));
+    let local =
+        std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://"));
+    if local {
+        let Some(real) = real else {
+            return Err(Error::invalid(
+                "mounts",
+                format!("mount source {source} does not exist"),
+            ));
+        };
+        refuse_sockets(source, &real)?;
     }
     Ok(MountSpec::bind(
         &sources.pop().unwrap_or_default(),
@@ -262,33 +300,83 @@ fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
     ))
 }
 
-/// "512m", "2g", "1048576", "64k" into bytes; the engine needs at least 6 MiB.
-pub fn parse_memory(text: &str) -> Result<i64> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (digits, unit) = match t
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+/// Refuses a unix socket, or a folder holding one at any depth (without following
+/// symlinks, which a container resolves inside itself). A socket is the engine's (or any
+/// daemon's) front door whatever its name: a hard link to /var/run/docker.sock is one.
+fn refuse_sockets(source: &str, real: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = |path: &Path| {
+        Error::invalid(
+            "mounts",
+            format!("{source}: {} is a unix socket (a daemon's control socket, such as the engine's); sockets are never mounted", path.display()),
+        )
+    };
+    let meta = std::fs::metadata(real)
+        .map_err(|e| Error::invalid("mounts", format!("mount source {source}: {e}")))?;
+    if meta.file_type().is_socket() {
+        return Err(socket(real));
+    }
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mut pending = vec![real.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            Error::invalid(
+                "mounts",
+                format!("{source}: cannot check {} for sockets ({e}); adde mounts only folders it can check", dir.display()),
+            )
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::invalid("mounts", format!("{source}: {e}")))?;
+            seen += 1;
+            if seen > MOUNT_SCAN_LIMIT {
+                return Err(Error::invalid(
+                    "mounts",
+                    format!("{source} holds over {MOUNT_SCAN_LIMIT} entries; adde checks a mounted folder for sockets and refuses one it cannot check fully: mount a smaller folder"),
+                ));
+            }
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::invalid("mounts", format!("{source}: {e}")))?;
+            if kind.is_socket() {
+                return Err(socket(&entry.path()));
+            }
+            if kind.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a mount source that is, holds or lies inside the engine's data root (its
+/// `DockerRootDir`, where every container's files and volumes are).
+pub(super) fn refuse_engine_data(source: &str, data_root: &str) -> Result<()> {
+    if data_root.is_empty() {
+        return Ok(());
+    }
+    let root = std::fs::canonicalize(data_root).unwrap_or_else(|_| data_root.into());
+    if on_one_branch(Path::new(source), &root)
+        || on_one_branch(Path::new(source), Path::new(data_root))
     {
-        Some((i, _)) => t.split_at(i),
-        None => (t, ""),
-    };
-    let scale: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0f64.powi(4),
-        _ => f64::NAN,
-    };
-    let bytes = digits.parse::<f64>().map(|n| n * scale).unwrap_or(f64::NAN);
-    if !bytes.is_finite() || bytes < 6.0 * 1024.0 * 1024.0 {
         return Err(Error::invalid(
-            "memory",
-            format!("memory {text:?} is not a size of at least 6m, e.g. \"512m\" or \"2g\""),
+            "mounts",
+            format!("{source} is, holds or lies inside the engine's data root {data_root}, which is never mounted"),
         ));
     }
-    Ok(bytes as i64)
+    Ok(())
+}
+
+/// "512m", "2g", "1048576", "64k" into bytes; the engine needs at least 6 MiB.
+pub fn parse_memory(text: &str) -> Result<i64> {
+    parse_size("memory", text, 6 * 1024 * 1024).map_err(|_| {
+        Error::invalid(
+            "memory",
+            format!("memory {text:?} is not a size of at least 6m, e.g. \"512m\" or \"2g\""),
+        )
+    })
 }
 
 /// {"3000": "8080"} into {"3000/tcp": "8080"}, every port checked.
@@ -327,6 +415,27 @@ fn validate_dependency(dep: &str) -> Result<String> {
         ));
     }
     Ok(trimmed.to_string())
+}
+
+/// The package indexes an install uses: the call's, else adde's environment's.
+fn package_indexes(pip: Option<&str>, npm: Option<&str>) -> (Option<String>, Option<String>) {
+    let pass_through = |field: Option<&str>, vars: &[&str]| {
+        field
+            .map(str::to_string)
+            .or_else(|| vars.iter().find_map(|v| std::env::var(v).ok()))
+            .filter(|v| !v.trim().is_empty())
+    };
+    (
+        pass_through(pip, &["PIP_INDEX_URL"]),
+        pass_through(npm, &["NPM_CONFIG_REGISTRY", "npm_config_registry"]),
+    )
+}
+
+/// Whether an install with these indexes would be given the host's network automatically
+/// (an index on the host's loopback).
+pub fn loopback_index(pip: Option<&str>, npm: Option<&str>) -> bool {
+    let (pip, npm) = package_indexes(pip, npm);
+    [pip, npm].iter().flatten().any(|url| is_loopback_url(url))
 }
 
 fn is_loopback_url(url: &str) -> bool {
