@@ -28,5 +28,10 @@ pub fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == protocol::HELPER_FLAG) {
         return helper::main(&args);
     }
+    // A detached process refilling a warm pool after a claim (see tools/pools.rs).
+    if args.get(1).is_some_and(|a| a == tools::pools::REFILL_FLAG) {
+        let pool = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
+        return tools::pools::refill_main(pool);
+    }
     cli::main(args)
 }

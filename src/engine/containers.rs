@@ -15,7 +15,7 @@ use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
     DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    RenameContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
@@ -442,6 +442,7 @@ impl ContainerInfo {
 /// A container in a listing.
 pub struct Listed {
     pub id: String,
+    pub name: String,
     pub labels: Labels,
     /// Unix seconds.
     pub created: i64,
@@ -639,6 +640,24 @@ impl Engine {
         .await
     }
 
+    /// Renames a container; `false` when it is gone, the name is taken or is already its
+    /// name (someone else's rename to that name won: the engine reserves names atomically).
+    pub async fn rename(&self, id: &str, name: &str) -> Result<bool> {
+        let options = RenameContainerOptionsBuilder::default().name(name).build();
+        let docker = self.docker()?;
+        match docker
+            .rename_container(container_path_id(id)?, options)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 400 | 404 | 409,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(self.classify(e, Subject::Container(id))),
+        }
+    }
+
     /// A container by id, short id or name. The engine's answer must be the container asked
     /// for: its id starts with what was given, or its name is it.
     pub async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
@@ -714,7 +733,14 @@ impl Engine {
             .into_iter()
             .filter_map(|c| {
                 let labels = Labels::read(c.labels);
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
                 labels.is_managed().then_some(Listed {
+                    name,
                     id: c.id?,
                     labels,
                     created: c.created.unwrap_or(0),

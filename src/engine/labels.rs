@@ -36,6 +36,8 @@ pub enum Label {
     /// The names of the caller's `env_vars`, comma-separated (their values are in the
     /// container's config), so a session can be compared with a new request.
     EnvVars,
+    /// The warm pool an environment was made for.
+    Pool,
 }
 
 const PREFIX: &str = "io.adde.";
@@ -60,6 +62,7 @@ impl Label {
             Label::Disk => "io.adde.disk",
             Label::Workspace => "io.adde.workspace",
             Label::EnvVars => "io.adde.env_vars",
+            Label::Pool => "io.adde.pool",
         }
     }
 

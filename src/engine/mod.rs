@@ -30,7 +30,7 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, MountInfo,
+    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed, MountInfo,
     MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
 };
 pub use images::{About, EngineFacts};

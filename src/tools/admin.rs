@@ -228,6 +228,10 @@ pub async fn list_runtime_envs(engine: &Engine, input: ListEnvsInput) -> Result<
         if !input.all_owners && !summary.labels.is_mine() {
             continue;
         }
+        // Ready members of warm pools are no one's environment until claimed.
+        if super::pools::is_ready_member(&summary.name, &summary.labels) {
+            continue;
+        }
         if input
             .session
             .as_deref()
@@ -300,8 +304,12 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
         }
         let (id, labels) = (container.id, container.labels);
         let is_env = labels.kind() == Some(Kind::Env.as_str());
-        let expired = labels.expires_at().is_some_and(|t| t <= now);
         let age = now - container.created;
+        // A ready member of a pool this state directory does not know (removed while adde
+        // was killed), left for over an hour.
+        let orphan = super::pools::is_orphan_member(&container.name, &labels)
+            && age > LEFTOVER_AGE.as_secs() as i64;
+        let expired = labels.expires_at().is_some_and(|t| t <= now) || orphan;
         if is_env && expired {
             out.removed_volumes
                 .extend(remove_env(engine, &id, &labels).await?);

@@ -11,6 +11,7 @@ mod images;
 pub mod input;
 mod logs;
 mod oneshot;
+pub mod pools;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -124,6 +125,12 @@ tools! {
         "One-shot run: create a hardened environment, put the code or payload in, run, collect the log, remove everything.";
     "ping" => admin::ping, admin::PingInput, no_fields,
         "Check the engine: reachable, versions, runtimes, adde's version and state directory.";
+    "pool_create" => pools::pool_create, pools::PoolCreateInput, no_fields,
+        "Keep N environments of a create_runtime_env spec started ahead of time; creates with that spec then take one.";
+    "pool_list" => pools::pool_list, pools::PoolListInput, no_fields,
+        "List the warm pools: spec, size and environments ready now.";
+    "pool_remove" => pools::pool_remove, pools::PoolRemoveInput, no_fields,
+        "Remove a warm pool and the environments it had ready.";
     "list_tools" => list_tools, ListToolsInput, no_fields,
         "List every tool with a one-line description and its input JSON Schema.";
     "list_error_codes" => list_error_codes, ListToolsInput, no_fields,

@@ -234,7 +234,8 @@ fn bytes_that_are_not_utf8_are_replaced() {
 #[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn a_run_killed_for_memory_says_so() {
     let adde = Adde::docker();
-    let env = adde.env(json!({"image": BUSYBOX, "memory": "32m"}));
+    // Room for adde's own helper (a 26 MB debug binary in tests) beside the hog.
+    let env = adde.env(json!({"image": BUSYBOX, "memory": "64m"}));
     // tail keeps the whole newline-free stream in memory until the limit is hit.
     let log = adde.exec(
         &env,

@@ -15,5 +15,6 @@ mod ids;
 mod images;
 mod integrity;
 mod policy;
+mod pools;
 mod results;
 mod sessions;

@@ -17,6 +17,9 @@ pub struct CreateEnvOutput {
     pub session_action: Option<&'static str>,
     /// Warnings from the engine, e.g. a limit the kernel cannot enforce.
     pub warnings: Vec<String>,
+    /// Whether a warm pool served the request, and why not (present when pools exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<crate::tools::pools::PoolUse>,
 }
 
 /// An environment as the engine reports it: what was actually applied.

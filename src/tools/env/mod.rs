@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::helper_volume::HelperVolume;
 use crate::engine::{Engine, EngineFacts, Kind, Label, Labels, Network, VolumeBacking};
@@ -28,7 +28,7 @@ use setup::{container_spec, give_workspace_to, install_dependencies, mounts};
 use crate::policy::{DEFAULT_CPUS, DEFAULT_DISK, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS};
 
 /// What backs the workspace.
-#[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
+#[derive(Serialize, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceKind {
     /// A named volume on the host's disk: survives restarts; its size is not bounded by the
@@ -49,7 +49,7 @@ impl WorkspaceKind {
     }
 }
 
-#[derive(Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
+#[derive(Serialize, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
 pub enum PullPolicy {
     /// Pull only when the image is not present (the default).
@@ -61,21 +61,21 @@ pub enum PullPolicy {
     Always,
 }
 
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageManager {
     Pip,
     Npm,
 }
 
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum InstallNetwork {
     Bridge,
     Host,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnvInput {
     /// Image to run, e.g. "python:3.12-slim". Pulled when missing (see `pull`).
@@ -169,7 +169,7 @@ pub struct CreateEnvInput {
     pub workspace: WorkspaceKind,
 }
 
-#[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct MountSpec {
     /// Absolute host path.
@@ -239,6 +239,43 @@ impl Default for CreateEnvInput {
 
 pub async fn create_runtime_env(engine: &Engine, input: CreateEnvInput) -> Result<CreateEnvOutput> {
     let plan = plan(&input)?;
+    // A ready environment from a warm pool, when one has this spec (its checks against the
+    // engine were made when the pool was).
+    let (claimed, pool) = super::pools::claim(engine, &input).await?;
+    if let Some(mut out) = claimed {
+        out.pool = pool;
+        return Ok(out);
+    }
+    let mut out = create_checked(engine, plan, &input).await?;
+    out.pool = pool;
+    Ok(out)
+}
+
+/// Whether a create request passes adde's own checks (and the policy's), without creating.
+pub fn check(input: &CreateEnvInput) -> Result<()> {
+    plan(input).map(drop)
+}
+
+/// Creates an environment for warm pool `pool`, named `name`.
+pub async fn create_pool_member(
+    engine: &Engine,
+    input: CreateEnvInput,
+    name: String,
+    pool: &str,
+) -> Result<()> {
+    let mut plan = plan(&input)?;
+    plan.pool = Some(pool.to_string());
+    let facts = engine.facts().await?;
+    create_new(engine, &plan, &input, &facts, name)
+        .await
+        .map(drop)
+}
+
+async fn create_checked(
+    engine: &Engine,
+    plan: EnvPlan,
+    input: &CreateEnvInput,
+) -> Result<CreateEnvOutput> {
     let facts = engine.facts().await?;
     if let Some(runtime) = &plan.runtime {
         if !facts.runtimes.contains(runtime) {
@@ -254,9 +291,9 @@ pub async fn create_runtime_env(engine: &Engine, input: CreateEnvInput) -> Resul
     match plan.session.clone() {
         None => {
             let name = format!("adde-{}", random_hex(6));
-            create_new(engine, &plan, &input, &facts, name).await
+            create_new(engine, &plan, input, &facts, name).await
         }
-        Some(session) => get_or_create(engine, &plan, &input, &facts, &session).await,
+        Some(session) => get_or_create(engine, &plan, input, &facts, &session).await,
     }
 }
 
@@ -349,6 +386,7 @@ async fn get_or_create(
             image_pulled: false,
             session_action: Some(action),
             warnings: Vec::new(),
+            pool: None,
         });
     }
 }
@@ -419,6 +457,7 @@ async fn create_new(
                 image_pulled,
                 session_action: None,
                 warnings,
+                pool: None,
             })
         }
         Err(err) => {
@@ -475,7 +514,11 @@ async fn build_env(
         .create_volume(&helper.name, Labels::new(Kind::Helper))
         .await?;
     let mut env = plan.env.clone();
-    let mut labels = Labels::new(Kind::Env)
+    let mut labels = Labels::new(Kind::Env);
+    if let Some(pool) = &plan.pool {
+        labels.set(Label::Pool, pool.clone());
+    }
+    let mut labels = labels
         .with(Label::Volumes, res.volumes().join(","))
         .with(Label::UseImageCmd, input.use_image_cmd.to_string())
         .with(Label::Image, plan.image.clone())

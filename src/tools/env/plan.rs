@@ -37,6 +37,8 @@ pub(super) struct EnvPlan {
     pub(super) labels: Vec<(String, String)>,
     pub(super) runtime: Option<String>,
     pub(super) expires_at: Option<i64>,
+    /// The warm pool the environment is made for, if any.
+    pub(super) pool: Option<String>,
     /// The disk bound as given ("1g") and in bytes.
     pub(super) disk: String,
     pub(super) disk_bytes: i64,
@@ -191,6 +193,7 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
         labels,
         runtime,
         expires_at,
+        pool: None,
         disk: input.disk.trim().to_string(),
         disk_bytes,
         workspace: input.workspace,
