@@ -20,7 +20,13 @@ use super::input::in_range;
 /// Removes an environment's container and the volumes it owns: those its labels name that
 /// are adde's and name this environment as theirs. Returns the volumes removed.
 pub async fn remove_env(engine: &Engine, id: &str, labels: &Labels) -> Result<Vec<String>> {
-    let name = engine.inspect_optional(id).await?.map(|c| c.name);
+    // Its volumes name it by the name it was created with (a warm pool's member is renamed
+    // when claimed); environments of older versions carry only their current name.
+    let name = engine.inspect_optional(id).await?.map(|c| {
+        labels
+            .get(engine::Label::Env)
+            .map_or(c.name, str::to_string)
+    });
     engine.remove_container(id).await?;
     let mut removed = Vec::new();
     let Some(name) = name else {

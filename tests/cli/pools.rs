@@ -27,6 +27,28 @@ impl Drop for PoolGuard<'_> {
         }
         // A refill may still be creating one: wait for it, then remove what is left.
         thread::sleep(Duration::from_secs(2));
+        // Volumes know their environment by its name as a pool member.
+        for volume in docker_lines(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=io.adde.managed=true",
+        ]) {
+            let env = docker_lines(&[
+                "volume",
+                "inspect",
+                "--format",
+                "{{index .Labels \"io.adde.env\"}}",
+                &volume,
+            ]);
+            if env
+                .join("")
+                .starts_with(&format!("adde-pool-{}-", self.pool))
+            {
+                let _ = docker_lines(&["volume", "rm", &volume]);
+            }
+        }
         let filter = format!("label=io.adde.pool={}", self.pool);
         for id in docker_lines(&["ps", "-aq", "--no-trunc", "--filter", &filter]) {
             let name = docker_lines(&["inspect", "--format", "{{.Name}}", &id])
@@ -104,7 +126,17 @@ fn racing_claims_each_get_a_different_fresh_environment_and_the_pool_refills() {
     );
     assert_eq!(log["stdout"], "yes\n");
     std::mem::forget(env); // the guard removes it
-                           // Claimed environments are listed; ready ones are not anyone's yet.
+                           // Cleaning one up removes its own volumes, though it was renamed when claimed.
+    let cleaned = adde.ok(
+        "cleanup_env",
+        json!({"container_id": first["container_id"]}),
+    );
+    assert_eq!(
+        cleaned["volumes_removed"].as_array().unwrap().len(),
+        1,
+        "{cleaned}"
+    );
+    // Claimed environments are listed; ready ones are not anyone's yet.
     let listed = adde.ok("list_runtime_envs", json!({}));
     assert!(listed["environments"]
         .as_array()

@@ -515,6 +515,8 @@ async fn build_env(
         .await?;
     let mut env = plan.env.clone();
     let mut labels = Labels::new(Kind::Env);
+    // The name its volumes know it by, whatever it is renamed to later.
+    labels.set(Label::Env, res.name.clone());
     if let Some(pool) = &plan.pool {
         labels.set(Label::Pool, pool.clone());
     }
