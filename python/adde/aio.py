@@ -1,5 +1,8 @@
 """The asyncio client: the same functions as `adde`, as coroutines, for agent loops that run
-tools concurrently. Cancelling one interrupts adde, which stops the run in the container."""
+tools concurrently. Cancelling one interrupts adde, which stops the run in the container.
+
+Each function returns a coroutine (`Coroutine[Any, Any, T]`, T the same TypedDict as the sync
+function's result), so `asyncio.create_task(adde.aio.execute_code_block(...))` type-checks."""
 
 from . import _tools
 from ._run import async_tool
