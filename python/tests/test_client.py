@@ -147,7 +147,7 @@ def test_langchain_tools_return_results_and_errors_as_text(fake_adde):
     from adde.langchain import adde_tools
 
     fake_adde("tools")
-    tools = adde_tools(["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"])
+    tools = adde_tools(["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"], full=True)
     assert [t.name for t in tools] == ["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"]
     assert tools[0].args_schema["required"] == ["container_id"], "the schema is adde's own"
     assert tools[1].description == "execute_code_block tool"
