@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
+from conftest import need
 
-pytest.importorskip("langchain_core")
+need("langchain_core")
 
 from langchain_core.messages import AIMessage, ToolMessage  # noqa: E402
 
@@ -139,7 +140,7 @@ def test_tools_are_plain_functions_with_real_signatures(agent_adde: Callable[...
 
 
 def test_a_langgraph_tool_node_runs_them(agent_adde: Callable[..., None]) -> None:
-    pytest.importorskip("langgraph")
+    need("langgraph")
     from langgraph.graph import END, START, MessagesState, StateGraph
     from langgraph.prebuilt import ToolNode
 

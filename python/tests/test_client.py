@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from conftest import need
 
 import adde
 import adde.aio
@@ -125,6 +126,8 @@ def test_binary_discovery_order(fake_adde, tmp_path, monkeypatch):
         adde.find_adde_bin()
     message = str(caught.value)
     assert "nowhere" in message and "PATH" in message and "dev" in message, message
+    assert "ADDE_BIN" in message and "wheel" in message, "it says how to get the binary"
+    assert "pip install adde " not in message and "pip install adde," not in message, "no package by that name"
 
 
 def test_the_asyncio_client_runs_concurrently(fake_adde):
@@ -143,7 +146,7 @@ def test_the_asyncio_client_maps_errors(fake_adde):
 
 
 def test_langchain_tools_return_results_and_errors_as_text(fake_adde):
-    pytest.importorskip("langchain_core")
+    need("langchain_core")
     from adde.langchain import adde_tools
 
     fake_adde("tools")

@@ -12,9 +12,10 @@ import warnings
 from typing import Any, Callable, List, Optional, Sequence
 
 import pytest
+from conftest import need
 
-pytest.importorskip("langchain_core")
-pytest.importorskip("langgraph")
+need("langchain_core")
+need("langgraph")
 
 from langchain_core.language_models.chat_models import BaseChatModel  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage  # noqa: E402
@@ -88,7 +89,7 @@ def coder(bound: bool) -> Callable[[List[BaseMessage]], AIMessage]:
 
 def create_agent_current(model: BaseChatModel, tools: Sequence[Any]) -> Any:
     """What langgraph 1.x recommends: langchain.agents.create_agent."""
-    agents = pytest.importorskip("langchain.agents")
+    agents = need("langchain.agents")
     return agents.create_agent(model, list(tools))
 
 

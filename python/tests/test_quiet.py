@@ -10,6 +10,7 @@ import logging
 from typing import Callable
 
 import pytest
+from conftest import need
 
 import adde
 import adde.aio
@@ -61,7 +62,7 @@ def test_adde_verbose_lets_it_through(
 def test_a_langchain_tool_error_prints_nothing(
     fake_adde: Callable[..., None], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("langchain_core")
+    need("langchain_core")
     from adde.langchain import adde_tools
 
     fake_adde("tools")

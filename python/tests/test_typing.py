@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 import adde
 
-pytest.importorskip("mypy")
+need("mypy")
 
 HERE = Path(__file__).resolve().parent / "typecheck"
 
