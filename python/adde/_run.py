@@ -21,7 +21,6 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Coroutine, Dict, Generic, List, Optional, ParamSpec, TypeVar, cast
 
-
 from ._errors import AddeError, AddeTimeout, error_from_result
 from ._find import find_adde_bin
 

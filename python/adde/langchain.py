@@ -137,7 +137,9 @@ def _make_tool(
         for key in args:
             if key not in allowed:
                 message = f"{name} takes no field {key!r} here; its fields are: {', '.join(sorted(allowed))}"
-                raise AddeError(message, "invalid_payload", {"error": message, "error_code": "invalid_payload", "field": key})
+                raise AddeError(
+                    message, "invalid_payload", {"error": message, "error_code": "invalid_payload", "field": key}
+                )
         payload = {k: v for k, v in args.items() if v is not None}
         payload.update(fixed)
         scope.check(payload)
@@ -228,4 +230,3 @@ def _resolve_session(session: str, image: Optional[str], options: Dict[str, Any]
     if not envs:
         raise AddeError(f"no environment for session {session!r}; pass image= to create it", "container_not_found")
     return envs[0]["container_id"]
-

@@ -83,7 +83,9 @@ def test_the_default_set_is_curated_and_hides_the_operators_fields(agent_adde: C
 
 def test_full_gives_every_tool_and_field(agent_adde: Callable[..., None]) -> None:
     tools = by_name(adde_tools(full=True))
-    assert set(tools) == {t["name"] for t in json.loads(Path(__import__("os").environ["FAKE_ADDE_TOOLS"]).read_text())["tools"]}
+    assert set(tools) == {
+        t["name"] for t in json.loads(Path(__import__("os").environ["FAKE_ADDE_TOOLS"]).read_text())["tools"]
+    }
     assert {"mounts", "memory", "runtime", "user"} <= set(tools["create_runtime_env"].args_schema["properties"])
     assert "all" in tools["cleanup_env"].args_schema["properties"]
 
@@ -99,7 +101,12 @@ def test_a_field_the_model_may_not_set_is_refused(agent_adde: Callable[..., None
 def test_the_operator_sets_create_options(agent_adde: Callable[..., None]) -> None:
     create = by_name(adde_tools(create_options={"memory": "2g", "network": False}))["create_runtime_env"]
     answer = json.loads(create.invoke({"image": "python:3.12-slim", "dependencies": ["numpy"]}))
-    assert answer["payload"] == {"image": "python:3.12-slim", "dependencies": ["numpy"], "memory": "2g", "network": False}
+    assert answer["payload"] == {
+        "image": "python:3.12-slim",
+        "dependencies": ["numpy"],
+        "memory": "2g",
+        "network": False,
+    }
     # An image the operator fixes is no longer the model's to choose.
     create = by_name(adde_tools(image="adde-test/python:3"))["create_runtime_env"]
     assert "image" not in create.args_schema["properties"]

@@ -117,7 +117,11 @@ def test_an_agent_graph_fixes_its_code_on_the_real_engine(engine: None, build: C
     assert model.bound_tools == AGENT_TOOLS
     messages = out["messages"]
     assert tool_calls(messages) == ["create_runtime_env", "execute_code_block", "execute_code_block", "cleanup_env"]
-    runs = [json.loads(str(m.content))["log"] for m in messages if isinstance(m, ToolMessage) and m.name == "execute_code_block"]
+    runs = [
+        json.loads(str(m.content))["log"]
+        for m in messages
+        if isinstance(m, ToolMessage) and m.name == "execute_code_block"
+    ]
     assert runs[0]["exit_code"] == 1 and "NameError" in runs[0]["stderr"]
     assert runs[1]["exit_code"] == 0 and runs[1]["stdout"] == "42\n"
     assert messages[-1].content.startswith("Done")
@@ -148,7 +152,10 @@ def test_a_session_bound_tool_set_gets_or_creates_its_environment(engine: None) 
         run = {t.name: t for t in tools}["execute_command"]
         assert json.loads(run.invoke({"command": "echo hi"}))["log"]["stdout"] == "hi\n"
         again = adde_tools(session="pytest-lc-session")
-        assert json.loads({t.name: t for t in again}["read_file"].invoke({"path": "missing"}))["error_code"] == "file_not_found"
+        assert (
+            json.loads({t.name: t for t in again}["read_file"].invoke({"path": "missing"}))["error_code"]
+            == "file_not_found"
+        )
     finally:
         for env in adde.list_runtime_envs(session="pytest-lc-session", all=True)["environments"]:
             adde.cleanup_env(env["container_id"])
