@@ -46,6 +46,7 @@ __all__ = [
     "ReadFileResult",
     "ReapResult",
     "RunContainerResult",
+    "RunError",
     "RunLog",
     "Security",
     "ToolInfo",
@@ -78,9 +79,14 @@ class Mount(_MountRequired, total=False):
 # --- Runs ---------------------------------------------------------------------------------
 
 
-class RunLog(TypedDict):
-    """One run of execute_code_block, execute_command or run_container."""
+class RunError(TypedDict):
+    """Why a run has no result (its supervisor or the environment died)."""
 
+    error_code: str
+    error: str
+
+
+class _RunLogRequired(TypedDict):
     exit_code: int  # 128+N when signal N killed it; 124 when it timed out
     stdout: str
     stderr: str
@@ -98,6 +104,15 @@ class RunLog(TypedDict):
     command: List[str]
     container_id: str
     started_at: str
+
+
+class RunLog(_RunLogRequired, total=False):
+    """One run of execute_code_block, execute_command or run_container. `transport` (how adde
+    reached the environment) comes from binaries with the resident agent; `error` only when
+    the run has no result."""
+
+    transport: Literal["agent", "exec"]
+    error: RunError
 
 
 class ExecuteResult(TypedDict):
