@@ -26,13 +26,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 # without Docker says they did not run; here they run.
 cargo test --no-fail-fast -- --include-ignored
 
-# The Python package, installed the way users install it (maturin builds and bundles the
-# binary into the wheel), tested with its unit and integration tests.
-venv=target/python-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "./python[langchain,test]"
-(cd python && env -u ADDE_BIN "../$venv/bin/python" -m pytest -p no:cacheprovider)
+# The Python package: maturin builds the platform wheel once (the static binary inside), and
+# that file is installed as users install it, into a fresh venv with no Rust on PATH, and
+# tested with its unit, LangGraph, typing and integration tests.
+wheel="$(bash python/scripts/build-wheel.sh)"
+bash python/scripts/test-wheel.sh "$wheel"
 
 # The binaries under test filled helper volumes (a cache environments share); the run made
 # them, so the run removes them. One still in use would mean a leaked environment.

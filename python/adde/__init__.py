@@ -10,7 +10,10 @@ the returned log.
     log = adde.execute_code_block(env["container_id"], "main.py", "print(6 * 7)")["log"]
     adde.cleanup_env(env["container_id"])
 
-`adde.aio` has the same functions for asyncio.
+`adde.aio` has the same functions for asyncio, `adde.langchain` LangChain/LangGraph tools.
+The results are TypedDicts (`adde.RunLog`, `adde.CreatedEnv`, ...): plain dicts whose keys a
+type checker knows. adde's own stderr is not printed: it goes to the "adde" logger at DEBUG
+level (and to stderr with ADDE_VERBOSE=1), and onto AddeError.stderr.
 """
 
 from . import _tools
@@ -26,6 +29,48 @@ from ._errors import (
     PolicyDenied,
 )
 from ._find import find_adde_bin
+from ._types import (
+    AgentImage as AgentImage,
+    BuildNetwork as BuildNetwork,
+    BuildResult as BuildResult,
+    CleanupResult as CleanupResult,
+    CommandLine as CommandLine,
+    ContainerOutput as ContainerOutput,
+    CreatedEnv as CreatedEnv,
+    DeleteImageResult as DeleteImageResult,
+    Encoding as Encoding,
+    EnvDescription as EnvDescription,
+    EnvList as EnvList,
+    ErrorCodeInfo as ErrorCodeInfo,
+    ErrorCodeList as ErrorCodeList,
+    ExecuteResult as ExecuteResult,
+    ExportResult as ExportResult,
+    Finding as Finding,
+    ImageList as ImageList,
+    InstallNetwork as InstallNetwork,
+    InstalledDeps as InstalledDeps,
+    Limits as Limits,
+    ListEntry as ListEntry,
+    ListFilesResult as ListFilesResult,
+    LogsResult as LogsResult,
+    Mount as Mount,
+    MountInfo as MountInfo,
+    PackageManager as PackageManager,
+    PingResult as PingResult,
+    PrepareResult as PrepareResult,
+    PruneResult as PruneResult,
+    PullPolicy as PullPolicy,
+    PullResult as PullResult,
+    ReadFileResult as ReadFileResult,
+    ReapResult as ReapResult,
+    RunContainerResult as RunContainerResult,
+    RunError as RunError,
+    RunLog as RunLog,
+    Security as Security,
+    ToolInfo as ToolInfo,
+    ToolList as ToolList,
+    WriteFileResult as WriteFileResult,
+)
 from ._run import sync_tool
 
 pull_image = sync_tool(_tools.pull_image)
@@ -52,9 +97,38 @@ ping = sync_tool(_tools.ping)
 list_tools = sync_tool(_tools.list_tools)
 list_error_codes = sync_tool(_tools.list_error_codes)
 show_policy = sync_tool(_tools.show_policy)
+pool_create = sync_tool(_tools.pool_create)
+pool_list = sync_tool(_tools.pool_list)
+pool_remove = sync_tool(_tools.pool_remove)
 
 __all__ = [
-    *_tools.NAMES,
+    "pull_image",
+    "create_runtime_env",
+    "execute_code_block",
+    "get_container_logs",
+    "cleanup_env",
+    "prepare_build_context",
+    "build_image_from_context",
+    "build_image_from_path",
+    "build_image_from_git",
+    "list_agent_images",
+    "prune_build_cache",
+    "delete_image",
+    "execute_command",
+    "write_file",
+    "read_file",
+    "list_files",
+    "export_files",
+    "list_runtime_envs",
+    "reap",
+    "run_container",
+    "ping",
+    "list_tools",
+    "list_error_codes",
+    "show_policy",
+    "pool_create",
+    "pool_list",
+    "pool_remove",
     "AddeError",
     "AddeTimeout",
     "BinaryNotFound",
@@ -65,4 +139,44 @@ __all__ = [
     "NotManaged",
     "PolicyDenied",
     "find_adde_bin",
+    "AgentImage",
+    "BuildNetwork",
+    "BuildResult",
+    "CleanupResult",
+    "CommandLine",
+    "ContainerOutput",
+    "CreatedEnv",
+    "DeleteImageResult",
+    "Encoding",
+    "EnvDescription",
+    "EnvList",
+    "ErrorCodeInfo",
+    "ErrorCodeList",
+    "ExecuteResult",
+    "ExportResult",
+    "Finding",
+    "ImageList",
+    "InstallNetwork",
+    "InstalledDeps",
+    "Limits",
+    "ListEntry",
+    "ListFilesResult",
+    "LogsResult",
+    "Mount",
+    "MountInfo",
+    "PackageManager",
+    "PingResult",
+    "PrepareResult",
+    "PruneResult",
+    "PullPolicy",
+    "PullResult",
+    "ReadFileResult",
+    "ReapResult",
+    "RunContainerResult",
+    "RunError",
+    "RunLog",
+    "Security",
+    "ToolInfo",
+    "ToolList",
+    "WriteFileResult",
 ]

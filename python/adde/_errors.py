@@ -7,13 +7,21 @@ from typing import Any
 
 
 class AddeError(RuntimeError):
-    """An adde tool failed. `error_code` is adde's stable code, `result` the whole JSON."""
+    """An adde tool failed. `error_code` is adde's stable code, `result` the whole JSON, and
+    `stderr` what the binary wrote for people (not shown unless asked: see the README)."""
 
-    def __init__(self, message: str, error_code: str = "adde_error", result: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        error_code: str = "adde_error",
+        result: dict[str, Any] | None = None,
+        stderr: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_code = error_code
         self.result: dict[str, Any] = result if result is not None else {"error": message, "error_code": error_code}
+        self.stderr = stderr
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, error_code={self.error_code!r})"
@@ -50,7 +58,7 @@ class AddeTimeout(AddeError):
 class BinaryNotFound(AddeError):
     """The adde executable cannot be found."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message, "binary_not_found")
 
 
@@ -77,7 +85,7 @@ _BY_CODE: dict[str, type[AddeError]] = {
 }
 
 
-def error_from_result(result: dict[str, Any]) -> AddeError:
+def error_from_result(result: dict[str, Any], stderr: str = "") -> AddeError:
     code = str(result.get("error_code") or "adde_error")
     message = str(result.get("error") or f"adde failed ({code})")
-    return _BY_CODE.get(code, AddeError)(message, code, result)
+    return _BY_CODE.get(code, AddeError)(message, code, result, stderr)

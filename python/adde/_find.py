@@ -60,6 +60,9 @@ def find_adde_bin(bin_path: str | os.PathLike[str] | None = None) -> str:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     raise BinaryNotFound(
-        "cannot find the adde binary; set ADDE_BIN, pass bin_path, or install it "
-        "(pip install adde, or cargo install --path . in the repository). Tried: " + ", ".join(tried)
+        "cannot find the adde binary. It comes with adde's platform wheel for x86_64 Linux "
+        "(pip install adde-<version>-py3-none-manylinux_2_17_x86_64.whl; build it with "
+        "`maturin build --release` in the repository's python/ folder), or point ADDE_BIN "
+        "(or bin_path=) at an adde executable, or put one on PATH (cargo install --path . in "
+        "the repository). Tried: " + ", ".join(tried)
     )

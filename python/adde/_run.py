@@ -1,27 +1,42 @@
 """Running the binary: the payload goes on stdin (never argv: argv caps one argument at
 128 KiB and shows code and secrets in `ps`), stdout is one JSON object decoded as UTF-8
-whatever the locale, stderr passes through for progress."""
+whatever the locale.
+
+stderr is adde's text for people ("adde: error: ...", progress lines). A library must not
+print on its host application's stderr, so it is captured: each line goes to the "adde"
+logger at DEBUG level, to stderr as well when ADDE_VERBOSE=1, and onto the exception
+(`AddeError.stderr`) when the call fails."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import logging
+import os
+import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional, ParamSpec, TypeVar
+from typing import IO, Any, Callable, Coroutine, Dict, Generic, List, Optional, ParamSpec, TypeVar, cast
 
 from ._errors import AddeError, AddeTimeout, error_from_result
 from ._find import find_adde_bin
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Result = Dict[str, Any]
+
+logger = logging.getLogger("adde")
+
+# How long an interrupted adde gets to stop the run in the container before it is killed.
+INTERRUPT_GRACE_SEC = 15.0
 
 
 @dataclass
-class Call:
-    """One tool call: what to run and how long to wait for adde itself."""
+class Call(Generic[R]):
+    """One tool call: what to run and how long to wait for adde itself. `R` is the type of
+    its result."""
 
     tool: str
     payload: Dict[str, Any]
@@ -29,11 +44,36 @@ class Call:
     bin_path: Optional[str]
 
 
-def _argv(call: Call) -> list[str]:
+def verbose() -> bool:
+    """ADDE_VERBOSE=1 (or true/yes) lets adde's stderr through to this process's stderr."""
+    return os.environ.get("ADDE_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Stderr:
+    """adde's stderr for one call: kept for the exception, logged line by line as it comes."""
+
+    def __init__(self, tool: str) -> None:
+        self.tool = tool
+        self.lines: List[str] = []
+        self.echo = verbose()
+
+    def line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        self.lines.append(text)
+        logger.debug("adde %s: %s", self.tool, text)
+        if self.echo:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def text(self) -> str:
+        return "".join(line + "\n" for line in self.lines)
+
+
+def _argv(call: Call[Any]) -> List[str]:
     return [find_adde_bin(call.bin_path), call.tool]
 
 
-def _parse(call: Call, returncode: int, stdout: bytes) -> Result:
+def _parse(call: Call[R], returncode: int, stdout: bytes, stderr: str) -> R:
     text = stdout.decode("utf-8", errors="replace").strip()
     try:
         result = json.loads(text) if text else None
@@ -41,65 +81,134 @@ def _parse(call: Call, returncode: int, stdout: bytes) -> Result:
         result = None
     if not isinstance(result, dict):
         raise AddeError(
-            f"adde {call.tool} exited {returncode} without a JSON result: {text[:200]!r}",
+            f"adde {call.tool} exited {returncode} without a JSON result: {text[:200]!r}"
+            + (f"; stderr: {stderr.strip()[-500:]}" if stderr.strip() else ""),
             "bad_output",
+            stderr=stderr,
         )
     if returncode != 0 or "error_code" in result:
-        raise error_from_result(result)
-    return result
+        raise error_from_result(result, stderr)
+    return cast(R, result)
 
 
-def _timed_out(call: Call) -> AddeTimeout:
-    return AddeTimeout(f"adde {call.tool} did not answer within {call.timeout:.0f} s and was stopped", "timeout")
+def _timed_out(call: Call[Any], stderr: str) -> AddeTimeout:
+    return AddeTimeout(
+        f"adde {call.tool} did not answer within {call.timeout:.0f} s and was stopped", "timeout", stderr=stderr
+    )
 
 
-def run_sync(call: Call) -> Result:
+def _not_runnable(e: OSError) -> AddeError:
+    return AddeError(f"cannot run adde: {e}", "binary_not_runnable")
+
+
+def _drain(stream: IO[bytes], err: _Stderr) -> None:
+    with stream:
+        for raw in stream:
+            err.line(raw)
+
+
+def run_sync(call: Call[R]) -> R:
     data = json.dumps(call.payload).encode("utf-8")
+    argv = _argv(call)
+    err = _Stderr(call.tool)
     try:
-        proc = subprocess.run(_argv(call), input=data, stdout=subprocess.PIPE, timeout=call.timeout, check=False)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        raise _not_runnable(e) from e
+    # stderr is read by its own thread, line by line, so that it is logged as it comes and
+    # neither pipe can fill up while the other is being read.
+    assert proc.stderr is not None
+    reader = threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)
+    reader.start()
+    proc.stderr = None  # communicate() handles stdin and stdout only
+    try:
+        stdout, _ = proc.communicate(data, timeout=call.timeout)
     except subprocess.TimeoutExpired:
-        raise _timed_out(call) from None
-    except OSError as e:
-        raise AddeError(f"cannot run adde: {e}", "binary_not_runnable") from e
-    return _parse(call, proc.returncode, proc.stdout)
+        proc.kill()
+        proc.communicate()
+        reader.join(5)
+        raise _timed_out(call, err.text()) from None
+    except BaseException:
+        # KeyboardInterrupt and the like: adde handles SIGINT by stopping the run in the
+        # container before it exits.
+        _interrupt(proc)
+        raise
+    reader.join(5)
+    return _parse(call, proc.returncode, stdout, err.text())
 
 
-async def run_async(call: Call) -> Result:
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(INTERRUPT_GRACE_SEC)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run_async(call: Call[R]) -> R:
     data = json.dumps(call.payload).encode("utf-8")
+    argv = _argv(call)
+    err = _Stderr(call.tool)
     try:
-        proc = await asyncio.create_subprocess_exec(*_argv(call), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except OSError as e:
-        raise AddeError(f"cannot run adde: {e}", "binary_not_runnable") from e
+        raise _not_runnable(e) from e
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+
+    async def send() -> None:
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # adde stopped reading (it failed early): its answer says why
+        finally:
+            stdin.close()
+
+    async def drain() -> None:
+        async for raw in stderr:
+            err.line(raw)
+
+    async def exchange() -> bytes:
+        _, out, _ = await asyncio.gather(send(), stdout.read(), drain())
+        await proc.wait()
+        return out
+
     try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(data), call.timeout)
+        out = await asyncio.wait_for(exchange(), call.timeout)
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
-        raise _timed_out(call) from None
+        raise _timed_out(call, err.text()) from None
     except asyncio.CancelledError:
         # adde handles SIGINT by stopping the run in the container before it exits; the
         # cancellation completes once it has.
-        proc.send_signal(2)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), INTERRUPT_GRACE_SEC)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
         raise
-    return _parse(call, proc.returncode or 0, stdout)
+    return _parse(call, proc.returncode if proc.returncode is not None else 0, out, err.text())
 
 
-def sync_tool(spec: Callable[P, Call]) -> Callable[P, Result]:
+def sync_tool(spec: Callable[P, Call[R]]) -> Callable[P, R]:
     @functools.wraps(spec)
-    def tool(*args: P.args, **kwargs: P.kwargs) -> Result:
+    def tool(*args: P.args, **kwargs: P.kwargs) -> R:
         return run_sync(spec(*args, **kwargs))
 
     return tool
 
 
-def async_tool(spec: Callable[P, Call]) -> Callable[P, Awaitable[Result]]:
+def async_tool(spec: Callable[P, Call[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(spec)
-    async def tool(*args: P.args, **kwargs: P.kwargs) -> Result:
+    async def tool(*args: P.args, **kwargs: P.kwargs) -> R:
         return await run_async(spec(*args, **kwargs))
 
     return tool

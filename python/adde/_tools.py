@@ -1,24 +1,72 @@
 """One function per adde tool, with ADDE's names and signatures. Each builds the call; the
 sync API (`adde`) and the asyncio API (`adde.aio`) both run these, so they never drift.
 
-Every function takes `bin_path` (the adde executable; found automatically when None) and
-keyword arguments for adde's extra options, passed through as JSON fields (see
-`adde list_tools` or the README for each tool's fields)."""
+ADDE's own parameters keep their places; adde's further fields are keyword-only arguments
+with their JSON names, so a typo (`dependancies=`, `timeout_secs=`) is a TypeError at run
+time and an error for a type checker. An argument left at None is not sent: adde applies
+its own default (see `adde list_tools` or the README for each field). Every function also
+takes `bin_path`, the adde executable (found automatically when None)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+import os
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
 from ._run import Call
+from ._types import (
+    BuildNetwork,
+    BuildResult,
+    CleanupResult,
+    CommandLine,
+    CreatedEnv,
+    DeleteImageResult,
+    Encoding,
+    EnvList,
+    ErrorCodeList,
+    ExecuteResult,
+    ExportResult,
+    ImageList,
+    InstallNetwork,
+    ListFilesResult,
+    LogsResult,
+    Mount,
+    PackageManager,
+    PingResult,
+    PolicyView,
+    PoolInfo,
+    PoolList,
+    PoolRemoveResult,
+    PrepareResult,
+    PruneResult,
+    PullPolicy,
+    PullResult,
+    ReadFileResult,
+    ReapResult,
+    RunContainerResult,
+    ToolList,
+    WriteFileResult,
+)
 
 # adde itself gets this long beyond a run's own timeout before the call is abandoned.
 MARGIN_SEC = 30.0
 DEFAULT_BUILD_TIMEOUT_SEC = 1800.0
 
+StrPath = Union[str, "os.PathLike[str]"]
+BinPath = Optional[StrPath]
 
-def _payload(fields: Mapping[str, Any], options: Mapping[str, Any]) -> Dict[str, Any]:
-    payload = {k: v for k, v in fields.items() if v is not None}
-    payload.update(options)
+
+def _payload(fields: Mapping[str, Any]) -> Dict[str, Any]:
+    payload: Dict[str, Any] = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Mapping) and not isinstance(value, dict):
+            value = dict(value)
+        payload[key] = value
     return payload
 
 
@@ -32,34 +80,57 @@ def timeout_for(tool: str, payload: Mapping[str, Any]) -> Optional[float]:
     return None
 
 
-def call(tool: str, payload: Dict[str, Any], bin_path: Optional[str]) -> Call:
-    return Call(tool, payload, timeout_for(tool, payload), bin_path)
+def call(tool: str, payload: Dict[str, Any], bin_path: BinPath) -> Call[Any]:
+    """A call of any tool with a ready payload (what the LangChain tools use)."""
+    return Call(tool, payload, timeout_for(tool, payload), os.fspath(bin_path) if bin_path is not None else None)
 
 
-def pull_image(image: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+def pull_image(image: str, *, platform: Optional[str] = None, bin_path: BinPath = None) -> Call[PullResult]:
     """Pull `image` (a tag; "latest" when none). Returns {"ok": True, "image", "id"}.
-    Options: platform."""
-    return call("pull_image", _payload({"image": image}, options), bin_path)
+    `platform`: e.g. "linux/amd64"; the engine's own when None."""
+    return call("pull_image", _payload({"image": image, "platform": platform}), bin_path)
 
 
 def create_runtime_env(
     image: str,
-    dependencies: Optional[List[str]] = None,
-    env_vars: Optional[Dict[str, str]] = None,
+    dependencies: Optional[Sequence[str]] = None,
+    env_vars: Optional[Mapping[str, str]] = None,
     network: bool = False,
-    port_bindings: Optional[Dict[str, str]] = None,
+    port_bindings: Optional[Mapping[str, str]] = None,
     use_image_cmd: bool = False,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    session: Optional[str] = None,
+    memory: Optional[str] = None,
+    cpus: Optional[float] = None,
+    pids_limit: Optional[int] = None,
+    nofile: Optional[int] = None,
+    pull: Optional[PullPolicy] = None,
+    package_manager: Optional[PackageManager] = None,
+    pip_index_url: Optional[str] = None,
+    npm_registry: Optional[str] = None,
+    install_network: Optional[InstallNetwork] = None,
+    install_timeout_sec: Optional[int] = None,
+    mounts: Optional[Sequence[Mount]] = None,
+    user: Optional[str] = None,
+    read_only_rootfs: Optional[bool] = None,
+    workdir: Optional[str] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    runtime: Optional[str] = None,
+    ttl_sec: Optional[int] = None,
+    disk: Optional[str] = None,
+    workspace: Optional[Literal["volume", "tmpfs"]] = None,
+    bin_path: BinPath = None,
+) -> Call[CreatedEnv]:
     """Create a hardened environment (no network, all capabilities dropped, 512 MiB, 0.5 CPU)
     with a /workspace volume. `dependencies` are installed with pip or npm; `network` gives
     the code a network; `port_bindings` ({"3000": "8080"}) publish on 127.0.0.1 and need
-    `network`; `use_image_cmd` runs the image's own command. Returns {"container_id",
-    "workspace", "limits", "security", ...}. Options: memory, cpus, pids_limit, nofile, pull,
-    package_manager, pip_index_url, npm_registry, install_network, install_timeout_sec, disk,
-    workspace ("volume" or "tmpfs")."""
+    `network`; `use_image_cmd` runs the image's own command; `session` makes the call
+    get-or-create by name. Returns the environment as the engine applied it:
+    {"container_id", "workspace", "limits", "security", "session_action", ...}.
+    Limits and the rest: memory, cpus, pids_limit, nofile, pull, package_manager,
+    pip_index_url, npm_registry, install_network, install_timeout_sec, mounts, user,
+    read_only_rootfs, workdir, labels, runtime, ttl_sec, disk, workspace ("volume" or
+    "tmpfs")."""
     fields = {
         "image": image,
         "dependencies": dependencies,
@@ -67,8 +138,26 @@ def create_runtime_env(
         "network": network,
         "port_bindings": port_bindings,
         "use_image_cmd": use_image_cmd,
+        "session": session,
+        "memory": memory,
+        "cpus": cpus,
+        "pids_limit": pids_limit,
+        "nofile": nofile,
+        "pull": pull,
+        "package_manager": package_manager,
+        "pip_index_url": pip_index_url,
+        "npm_registry": npm_registry,
+        "install_network": install_network,
+        "install_timeout_sec": install_timeout_sec,
+        "mounts": mounts,
+        "user": user,
+        "read_only_rootfs": read_only_rootfs,
+        "workdir": workdir,
+        "labels": labels,
+        "runtime": runtime,
+        "ttl_sec": ttl_sec,
     }
-    return call("create_runtime_env", _payload(fields, options), bin_path)
+    return call("create_runtime_env", _payload(fields), bin_path)
 
 
 def execute_code_block(
@@ -77,186 +166,380 @@ def execute_code_block(
     code_content: str,
     timeout_sec: float = 30,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    command: Optional[Sequence[str]] = None,
+    max_output_bytes: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[ExecuteResult]:
     """Write `code_content` to /workspace/`filename` and run it; after `timeout_sec` the run
     and everything it started are killed. Returns {"log": {"exit_code", "stdout", "stderr",
     "execution_time", "timed_out", ...}}: a program that fails or times out is a result, not
-    an exception. Options: command (argv list), max_output_bytes."""
-    fields = {"container_id": container_id, "filename": filename, "code_content": code_content, "timeout_sec": timeout_sec}
-    return call("execute_code_block", _payload(fields, options), bin_path)
+    an exception. `command`: an argv to run instead of the interpreter the extension picks;
+    `max_output_bytes`: bytes kept of each stream."""
+    fields = {
+        "container_id": container_id,
+        "filename": filename,
+        "code_content": code_content,
+        "timeout_sec": timeout_sec,
+        "command": command,
+        "max_output_bytes": max_output_bytes,
+    }
+    return call("execute_code_block", _payload(fields), bin_path)
 
 
-def get_container_logs(container_id: str, tail_lines: int = 0, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+def get_container_logs(
+    container_id: str,
+    tail_lines: int = 0,
+    *,
+    run_id: Optional[str] = None,
+    all: Optional[bool] = None,
+    container_output: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[LogsResult]:
     """The environment's last run as {"log": {...}}; `tail_lines` keeps the last N lines of
-    each stream. Options: run_id, all (every run, as "runs"), container_output."""
-    fields = {"container_id": container_id, "tail_lines": tail_lines}
-    return call("get_container_logs", _payload(fields, options), bin_path)
+    each stream. `run_id`: that run instead; `all=True`: every run, as "runs";
+    `container_output=True`: the container's own stdout and stderr too."""
+    fields = {
+        "container_id": container_id,
+        "tail_lines": tail_lines,
+        "run_id": run_id,
+        "all": all,
+        "container_output": container_output,
+    }
+    return call("get_container_logs", _payload(fields), bin_path)
 
 
-def cleanup_env(container_id: Optional[str] = None, *, bin_path: Optional[str] = None, **options: Any) -> Call:
-    """Stop and remove an environment (id, name or session) and its volumes; `all=True` removes
-    every environment this owner made (all_owners=True: everyone's). Returns {"ok": True,
-    "removed", "volumes_removed"}."""
-    return call("cleanup_env", _payload({"container_id": container_id}, options), bin_path)
+def cleanup_env(
+    container_id: Optional[str] = None,
+    *,
+    session: Optional[str] = None,
+    all: Optional[bool] = None,
+    all_owners: Optional[bool] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    bin_path: BinPath = None,
+) -> Call[CleanupResult]:
+    """Stop and remove an environment (by id, name or `session`) and its volumes; `all=True`
+    removes every environment this owner made (`all_owners=True`: everyone's; only those with
+    `labels`, when given). Returns {"ok": True, "removed", "volumes_removed"}."""
+    fields = {"container_id": container_id, "session": session, "all": all, "all_owners": all_owners, "labels": labels}
+    return call("cleanup_env", _payload(fields), bin_path)
 
 
 def prepare_build_context(
-    files: Dict[str, str],
+    files: Mapping[str, str],
     context_id: Optional[str] = None,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    files_base64: Optional[Mapping[str, str]] = None,
+    base_image: Optional[str] = None,
+    bin_path: BinPath = None,
+) -> Call[PrepareResult]:
     """Stage files (path -> text) as a private build context; returns {"context_id", ...}.
-    Options: files_base64 (path -> base64, for binary files), base_image (for the Dockerfile
-    adde writes for Python or Node projects that have none)."""
-    fields = {"files": files, "context_id": context_id}
-    return call("prepare_build_context", _payload(fields, options), bin_path)
+    `files_base64`: path -> base64, for binary files; `base_image`: of the Dockerfile adde
+    writes for Python or Node projects that have none."""
+    fields = {"files": files, "context_id": context_id, "files_base64": files_base64, "base_image": base_image}
+    return call("prepare_build_context", _payload(fields), bin_path)
+
+
+def _build(
+    tool: str,
+    source: Dict[str, Any],
+    tag: Optional[str],
+    build_args: Optional[Mapping[str, str]],
+    dockerfile: Optional[str],
+    target: Optional[str],
+    no_cache: Optional[bool],
+    labels: Optional[Mapping[str, str]],
+    network: Optional[BuildNetwork],
+    max_context_mb: Optional[float],
+    timeout_sec: Optional[float],
+    allow_remote_add: Optional[bool],
+    bin_path: BinPath,
+) -> Call[BuildResult]:
+    fields = {
+        **source,
+        "tag": tag,
+        "build_args": build_args,
+        "dockerfile": dockerfile,
+        "target": target,
+        "no_cache": no_cache,
+        "labels": labels,
+        "network": network,
+        "max_context_mb": max_context_mb,
+        "timeout_sec": timeout_sec,
+        "allow_remote_add": allow_remote_add,
+    }
+    return call(tool, _payload(fields), bin_path)
 
 
 def build_image_from_context(
     context_id: str,
     tag: Optional[str] = None,
-    build_args: Optional[Dict[str, str]] = None,
+    build_args: Optional[Mapping[str, str]] = None,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    dockerfile: Optional[str] = None,
+    target: Optional[str] = None,
+    no_cache: Optional[bool] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    network: Optional[BuildNetwork] = None,
+    max_context_mb: Optional[float] = None,
+    timeout_sec: Optional[float] = None,
+    allow_remote_add: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[BuildResult]:
     """Build a context from prepare_build_context. Returns {"status": "success", "image_id",
-    "tag", "size_mb", "build_log_summary", "findings"}; raises BuildFailed (with
+    "tag", "size_mb", "build_log_summary", "findings", ...}; raises BuildFailed (with
     failed_layer and build_log_summary in .result) when a step fails or the Dockerfile is
-    blocked. Options: dockerfile, target, no_cache, labels, network, max_context_mb, timeout_sec,
-    allow_remote_add."""
-    fields = {"context_id": context_id, "tag": tag, "build_args": build_args}
-    return call("build_image_from_context", _payload(fields, options), bin_path)
+    blocked."""
+    return _build(
+        "build_image_from_context", {"context_id": context_id}, tag, build_args, dockerfile, target, no_cache,
+        labels, network, max_context_mb, timeout_sec, allow_remote_add, bin_path,
+    )  # fmt: skip
 
 
 def build_image_from_path(
-    path: str,
+    path: StrPath,
     tag: Optional[str] = None,
-    build_args: Optional[Dict[str, str]] = None,
+    build_args: Optional[Mapping[str, str]] = None,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    dockerfile: Optional[str] = None,
+    target: Optional[str] = None,
+    no_cache: Optional[bool] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    network: Optional[BuildNetwork] = None,
+    max_context_mb: Optional[float] = None,
+    timeout_sec: Optional[float] = None,
+    allow_remote_add: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[BuildResult]:
     """Build a folder holding a Dockerfile, like build_image_from_context."""
-    fields = {"path": str(path), "tag": tag, "build_args": build_args}
-    return call("build_image_from_path", _payload(fields, options), bin_path)
+    return _build(
+        "build_image_from_path", {"path": path}, tag, build_args, dockerfile, target, no_cache,
+        labels, network, max_context_mb, timeout_sec, allow_remote_add, bin_path,
+    )  # fmt: skip
 
 
 def build_image_from_git(
     url: str,
     tag: Optional[str] = None,
-    build_args: Optional[Dict[str, str]] = None,
+    build_args: Optional[Mapping[str, str]] = None,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
-    """Clone a repository (shallow) and build it like build_image_from_path. Options: ref,
-    subdir, and the build options."""
-    fields = {"url": url, "tag": tag, "build_args": build_args}
-    return call("build_image_from_git", _payload(fields, options), bin_path)
+    ref: Optional[str] = None,
+    subdir: Optional[str] = None,
+    dockerfile: Optional[str] = None,
+    target: Optional[str] = None,
+    no_cache: Optional[bool] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    network: Optional[BuildNetwork] = None,
+    max_context_mb: Optional[float] = None,
+    timeout_sec: Optional[float] = None,
+    allow_remote_add: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[BuildResult]:
+    """Clone a repository (shallow; `ref` a branch, tag or commit, `subdir` the folder to
+    build) and build it like build_image_from_path."""
+    return _build(
+        "build_image_from_git", {"url": url, "ref": ref, "subdir": subdir}, tag, build_args, dockerfile, target,
+        no_cache, labels, network, max_context_mb, timeout_sec, allow_remote_add, bin_path,
+    )  # fmt: skip
 
 
-def list_agent_images(filter_tag: Optional[str] = None, *, bin_path: Optional[str] = None) -> Call:
+def list_agent_images(filter_tag: Optional[str] = None, *, bin_path: BinPath = None) -> Call[ImageList]:
     """The images adde built, as {"images": [{"id", "tags", "size_mb", "created"}]}."""
-    return call("list_agent_images", _payload({"filter_tag": filter_tag}, {}), bin_path)
+    return call("list_agent_images", _payload({"filter_tag": filter_tag}), bin_path)
 
 
-def prune_build_cache(older_than_hrs: Optional[float] = None, *, bin_path: Optional[str] = None) -> Call:
+def prune_build_cache(older_than_hrs: Optional[float] = None, *, bin_path: BinPath = None) -> Call[PruneResult]:
     """Remove what adde's builds left behind; returns {"space_reclaimed_mb", ...}."""
-    return call("prune_build_cache", _payload({"older_than_hrs": older_than_hrs}, {}), bin_path)
+    return call("prune_build_cache", _payload({"older_than_hrs": older_than_hrs}), bin_path)
 
 
-def delete_image(image: str, force: bool = False, agent_env_only: bool = True, *, bin_path: Optional[str] = None) -> Call:
+def delete_image(
+    image: str, force: bool = False, agent_env_only: bool = True, *, bin_path: BinPath = None
+) -> Call[DeleteImageResult]:
     """Delete an image adde built (any image with agent_env_only=False)."""
     fields = {"image": image, "force": force, "agent_env_only": agent_env_only}
-    return call("delete_image", _payload(fields, {}), bin_path)
+    return call("delete_image", _payload(fields), bin_path)
 
 
 def execute_command(
     container_id: str,
-    command: Any,
+    command: CommandLine,
     timeout_sec: float = 30,
     *,
-    bin_path: Optional[str] = None,
-    **options: Any,
-) -> Call:
+    workdir: Optional[str] = None,
+    env: Optional[Mapping[str, str]] = None,
+    stdin: Optional[str] = None,
+    max_output_bytes: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[ExecuteResult]:
     """Run a shell command line (a string, through sh -c) or an argument list (no shell),
-    with the same enforced timeout and log as execute_code_block. Options: workdir, env,
-    stdin, max_output_bytes."""
-    fields = {"container_id": container_id, "command": command, "timeout_sec": timeout_sec}
-    return call("execute_command", _payload(fields, options), bin_path)
+    with the same enforced timeout and log as execute_code_block."""
+    fields = {
+        "container_id": container_id,
+        "command": command,
+        "timeout_sec": timeout_sec,
+        "workdir": workdir,
+        "env": env,
+        "stdin": stdin,
+        "max_output_bytes": max_output_bytes,
+    }
+    return call("execute_command", _payload(fields), bin_path)
 
 
-def write_file(container_id: str, path: str, content: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
-    """Write a file (relative paths are under /workspace). Options: encoding ("utf8" or
-    "base64"), mode (e.g. "0755")."""
-    return call("write_file", _payload({"container_id": container_id, "path": path, "content": content}, options), bin_path)
+def write_file(
+    container_id: str,
+    path: str,
+    content: str,
+    *,
+    encoding: Optional[Encoding] = None,
+    mode: Optional[str] = None,
+    bin_path: BinPath = None,
+) -> Call[WriteFileResult]:
+    """Write a file (relative paths are under /workspace). `encoding`: "utf8" or "base64";
+    `mode`: e.g. "0755"."""
+    fields = {"container_id": container_id, "path": path, "content": content, "encoding": encoding, "mode": mode}
+    return call("write_file", _payload(fields), bin_path)
 
 
-def read_file(container_id: str, path: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
-    """Read a file: {"content", "size", "has_more", ...}. Options: offset and line_count
-    (lines, for text), max_bytes, encoding ("base64" for binary files)."""
-    return call("read_file", _payload({"container_id": container_id, "path": path}, options), bin_path)
+def read_file(
+    container_id: str,
+    path: str,
+    *,
+    offset: Optional[int] = None,
+    line_count: Optional[int] = None,
+    max_bytes: Optional[int] = None,
+    encoding: Optional[Encoding] = None,
+    bin_path: BinPath = None,
+) -> Call[ReadFileResult]:
+    """Read a file: {"content", "size", "has_more", ...}. `offset` and `line_count` page text
+    by lines; `max_bytes` caps the read; encoding="base64" for binary files."""
+    fields = {
+        "container_id": container_id,
+        "path": path,
+        "offset": offset,
+        "line_count": line_count,
+        "max_bytes": max_bytes,
+        "encoding": encoding,
+    }
+    return call("read_file", _payload(fields), bin_path)
 
 
-def list_files(container_id: str, path: Optional[str] = None, recursive: bool = False, *, bin_path: Optional[str] = None) -> Call:
+def list_files(
+    container_id: str, path: Optional[str] = None, recursive: bool = False, *, bin_path: BinPath = None
+) -> Call[ListFilesResult]:
     """List a folder (default /workspace): {"entries": [{"name", "kind", "size", "mode", "modified"}]}."""
     fields = {"container_id": container_id, "path": path, "recursive": recursive}
-    return call("list_files", _payload(fields, {}), bin_path)
+    return call("list_files", _payload(fields), bin_path)
 
 
-def export_files(container_id: str, paths: List[str], dest: str, *, bin_path: Optional[str] = None) -> Call:
+def export_files(
+    container_id: str, paths: Sequence[str], dest: StrPath, *, bin_path: BinPath = None
+) -> Call[ExportResult]:
     """Copy files or folders out into the host folder `dest` (nothing is written outside it)."""
-    fields = {"container_id": container_id, "paths": paths, "dest": str(dest)}
-    return call("export_files", _payload(fields, {}), bin_path)
+    fields = {"container_id": container_id, "paths": paths, "dest": dest}
+    return call("export_files", _payload(fields), bin_path)
 
 
 def list_runtime_envs(
-    session: Optional[str] = None, all: bool = False, *, bin_path: Optional[str] = None, **options: Any
-) -> Call:
-    """adde's environments: {"environments": [{"container_id", "session", "state", ...}]}.
-    Only this owner's unless all_owners=True."""
-    return call("list_runtime_envs", _payload({"session": session, "all": all}, options), bin_path)
+    session: Optional[str] = None,
+    all: bool = False,
+    *,
+    all_owners: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[EnvList]:
+    """adde's environments: {"environments": [{"container_id", "session", "state", ...}]};
+    only this owner's unless `all_owners=True`."""
+    fields = {"session": session, "all": all, "all_owners": all_owners}
+    return call("list_runtime_envs", _payload(fields), bin_path)
 
 
-def reap(*, bin_path: Optional[str] = None, **options: Any) -> Call:
-    """Remove environments past their TTL and whatever nothing uses any more."""
-    return call("reap", _payload({}, options), bin_path)
+def reap(
+    *,
+    context_max_age_hrs: Optional[float] = None,
+    all_owners: Optional[bool] = None,
+    bin_path: BinPath = None,
+) -> Call[ReapResult]:
+    """Remove environments past their TTL and whatever nothing uses any more (build contexts
+    unchanged for `context_max_age_hrs`, default a week); this owner's unless `all_owners`."""
+    fields = {"context_max_age_hrs": context_max_age_hrs, "all_owners": all_owners}
+    return call("reap", _payload(fields), bin_path)
 
 
-def run_container(image: str, *, bin_path: Optional[str] = None, **options: Any) -> Call:
+def run_container(
+    image: str,
+    *,
+    command: Optional[CommandLine] = None,
+    code_content: Optional[str] = None,
+    filename: Optional[str] = None,
+    payload: Optional[Mapping[str, str]] = None,
+    payload_path: Optional[StrPath] = None,
+    timeout_sec: Optional[float] = None,
+    env: Optional[Mapping[str, str]] = None,
+    memory: Optional[str] = None,
+    cpus: Optional[float] = None,
+    pids_limit: Optional[int] = None,
+    network: Optional[bool] = None,
+    max_output_bytes: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[RunContainerResult]:
     """One-shot run: create, put the code or payload in, run, collect the log, remove.
-    Options: command or code_content (+ filename), payload, payload_path, timeout_sec, env,
-    memory, cpus, pids_limit, network."""
-    return call("run_container", _payload({"image": image}, options), bin_path)
+    Give `command`, or `code_content` and `filename`."""
+    fields = {
+        "image": image,
+        "command": command,
+        "code_content": code_content,
+        "filename": filename,
+        "payload": payload,
+        "payload_path": payload_path,
+        "timeout_sec": timeout_sec,
+        "env": env,
+        "memory": memory,
+        "cpus": cpus,
+        "pids_limit": pids_limit,
+        "network": network,
+        "max_output_bytes": max_output_bytes,
+    }
+    return call("run_container", _payload(fields), bin_path)
 
 
-def ping(*, bin_path: Optional[str] = None) -> Call:
+def ping(*, bin_path: BinPath = None) -> Call[PingResult]:
     """The engine's versions and runtimes, adde's version and state directory."""
     return call("ping", {}, bin_path)
 
 
-def list_tools(*, bin_path: Optional[str] = None) -> Call:
+def list_tools(*, bin_path: BinPath = None) -> Call[ToolList]:
     """Every tool with its description and input JSON Schema."""
     return call("list_tools", {}, bin_path)
 
 
-def list_error_codes(*, bin_path: Optional[str] = None) -> Call:
+def list_error_codes(*, bin_path: BinPath = None) -> Call[ErrorCodeList]:
     """Every error_code adde can return, with what it means."""
     return call("list_error_codes", {}, bin_path)
 
 
-def show_policy(*, bin_path: Optional[str] = None) -> Call:
+def show_policy(*, bin_path: BinPath = None) -> Call[PolicyView]:
     """The operator's policy in force ({"policy": {...} or None, "source", "searched"}), so a
     caller can stay within its limits."""
     return call("show_policy", {}, bin_path)
 
 
-NAMES = [
+def pool_create(spec: Mapping[str, Any], size: int, *, bin_path: BinPath = None) -> Call[PoolInfo]:
+    """Keep `size` environments of a create_runtime_env `spec` started ahead of time;
+    create_runtime_env with exactly that spec then takes one. Returns {"pool", "size",
+    "ready", "spec"}."""
+    return call("pool_create", {"spec": dict(spec), "size": size}, bin_path)
+
+
+def pool_list(*, bin_path: BinPath = None) -> Call[PoolList]:
+    """The warm pools: {"pools": [{"pool", "size", "ready", "spec"}]}."""
+    return call("pool_list", {}, bin_path)
+
+
+def pool_remove(pool: str, *, bin_path: BinPath = None) -> Call[PoolRemoveResult]:
+    """Remove a warm pool and the environments it had ready."""
+    return call("pool_remove", {"pool": pool}, bin_path)
+
+
+NAMES: List[str] = [
     "pull_image",
     "create_runtime_env",
     "execute_code_block",
@@ -281,4 +564,7 @@ NAMES = [
     "list_tools",
     "list_error_codes",
     "show_policy",
+    "pool_create",
+    "pool_list",
+    "pool_remove",
 ]

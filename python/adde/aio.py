@@ -1,5 +1,8 @@
 """The asyncio client: the same functions as `adde`, as coroutines, for agent loops that run
-tools concurrently. Cancelling one interrupts adde, which stops the run in the container."""
+tools concurrently. Cancelling one interrupts adde, which stops the run in the container.
+
+Each function returns a coroutine (`Coroutine[Any, Any, T]`, T the same TypedDict as the sync
+function's result), so `asyncio.create_task(adde.aio.execute_code_block(...))` type-checks."""
 
 from . import _tools
 from ._run import async_tool
@@ -28,5 +31,8 @@ ping = async_tool(_tools.ping)
 list_tools = async_tool(_tools.list_tools)
 list_error_codes = async_tool(_tools.list_error_codes)
 show_policy = async_tool(_tools.show_policy)
+pool_create = async_tool(_tools.pool_create)
+pool_list = async_tool(_tools.pool_list)
+pool_remove = async_tool(_tools.pool_remove)
 
 __all__ = list(_tools.NAMES)

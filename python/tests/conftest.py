@@ -1,3 +1,4 @@
+import importlib
 import os
 import shutil
 import subprocess
@@ -6,6 +7,15 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+CI = os.environ.get("CI") == "true"
+
+
+def need(module):
+    """Import an optional dependency of the tests (the `test` extra): skipped without it,
+    except under CI=true, where a missing one fails instead of hiding tests."""
+    if CI:
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
 
 
 @pytest.fixture
@@ -37,7 +47,7 @@ def engine(monkeypatch, tmp_path):
     when the engine is missing, skips elsewhere."""
     problem = _docker_ready()
     if problem:
-        if os.environ.get("CI") == "true":
+        if CI:
             pytest.fail(f"{problem} (CI=true)")
         pytest.skip(problem)
     monkeypatch.delenv("ADDE_BIN", raising=False)

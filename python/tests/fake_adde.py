@@ -29,4 +29,24 @@ elif mode == "tools":
     else:
         out.write(json.dumps({"error": "no container x", "error_code": "container_not_found"}).encode())
         sys.exit(1)
+elif mode == "noisy":
+    # What the real binary does on a failure: the JSON on stdout, a line for people on stderr.
+    sys.stderr.write("adde: progress 1/2\n")
+    sys.stderr.write(f"adde: error: {sys.argv[1]} went wrong\n")
+    out.write(json.dumps({"error": "went wrong", "error_code": "engine_error"}).encode())
+    out.flush()
+    sys.exit(1)
+elif mode == "noisy-ok":
+    sys.stderr.write("adde: pulling 3 layers\n")
+    out.write(json.dumps({"ok": True}).encode())
+elif mode == "agent":
+    # list_tools with schemas shaped like the binary's; every other tool echoes its payload,
+    # and create_runtime_env answers with an environment.
+    if sys.argv[1] == "list_tools":
+        with open(os.environ["FAKE_ADDE_TOOLS"]) as f:
+            out.write(f.read().encode())
+    elif sys.argv[1] == "create_runtime_env":
+        out.write(json.dumps({"container_id": "c0ffee" * 8, "name": "adde-env1", "payload": json.loads(payload)}).encode())
+    else:
+        out.write(json.dumps({"argv": sys.argv[1:], "payload": json.loads(payload)}).encode())
 out.write(b"\n")

@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from conftest import need
 
 import adde
 import adde.aio
@@ -125,6 +126,8 @@ def test_binary_discovery_order(fake_adde, tmp_path, monkeypatch):
         adde.find_adde_bin()
     message = str(caught.value)
     assert "nowhere" in message and "PATH" in message and "dev" in message, message
+    assert "ADDE_BIN" in message and "wheel" in message, "it says how to get the binary"
+    assert "pip install adde " not in message and "pip install adde," not in message, "no package by that name"
 
 
 def test_the_asyncio_client_runs_concurrently(fake_adde):
@@ -143,11 +146,11 @@ def test_the_asyncio_client_maps_errors(fake_adde):
 
 
 def test_langchain_tools_return_results_and_errors_as_text(fake_adde):
-    pytest.importorskip("langchain_core")
+    need("langchain_core")
     from adde.langchain import adde_tools
 
     fake_adde("tools")
-    tools = adde_tools(["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"])
+    tools = adde_tools(["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"], full=True)
     assert [t.name for t in tools] == ["create_runtime_env", "execute_code_block", "get_container_logs", "cleanup_env"]
     assert tools[0].args_schema["required"] == ["container_id"], "the schema is adde's own"
     assert tools[1].description == "execute_code_block tool"

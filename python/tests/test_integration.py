@@ -2,6 +2,8 @@
 
 import asyncio
 import subprocess
+import typing
+from typing import Any
 
 import pytest
 
@@ -10,6 +12,29 @@ import adde.aio
 
 PYTHON = "adde-test/python:3"
 BUSYBOX = "adde-test/busybox:1"
+
+
+def assert_shape(value: Any, td: Any, where: str = "result") -> None:
+    """`value` has exactly the keys the TypedDict `td` declares (every required one, no
+    unknown one), recursively through nested TypedDicts and lists of them."""
+    assert isinstance(value, dict), (where, value)
+    hints = typing.get_type_hints(td)
+    missing = td.__required_keys__ - value.keys()
+    unknown = value.keys() - hints.keys()
+    assert not missing and not unknown, f"{where} ({td.__name__}): missing {missing}, unknown {unknown}"
+    for key, item in value.items():
+        kind = hints[key]
+        options = (
+            [a for a in typing.get_args(kind) if a is not type(None)]
+            if typing.get_origin(kind) is typing.Union
+            else [kind]
+        )
+        for option in options:
+            if typing.is_typeddict(option) and isinstance(item, dict):
+                assert_shape(item, option, f"{where}.{key}")
+            elif typing.get_origin(option) is list and typing.is_typeddict(typing.get_args(option)[0]):
+                for n, element in enumerate(item):
+                    assert_shape(element, typing.get_args(option)[0], f"{where}.{key}[{n}]")
 
 
 @pytest.fixture
@@ -23,7 +48,9 @@ def env(engine):
 
 
 def test_the_agent_loop(env):
-    log = adde.execute_code_block(env, "main.py", "import sys\nprint('six times seven', 6 * 7)\nsys.exit(2)\n")["log"]
+    result = adde.execute_code_block(env, "main.py", "import sys\nprint('six times seven', 6 * 7)\nsys.exit(2)\n")
+    assert_shape(result, adde.ExecuteResult)
+    log = result["log"]
     assert log["stdout"] == "six times seven 42\n"
     assert log["exit_code"] == 2, "a failing program is a result, not an exception"
 
@@ -31,11 +58,14 @@ def test_the_agent_loop(env):
     assert log["timed_out"] is True
     assert log["stdout"] == "going\n"
 
+    assert_shape(adde.get_container_logs(env, all=True, container_output=True), adde.LogsResult)
     tail = adde.get_container_logs(env, tail_lines=1)["log"]
     assert tail["run_id"] == log["run_id"]
     assert tail["stdout"] == "going\n"
 
-    assert adde.cleanup_env(env)["ok"] is True
+    cleaned = adde.cleanup_env(env)
+    assert_shape(cleaned, adde.CleanupResult)
+    assert cleaned["ok"] is True
     with pytest.raises(adde.NotFound):
         adde.execute_code_block(env, "a.py", "print(1)")
 
@@ -48,7 +78,9 @@ def test_bad_input_raises_invalid_input(engine):
 
 def test_asyncio_runs_in_parallel(env):
     async def main():
-        calls = [adde.aio.execute_code_block(env, f"p{i}.py", f"import time\ntime.sleep(1)\nprint({i})\n") for i in range(3)]
+        calls = [
+            adde.aio.execute_code_block(env, f"p{i}.py", f"import time\ntime.sleep(1)\nprint({i})\n") for i in range(3)
+        ]
         return await asyncio.gather(*calls)
 
     logs = [r["log"] for r in asyncio.run(main())]
@@ -58,16 +90,20 @@ def test_asyncio_runs_in_parallel(env):
 def test_a_build_from_a_context(engine):
     tag = "adde-pytest:ctx"
     context = adde.prepare_build_context(
-        {"Dockerfile": f"FROM {BUSYBOX}\nCOPY hello.txt /\nUSER 1000\nCMD [\"cat\", \"/hello.txt\"]\n", "hello.txt": "hi\n"}
+        {"Dockerfile": f'FROM {BUSYBOX}\nCOPY hello.txt /\nUSER 1000\nCMD ["cat", "/hello.txt"]\n', "hello.txt": "hi\n"}
     )["context_id"]
     try:
         built = adde.build_image_from_context(context, tag=tag)
+        assert_shape(built, adde.BuildResult)
         assert built["status"] == "success"
         run = subprocess.run(["docker", "run", "--rm", tag], capture_output=True, text=True, check=True)
         assert run.stdout == "hi\n"
-        listed = adde.list_agent_images(filter_tag="adde-pytest")["images"]
-        assert any(tag in image["tags"] for image in listed)
-        assert adde.delete_image(tag)["ok"] is True
+        images = adde.list_agent_images(filter_tag="adde-pytest")
+        assert_shape(images, adde.ImageList)
+        assert any(tag in image["tags"] for image in images["images"])
+        deleted = adde.delete_image(tag)
+        assert_shape(deleted, adde.DeleteImageResult)
+        assert deleted["ok"] is True
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
@@ -75,35 +111,49 @@ def test_a_build_from_a_context(engine):
     with pytest.raises(adde.BuildFailed) as caught:
         adde.build_image_from_context(broken, tag="adde-pytest:broken")
     assert caught.value.result["failed_layer"].endswith("RUN exit 4")
-    adde.prune_build_cache()
+    assert_shape(adde.prune_build_cache(), adde.PruneResult)
 
 
 def test_session_tools(engine, tmp_path):
     env = adde.create_runtime_env(BUSYBOX, session="pytest-session")
     try:
+        assert_shape(env, adde.CreatedEnv)
         assert env["session_action"] == "created"
         assert adde.create_runtime_env(BUSYBOX, session="pytest-session")["session_action"] == "reused"
         cid = env["container_id"]
-        adde.write_file(cid, "out/result.txt", "42\n")
+        assert_shape(adde.write_file(cid, "out/result.txt", "42\n"), adde.WriteFileResult)
         assert adde.execute_command(cid, ["cat", "out/result.txt"])["log"]["stdout"] == "42\n"
-        assert adde.read_file(cid, "out/result.txt")["content"] == "42\n"
-        names = [e["name"] for e in adde.list_files(cid, recursive=True)["entries"]]
-        assert names == ["out", "out/result.txt"]
-        adde.export_files(cid, ["out"], str(tmp_path))
+        read = adde.read_file(cid, "out/result.txt")
+        assert_shape(read, adde.ReadFileResult)
+        assert read["content"] == "42\n"
+        listed = adde.list_files(cid, recursive=True)
+        assert_shape(listed, adde.ListFilesResult)
+        assert [e["name"] for e in listed["entries"]] == ["out", "out/result.txt"]
+        exported = adde.export_files(cid, ["out"], tmp_path)
+        assert_shape(exported, adde.ExportResult)
         assert (tmp_path / "out" / "result.txt").read_text() == "42\n"
-        assert [e["container_id"] for e in adde.list_runtime_envs(session="pytest-session")["environments"]] == [cid]
+        envs = adde.list_runtime_envs(session="pytest-session")
+        assert_shape(envs, adde.EnvList)
+        assert [e["container_id"] for e in envs["environments"]] == [cid]
         with pytest.raises(adde.NotFound):
             adde.read_file(cid, "missing.txt")
     finally:
         adde.cleanup_env(env["container_id"])
-    log = adde.run_container(BUSYBOX, command="echo once")["log"]
-    assert log["stdout"] == "once\n"
-    assert adde.ping()["ok"] is True
+    once = adde.run_container(BUSYBOX, command="echo once")
+    assert_shape(once, adde.RunContainerResult)
+    assert once["log"]["stdout"] == "once\n"
+    ping = adde.ping()
+    assert_shape(ping, adde.PingResult)
+    assert ping["ok"] is True
+    assert_shape(adde.list_tools(), adde.ToolList)
+    assert_shape(adde.list_error_codes(), adde.ErrorCodeList)
 
 
 def test_cancelling_an_async_run_stops_it_in_the_container(env):
     async def main():
-        task = asyncio.ensure_future(adde.aio.execute_code_block(env, "long.py", "import time\ntime.sleep(300)\n", timeout_sec=600))
+        task = asyncio.ensure_future(
+            adde.aio.execute_code_block(env, "long.py", "import time\ntime.sleep(300)\n", timeout_sec=600)
+        )
         for _ in range(100):
             top = subprocess.run(["docker", "top", env, "-eo", "args"], capture_output=True, text=True).stdout
             if "long.py" in top:
