@@ -99,7 +99,14 @@ pub async fn get_container_logs(engine: &Engine, input: LogsInput) -> Result<Log
         || (out.log.is_none() && out.runs.is_none() && runs_image_cmd == Some(true));
     if show_container {
         let limit = (input.tail_lines > 0).then_some(input.tail_lines);
-        let (stdout, stderr) = engine.logs(&id, limit).await?;
+        // An environment whose main process is adde's agent prints nothing of its own, and
+        // its output (the agent's replies) is not logged: there is nothing to read back.
+        let agent = engine.inspect_managed(&id).await?.helper_target().agent;
+        let (stdout, stderr) = if agent {
+            (Vec::new(), Vec::new())
+        } else {
+            engine.logs(&id, limit).await?
+        };
         out.container_output = Some(ContainerOutput {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),

@@ -25,6 +25,12 @@ fn calls_go_through_the_agent_and_the_log_says_so() {
     assert_eq!(out["log"]["transport"], "agent");
     let stored = adde.ok("get_container_logs", json!({"container_id": env.id}));
     assert_eq!(stored["log"]["transport"], "agent");
+    // The agent's replies are not logged: the container's own output is empty, not an error.
+    let own = adde.ok(
+        "get_container_logs",
+        json!({"container_id": env.id, "container_output": true}),
+    );
+    assert_eq!(own["container_output"], json!({"stdout": "", "stderr": ""}));
 
     // ADDE_AGENT=off takes the Engine-API exec path, with the same result.
     let out = adde
