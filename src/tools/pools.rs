@@ -149,6 +149,8 @@ pub async fn pool_remove(engine: &Engine, input: PoolRemoveInput) -> Result<Pool
         return Err(Error::invalid("pool", format!("there is no pool {id}")));
     }
     std::fs::remove_file(&path).map_err(|e| Error::state(&path, e))?;
+    // A refill under way finishes the member it is making, sees the pool gone, and stops.
+    let _lock = lock_pool(&id).await?;
     let mut removed = Vec::new();
     for member in ready_members(engine, &id).await? {
         super::admin::remove_env(engine, &member.id, &member.labels).await?;
@@ -316,15 +318,23 @@ pub fn refill_main(id: &str) -> std::process::ExitCode {
     }
 }
 
-async fn refill(engine: &Engine, record: &PoolRecord) -> Result<()> {
-    // One refill per pool at a time: it counts again after each member, so the pool never
-    // grows past its size.
-    let lock_path = pools_dir().join(format!("{}.lock", record.id));
-    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::state(&lock_path, e))?;
+/// Waits for the pool's lock (held by a refill, or a removal) and holds it until dropped.
+async fn lock_pool(id: &str) -> Result<std::fs::File> {
+    let dir = pools_dir();
+    state::private_dir(&dir)?;
+    let path = dir.join(format!("{id}.lock"));
+    let lock = std::fs::File::create(&path).map_err(|e| Error::state(&path, e))?;
     // SAFETY: flock on an open file; the lock goes with the file when it is dropped.
     while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    Ok(lock)
+}
+
+async fn refill(engine: &Engine, record: &PoolRecord) -> Result<()> {
+    // One refill per pool at a time: it counts again after each member, so the pool never
+    // grows past its size.
+    let _lock = lock_pool(&record.id).await?;
     while ready_members(engine, &record.id).await?.len() < record.size as usize {
         // The pool may have been removed meanwhile.
         if !pools_dir().join(format!("{}.json", record.id)).exists() {

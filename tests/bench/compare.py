@@ -150,6 +150,36 @@ def peak_rss_kib(adde):
         adde_call(adde, "cleanup_env", {"container_id": env["container_id"]})
 
 
+def bench_pool(adde, runs):
+    """create_runtime_env served from a warm pool (filled beforehand, so no refill runs
+    while it is timed) against `docker run -d`."""
+    spec = {"image": BUSYBOX, "memory": "128m"}
+    pool = adde_call(adde, "pool_create", {"spec": spec, "size": runs})["pool"]
+    samples = {"adde create_runtime_env, warm pool": [], "docker run -d --network none": []}
+    claimed = []
+    try:
+        for _ in range(runs):
+            start = time.perf_counter()
+            env = adde_call(adde, "create_runtime_env", spec)
+            samples["adde create_runtime_env, warm pool"].append(time.perf_counter() - start)
+            claimed.append(env["container_id"])
+            assert env["pool"]["result"] == "hit", env["pool"]
+            start = time.perf_counter()
+            cid = subprocess.run(
+                ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip()
+            samples["docker run -d --network none"].append(time.perf_counter() - start)
+            subprocess.run(["docker", "rm", "-f", cid], check=True, stdout=subprocess.DEVNULL)
+            # Let the refill the claim started finish before the next sample.
+            time.sleep(1.5)
+    finally:
+        adde_call(adde, "pool_remove", {"pool": pool})
+        for cid in claimed:
+            adde_call(adde, "cleanup_env", {"container_id": cid})
+    return samples
+
+
 def bench_create(adde, runs, warmup):
     samples = {"adde create_runtime_env": [], "docker run -d --network none": []}
     for i in range(warmup + runs):
@@ -227,6 +257,7 @@ def main():
             print(f"  {name:<34} {rate:8.1f} /s   ratio to the exec ceiling: {rate / ceiling:5.2f}")
         print(f"\npeak RSS of one adde execute call: {peak_rss_kib(args.adde) / 1024:.1f} MiB")
         report("create an environment", bench_create(args.adde, max(args.runs // 3, 5), 1), "docker run -d --network none")
+        report("create from a warm pool", bench_pool(args.adde, max(args.runs // 3, 5)), "docker run -d --network none")
         report("build a small context (no cache)", bench_build(args.adde, max(args.runs // 6, 3), 1), "docker build")
 
 
