@@ -14,5 +14,6 @@ mod history;
 mod ids;
 mod images;
 mod integrity;
+mod mcp;
 mod results;
 mod sessions;
