@@ -218,8 +218,68 @@ pub fn compact(schema: Value, hidden: &[&str]) -> Map<String, Value> {
     let Value::Object(mut schema) = value else {
         return Map::new();
     };
+    // Definitions are written out where they are used (adde's are small and not recursive;
+    // some clients do not follow `$ref`), then the unused ones dropped.
+    if let Some(Value::Object(defs)) = schema.get("$defs").cloned() {
+        for (key, inner) in schema.iter_mut() {
+            if key != "$defs" {
+                inline(inner, &defs, 0);
+            }
+        }
+    }
     prune_definitions(&mut schema);
     schema
+}
+
+/// Replaces `$ref`s with what they refer to; a `oneOf` of string constants becomes an
+/// `enum`; alternatives lose their own descriptions when the field has one.
+fn inline(value: &mut Value, defs: &Map<String, Value>, depth: u8) {
+    match value {
+        Value::Object(object) => {
+            let target = object
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                .and_then(|name| defs.get(name))
+                .and_then(Value::as_object);
+            if let (Some(target), true) = (target, depth < 8) {
+                let target = target.clone();
+                object.remove("$ref");
+                for (k, v) in target {
+                    object.entry(k).or_insert(v);
+                }
+            }
+            let constants: Option<Vec<Value>> = object
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|alternatives| {
+                    alternatives
+                        .iter()
+                        .map(|a| a.get("const").filter(|c| c.is_string()).cloned())
+                        .collect()
+                });
+            if let Some(constants) = constants {
+                object.remove("oneOf");
+                object.insert("type".into(), "string".into());
+                object.insert("enum".into(), Value::Array(constants));
+            }
+            if object.contains_key("description") {
+                for key in ["anyOf", "oneOf"] {
+                    if let Some(Value::Array(alternatives)) = object.get_mut(key) {
+                        for alternative in alternatives.iter_mut().filter_map(Value::as_object_mut)
+                        {
+                            alternative.remove("description");
+                        }
+                    }
+                }
+            }
+            for inner in object.values_mut() {
+                inline(inner, defs, depth + 1);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| inline(i, defs, depth + 1)),
+        _ => {}
+    }
 }
 
 fn trim(value: &mut Value) {
@@ -348,10 +408,12 @@ mod tests {
         for kept in ["image", "dependencies", "session", "env_vars"] {
             assert!(properties.contains_key(kept), "{kept}");
         }
-        // Only the definitions still referred to remain.
-        let defs = create.schema["$defs"].as_object().unwrap();
-        assert!(defs.contains_key("PackageManager"));
-        assert!(!defs.contains_key("MountSpec"));
+        // Definitions are written out where they are used.
+        assert!(create.schema.get("$defs").is_none());
+        assert_eq!(
+            create.schema["properties"]["package_manager"]["enum"],
+            json!(["pip", "npm"])
+        );
         let err = create
             .check(&Map::from_iter([("mounts".to_string(), json!([]))]))
             .unwrap_err();
@@ -411,13 +473,29 @@ mod tests {
         });
         let text =
             serde_json::to_string(&exposed.iter().map(|e| &e.schema).collect::<Vec<_>>()).unwrap();
-        for noise in ["\"$schema\"", "\"format\"", "\"title\"", "\"null\"", "\\n"] {
+        for noise in [
+            "\"$schema\"",
+            "\"format\"",
+            "\"title\"",
+            "\"null\"",
+            "\\n",
+            "$ref",
+            "$defs",
+        ] {
             assert!(!text.contains(noise), "{noise}");
         }
         let run = find(&exposed, "execute_code_block").unwrap();
         assert_eq!(run.schema["additionalProperties"], false);
         assert_eq!(run.schema["properties"]["command"]["type"], "array");
         assert_eq!(run.schema["properties"]["timeout_sec"]["default"], 30.0);
+        let read = find(&exposed, "read_file").unwrap();
+        assert_eq!(
+            read.schema["properties"]["encoding"]["enum"],
+            json!(["utf8", "base64"])
+        );
+        let create = find(&exposed, "create_runtime_env").unwrap();
+        let mounts = &create.schema["properties"]["mounts"]["items"];
+        assert_eq!(mounts["required"], json!(["source", "target"]));
     }
 
     #[test]
