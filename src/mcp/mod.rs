@@ -280,6 +280,9 @@ impl Inner {
                 if let (Some(id), false) = (created.as_ref(), again) {
                     return Ok(id.clone());
                 }
+                call::emit(|| Event::Progress {
+                    message: format!("creating the environment ({})", spec["image"]),
+                });
                 let env = tools::dispatch(
                     &self.engine,
                     "create_runtime_env",

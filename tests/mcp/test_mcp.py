@@ -328,3 +328,28 @@ def test_progress_arrives_for_a_build_and_for_a_run():
         docker("rmi", "-f", tag, check=False)
         for container in made:
             remove_env(container)
+
+
+def test_a_bound_session_comes_back_when_its_environment_is_removed_and_outlives_the_server():
+    needs_docker()
+    session_name = f"adde-mcp-test-{uuid.uuid4().hex[:8]}"
+    made = []
+
+    async def main():
+        async with adde_mcp("--image", BUSYBOX, "--session", session_name) as session:
+            result = await session.call_tool("execute_command", {"command": "echo one"})
+            assert result.structured_content["log"]["stdout"] == "one\n", result
+            made.append(result.structured_content["log"]["container_id"])
+            docker("rm", "-f", made[0])
+            result = await session.call_tool("execute_command", {"command": "echo two"})
+            assert result.structured_content["log"]["stdout"] == "two\n", result
+            made.append(result.structured_content["log"]["container_id"])
+            assert made[1] != made[0]
+
+    try:
+        run(main)
+        # A session's environment is not the server's: it stays.
+        assert docker("ps", "-q", "--filter", f"id={made[1]}").strip()
+    finally:
+        for container in made:
+            remove_env(container)
