@@ -353,3 +353,29 @@ def test_a_bound_session_comes_back_when_its_environment_is_removed_and_outlives
     finally:
         for container in made:
             remove_env(container)
+
+
+def test_progress_arrives_for_a_pull():
+    needs_docker()
+    registry = "127.0.0.1:5000"
+    image = f"{registry}/adde-test/busybox:latest"
+    present = subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+    async def main():
+        async with adde_mcp("--all-tools") as session:
+            steps = []
+
+            async def on_progress(progress, total, message):
+                steps.append(message)
+
+            result = await session.call_tool("pull_image", {"image": image}, progress_callback=on_progress)
+            assert not result.is_error, result
+            assert result.structured_content["ok"] is True
+            assert steps[0] == "pull_image started", steps
+            assert steps[-1] == "pull_image done", steps
+
+    try:
+        run(main)
+    finally:
+        if not present:
+            docker("rmi", image, check=False)
