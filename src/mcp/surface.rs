@@ -59,9 +59,12 @@ const OPERATOR_FIELDS: &[(&str, &[&str])] = &[
             "pull",
             "read_only_rootfs",
             "ttl_sec",
+            // Fields main gained since (resources, storage): hidden as soon as they exist.
+            "disk",
+            "workspace",
         ],
     ),
-    ("cleanup_env", &["all", "labels"]),
+    ("cleanup_env", &["all", "all_owners", "labels"]),
 ];
 
 /// What the operator chose on the command line.
@@ -162,8 +165,9 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
     let read_only = || A::new().read_only(true).open_world(false);
     match name {
         "read_file" | "list_files" | "get_container_logs" | "list_agent_images"
-        | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping" => read_only(),
-        "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" => A::new()
+        | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping" | "pool_list"
+        | "show_policy" => read_only(),
+        "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" | "pool_remove" => A::new()
             .read_only(false)
             .destructive(true)
             .idempotent(true)
@@ -179,7 +183,7 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
             .read_only(false)
             .destructive(true)
             .idempotent(false),
-        "pull_image" => A::new()
+        "pull_image" | "pool_create" => A::new()
             .read_only(false)
             .destructive(false)
             .idempotent(true),
