@@ -7,9 +7,11 @@ what it made.
     python -m pytest tests/mcp
 """
 
+import atexit
 import base64
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -60,6 +62,7 @@ PNG = base64.b64decode(
 )
 
 STATE = tempfile.mkdtemp(prefix="adde-mcp-test-")
+atexit.register(shutil.rmtree, STATE, ignore_errors=True)
 
 
 def docker(*args, check=True):
