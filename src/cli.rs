@@ -43,6 +43,7 @@ fn command(with_fields: bool) -> Command {
         .arg_required_else_help(true)
         .disable_help_subcommand(true)
         .subcommands(tools)
+        .subcommand(crate::mcp::command())
 }
 
 /// One line per input field: name, type, whether required, description.
@@ -186,6 +187,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let Some((tool, sub)) = matches.subcommand() else {
         return ExitCode::from(2);
     };
+    if tool == "mcp" {
+        return crate::mcp::main(sub);
+    }
     let payload = sub.get_one::<String>("payload").cloned();
     match run(tool, payload) {
         Ok(value) => {

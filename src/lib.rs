@@ -3,6 +3,7 @@
 //! The binary is a thin `main` over [`main`]. The library exists so that fuzz targets and
 //! property tests reach the same parsers the binary uses.
 
+mod call;
 mod capture;
 mod cli;
 pub mod context;
@@ -12,6 +13,7 @@ pub mod error;
 mod helper;
 mod history;
 mod ids;
+mod mcp;
 mod paths;
 pub mod policy;
 pub mod protocol;

@@ -32,6 +32,11 @@ cargo test --no-fail-fast -- --include-ignored
 wheel="$(bash python/scripts/build-wheel.sh)"
 bash python/scripts/test-wheel.sh "$wheel"
 
+# `adde mcp` driven by the official MCP Python SDK as the client, in the same venv.
+target/python-venv/bin/python -m pip install -q -r tests/mcp/requirements.txt
+ADDE_BIN=target/x86_64-unknown-linux-gnu/debug/adde \
+  target/python-venv/bin/python -m pytest -p no:cacheprovider tests/mcp
+
 # The binaries under test filled helper volumes (a cache environments share); the run made
 # them, so the run removes them. One still in use would mean a leaked environment.
 for volume in $(comm -13 <(echo "$before") <(managed_now | sort) | grep '^adde-helper-' || true); do

@@ -42,6 +42,9 @@ impl BuildLog {
             eprintln!("{line}");
         }
         if let Some((number, header)) = parse_step(line) {
+            crate::call::emit(|| crate::call::Event::Progress {
+                message: header.clone(),
+            });
             self.after_from = header
                 .split_whitespace()
                 .nth(3)

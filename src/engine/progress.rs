@@ -1,4 +1,5 @@
-//! The pull progress bar, drawn only when stderr is a terminal.
+//! The pull progress bar, drawn only when stderr is a terminal, and the pull's progress for
+//! a caller that listens (an MCP client).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -7,6 +8,8 @@ use std::io::IsTerminal;
 pub(super) struct PullProgress {
     bar: Option<indicatif::ProgressBar>,
     layers: HashMap<String, (u64, u64)>,
+    /// For a caller that listens to the call's progress (an MCP client).
+    reference: String,
 }
 
 impl PullProgress {
@@ -26,6 +29,7 @@ impl PullProgress {
         PullProgress {
             bar,
             layers: HashMap::new(),
+            reference: reference.to_string(),
         }
     }
 
@@ -34,14 +38,29 @@ impl PullProgress {
         layer: Option<&str>,
         detail: Option<&bollard::models::ProgressDetail>,
     ) {
-        let (Some(bar), Some(layer), Some(detail)) = (&self.bar, layer, detail) else {
+        let (Some(layer), Some(detail)) = (layer, detail) else {
             return;
         };
+        if self.bar.is_none() && !crate::call::wants_events() {
+            return;
+        }
         let current = detail.current.unwrap_or(0).max(0) as u64;
         let total = detail.total.unwrap_or(0).max(0) as u64;
         self.layers.insert(layer.to_string(), (current, total));
-        bar.set_length(self.layers.values().map(|(_, t)| t).sum());
-        bar.set_position(self.layers.values().map(|(c, _)| c).sum());
+        let length: u64 = self.layers.values().map(|(_, t)| t).sum();
+        let position: u64 = self.layers.values().map(|(c, _)| c).sum();
+        if let Some(bar) = &self.bar {
+            bar.set_length(length);
+            bar.set_position(position);
+        }
+        crate::call::emit(|| crate::call::Event::Progress {
+            message: format!(
+                "pulling {}: {:.1}/{:.1} MB",
+                self.reference,
+                position as f64 / 1e6,
+                length as f64 / 1e6
+            ),
+        });
     }
 
     pub(super) fn finish(&self) {

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::call::Event;
 use crate::capture::HeadTail;
 use crate::engine::{ContainerInfo, Engine, HelperTarget, Label, OutputChunk, Transport};
 use crate::error::{Error, Result};
@@ -327,9 +328,11 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
 }
 
 /// Completes when adde is asked to stop: Ctrl-C (SIGINT), a closed terminal (SIGHUP) or a
-/// cancelled CI job (SIGTERM). Listening replaces the default action (dying with no JSON and
+/// cancelled CI job (SIGTERM), or when the caller cancels the call (an MCP client's
+/// `notifications/cancelled`). Listening replaces the default action (dying with no JSON and
 /// the run going on), so it starts with the call.
 fn interruption() -> Result<impl std::future::Future<Output = ()>> {
+    let cancelled = crate::call::cancelled();
     use tokio::signal::unix::{signal, SignalKind};
     let listen =
         |kind| signal(kind).map_err(|e| Error::Internal(format!("cannot listen for signals: {e}")));
@@ -341,6 +344,7 @@ fn interruption() -> Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
             _ = hangup.recv() => {}
+            _ = cancelled => {}
         }
     })
 }
@@ -483,8 +487,16 @@ async fn run_supervised(
         while let Some((tag, payload)) = decoder.next_frame() {
             got_frames = true;
             match tag {
-                TAG_STDOUT => stdout.push(&payload),
-                TAG_STDERR => stderr.push(&payload),
+                TAG_STDOUT | TAG_STDERR => {
+                    crate::call::emit(|| Event::Output {
+                        stderr: tag == TAG_STDERR,
+                        bytes: payload.clone(),
+                    });
+                    match tag {
+                        TAG_STDOUT => stdout.push(&payload),
+                        _ => stderr.push(&payload),
+                    }
+                }
                 // The status frame is the supervisor's last word: no need to wait for the end.
                 TAG_STATUS => {
                     let status = serde_json::from_slice(&payload)

@@ -1,0 +1,192 @@
+//! A tool's result as MCP content: adde's JSON object as `structuredContent` (the same
+//! object the command line prints), and a short text for the model: a run's exit code and
+//! output, a text file's lines, or else the compact JSON. An image read with read_file also
+//! comes back as image content.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::tools::ToolInfo;
+
+use super::surface::error_object;
+
+/// The MIME type of an image file MCP clients show, by extension.
+pub fn image_type(path: &str) -> Option<&'static str> {
+    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => return None,
+    })
+}
+
+/// A successful call. `image` is the MIME type when read_file read an image.
+pub fn success(tool: &str, mut value: Value, image: Option<&str>) -> CallToolResult {
+    if let Some(mime) = image {
+        let complete = value["has_more"] == false && value["encoding"] == "base64";
+        if let (true, Some(data)) = (complete, value["content"].as_str()) {
+            let data = data.to_string();
+            let size = value["size"].as_u64().unwrap_or(0);
+            // The bytes travel once, as the image; the structured result keeps the rest.
+            if let Value::Object(object) = &mut value {
+                object.remove("content");
+            }
+            let text = format!(
+                "{} ({mime}, {size} bytes), returned as an image",
+                value["path"].as_str().unwrap_or("")
+            );
+            return result(
+                vec![ContentBlock::text(text), ContentBlock::image(data, mime)],
+                value,
+                false,
+            );
+        }
+    }
+    let text = summary(tool, &value);
+    result(vec![ContentBlock::text(text)], value, false)
+}
+
+/// A failed call: `isError`, with adde's error object (carrying `error_code`) as the
+/// structured content.
+pub fn failure(info: Option<&ToolInfo>, err: &Error) -> CallToolResult {
+    failed(error_object(info, err))
+}
+
+/// A failure whose error object is already made.
+pub fn failed(object: Value) -> CallToolResult {
+    let text = format!(
+        "error {}: {}",
+        object["error_code"].as_str().unwrap_or("internal_error"),
+        object["error"].as_str().unwrap_or("")
+    );
+    result(vec![ContentBlock::text(text)], object, true)
+}
+
+fn result(content: Vec<ContentBlock>, structured: Value, is_error: bool) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::structured_error(structured)
+    } else {
+        CallToolResult::structured(structured)
+    };
+    result.content = content;
+    result
+}
+
+/// The text a model reads.
+pub fn summary(tool: &str, value: &Value) -> String {
+    match tool {
+        "execute_code_block" | "execute_command" | "run_container" => run(&value["log"]),
+        "read_file" if value["encoding"] == "utf8" && value["content"].is_string() => {
+            let content = value["content"].as_str().unwrap_or("");
+            let whole = value["offset"] == 0 && value["has_more"] == false;
+            if whole {
+                content.to_string()
+            } else {
+                let first = value["offset"].as_u64().unwrap_or(0);
+                let count = value["line_count"].as_u64().unwrap_or(0);
+                let more = if value["has_more"] == true {
+                    ", more remains"
+                } else {
+                    ""
+                };
+                format!(
+                    "[lines {}-{} of {}{more}]\n{content}",
+                    first + 1,
+                    first + count,
+                    value["total_lines"]
+                )
+            }
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// A run in a few lines: how it ended, then stdout and stderr as they are.
+fn run(log: &Value) -> String {
+    let mut text = format!(
+        "exit_code {} ({})",
+        log["exit_code"],
+        log["execution_time"].as_str().unwrap_or("")
+    );
+    if log["timed_out"] == true {
+        text.push_str(", timed out");
+    }
+    if log["oom_killed"] == true {
+        text.push_str(", out of memory");
+    }
+    if let Some(signal) = log["signal"].as_str() {
+        text.push_str(&format!(", {signal}"));
+    }
+    text.push('\n');
+    for stream in ["stdout", "stderr"] {
+        let output = log[stream].as_str().unwrap_or("");
+        if output.is_empty() {
+            continue;
+        }
+        text.push_str(stream);
+        if log[format!("{stream}_truncated")] == true {
+            text.push_str(&format!(
+                " (truncated; {} bytes in all)",
+                log[format!("{stream}_bytes")]
+            ));
+        }
+        text.push_str(":\n");
+        text.push_str(output);
+        if !output.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_run_reads_as_exit_code_and_output() {
+        let log = json!({"log": {"exit_code": 0, "execution_time": "0.05s", "timed_out": false,
+            "oom_killed": false, "signal": null, "stdout": "1\n", "stderr": "",
+            "stdout_truncated": false, "stderr_truncated": false}});
+        assert_eq!(
+            summary("execute_code_block", &log),
+            "exit_code 0 (0.05s)\nstdout:\n1\n"
+        );
+        let log = json!({"log": {"exit_code": 137, "execution_time": "1.00s", "timed_out": true,
+            "stdout": "", "stderr": "x", "stderr_truncated": true, "stderr_bytes": 9}});
+        assert_eq!(
+            summary("execute_command", &log),
+            "exit_code 137 (1.00s), timed out\nstderr (truncated; 9 bytes in all):\nx\n"
+        );
+    }
+
+    #[test]
+    fn images_come_back_as_images_once() {
+        let value = json!({"path": "/workspace/a.png", "content": "iVBO", "encoding": "base64",
+            "size": 3, "has_more": false});
+        let result = success("read_file", value, image_type("a.png"));
+        assert_eq!(result.content.len(), 2);
+        let wire = serde_json::to_value(&result).unwrap();
+        assert_eq!(wire["content"][1]["type"], "image");
+        assert_eq!(wire["content"][1]["mimeType"], "image/png");
+        assert!(wire["structuredContent"].get("content").is_none());
+        assert_eq!(image_type("x.JPG"), Some("image/jpeg"));
+        assert_eq!(image_type("x.txt"), None);
+    }
+
+    #[test]
+    fn failures_carry_the_error_code() {
+        let err = Error::invalid("filename", "bad");
+        let result = failure(crate::tools::find("write_file"), &err);
+        let wire = serde_json::to_value(&result).unwrap();
+        assert_eq!(wire["isError"], true);
+        assert_eq!(wire["structuredContent"]["error_code"], "invalid_argument");
+        assert_eq!(wire["structuredContent"]["ok"], false);
+        assert_eq!(wire["structuredContent"]["field"], "filename");
+        assert_eq!(wire["content"][0]["text"], "error invalid_argument: bad");
+    }
+}
