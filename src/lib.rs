@@ -3,7 +3,7 @@
 //! The binary is a thin `main` over [`main`]. The library exists so that fuzz targets and
 //! property tests reach the same parsers the binary uses.
 
-mod capture;
+pub mod capture;
 mod cli;
 pub mod context;
 pub mod dockerfile;
