@@ -11,14 +11,22 @@ fuzz_target!(|data: &[u8]| {
     let instructions = match parse(&text) {
         Ok(instructions) => instructions,
         Err(err) => {
-            assert!(err.line >= 1 && err.line <= lines.max(1), "error line {} of {lines}", err.line);
+            assert!(
+                err.line >= 1 && err.line <= lines.max(1),
+                "error line {} of {lines}",
+                err.line
+            );
             return;
         }
     };
     let mut last_line = 0;
     let mut last_stage = 0;
     for ins in &instructions {
-        assert!(ins.line > last_line && ins.line <= lines, "line {} after {last_line} of {lines}", ins.line);
+        assert!(
+            ins.line > last_line && ins.line <= lines,
+            "line {} after {last_line} of {lines}",
+            ins.line
+        );
         last_line = ins.line;
         assert!(
             !ins.keyword.is_empty() && ins.keyword.bytes().all(|b| b.is_ascii_uppercase()),
@@ -48,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
         let rule = RULES.iter().find(|(id, _, _)| *id == finding.rule);
         let (_, severity, _) = rule.unwrap_or_else(|| panic!("unknown rule {}", finding.rule));
         assert_eq!(*severity, finding.severity, "{}", finding.rule);
-        assert!(finding.instruction.len() <= 120, "instruction shown at {} bytes", finding.instruction.len());
+        assert!(
+            finding.instruction.len() <= 120,
+            "instruction shown at {} bytes",
+            finding.instruction.len()
+        );
     }
     // The gate is a pure function of the instructions.
     assert_eq!(check(&instructions), findings);

@@ -17,17 +17,28 @@ fuzz_target!(|data: &[u8]| {
     });
     for path in paths.split('\n') {
         let excluded = ignore.excluded(path);
-        assert_eq!(excluded, ignore.excluded(path), "not deterministic on {path:?}");
+        assert_eq!(
+            excluded,
+            ignore.excluded(path),
+            "not deterministic on {path:?}"
+        );
         if excluded {
             assert!(has_rules, "{path:?} excluded by no rule");
         }
         // A folder left out takes everything in it along, unless an exception brings some back.
         if excluded && !has_exceptions && !path.split('/').all(str::is_empty) {
             let child = format!("{path}/child");
-            assert!(ignore.excluded(&child), "{path:?} is excluded but {child:?} is not");
+            assert!(
+                ignore.excluded(&child),
+                "{path:?} is excluded but {child:?} is not"
+            );
         }
         // Empty components do not change a path.
         let doubled = path.replace('/', "//");
-        assert_eq!(excluded, ignore.excluded(&doubled), "{path:?} vs {doubled:?}");
+        assert_eq!(
+            excluded,
+            ignore.excluded(&doubled),
+            "{path:?} vs {doubled:?}"
+        );
     }
 });

@@ -79,16 +79,27 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let pending = decoder.into_pending();
-    assert_eq!((frames, pending), reference(&wire), "the decoder disagrees with the reference");
+    assert_eq!(
+        (frames, pending),
+        reference(&wire),
+        "the decoder disagrees with the reference"
+    );
 
     for (capture, total) in [(stdout, out_total), (stderr, err_total)] {
         let got = capture.finish();
         assert_eq!(got.total_bytes, total);
         if total as usize <= cap {
-            assert!(!got.truncated, "{total} bytes within a cap of {cap} were truncated");
+            assert!(
+                !got.truncated,
+                "{total} bytes within a cap of {cap} were truncated"
+            );
         }
         // Each kept byte becomes at most 3 (U+FFFD), plus the marker line.
-        assert!(got.text.len() <= 3 * cap + 64, "{} bytes kept for a cap of {cap}", got.text.len());
+        assert!(
+            got.text.len() <= 3 * cap + 64,
+            "{} bytes kept for a cap of {cap}",
+            got.text.len()
+        );
     }
     // What was not truncated comes back whole.
     let mut whole = HeadTail::new(usize::MAX / 2);

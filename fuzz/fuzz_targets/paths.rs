@@ -20,25 +20,39 @@ fuzz_target!(|data: &[u8]| {
     let result = relative_path("filename", s);
     not_internal("relative_path", &s, &result);
     if let Ok(path) = result {
-        assert!(!path.is_empty() && !path.starts_with('/') && !path.ends_with('/'), "{s:?} -> {path:?}");
+        assert!(
+            !path.is_empty() && !path.starts_with('/') && !path.ends_with('/'),
+            "{s:?} -> {path:?}"
+        );
         assert!(!path.contains('\0'), "{s:?} -> {path:?}");
         for part in path.split('/') {
             assert!(!matches!(part, "" | "." | ".."), "{s:?} -> {path:?}");
         }
-        assert_eq!(relative_path("filename", &path).ok(), Some(path.clone()), "not idempotent");
+        assert_eq!(
+            relative_path("filename", &path).ok(),
+            Some(path.clone()),
+            "not idempotent"
+        );
     }
 
     let result = container_path("path", s);
     not_internal("container_path", &s, &result);
     if let Ok(path) = result {
-        assert!(path.starts_with('/') && !path.contains('\0'), "{s:?} -> {path:?}");
+        assert!(
+            path.starts_with('/') && !path.contains('\0'),
+            "{s:?} -> {path:?}"
+        );
         if path != "/" {
             assert!(!path.ends_with('/'), "{s:?} -> {path:?}");
             for part in path[1..].split('/') {
                 assert!(!matches!(part, "" | "." | ".."), "{s:?} -> {path:?}");
             }
         }
-        assert_eq!(container_path("path", &path).ok(), Some(path.clone()), "not idempotent");
+        assert_eq!(
+            container_path("path", &path).ok(),
+            Some(path.clone()),
+            "not idempotent"
+        );
         if !s.starts_with('/') && !s.split('/').any(|p| p == "..") {
             assert!(path.starts_with("/workspace"), "{s:?} -> {path:?}");
         }

@@ -14,7 +14,11 @@ fn refused_cleanly<T>(what: &str, input: &str, result: &adde::error::Result<T>) 
     if let Err(err) = result {
         assert_eq!(err.code(), "invalid_argument", "{what} on {input:?}");
         // The message quotes the input cut short: it stays small whatever was sent.
-        assert!(err.to_string().len() < 1024, "{what}: a {}-byte message", err.to_string().len());
+        assert!(
+            err.to_string().len() < 1024,
+            "{what}: a {}-byte message",
+            err.to_string().len()
+        );
     }
 }
 
@@ -27,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = result {
         assert!(!id.is_empty() && id.len() <= 128, "{id:?}");
         assert!(!id.contains(['/', '?', '#', '%']), "{id:?}");
-        assert!(!id.contains(char::is_whitespace) && !id.contains(char::is_control), "{id:?}");
+        assert!(
+            !id.contains(char::is_whitespace) && !id.contains(char::is_control),
+            "{id:?}"
+        );
         assert!(!id.starts_with(['.', '-']), "{id:?}");
         assert_eq!(container_id("container_id", &id).ok(), Some(id.clone()));
     }
@@ -35,14 +42,20 @@ fuzz_target!(|data: &[u8]| {
     let result = image_reference("image", s);
     refused_cleanly("image_reference", s, &result);
     if let Ok(reference) = result {
-        assert!(!reference.is_empty() && reference.len() <= 512, "{reference:?}");
+        assert!(
+            !reference.is_empty() && reference.len() <= 512,
+            "{reference:?}"
+        );
         assert!(!reference.contains(".."), "{reference:?}");
         assert!(!reference.contains(['?', '#', '%']), "{reference:?}");
         assert!(
             !reference.contains(char::is_whitespace) && !reference.contains(char::is_control),
             "{reference:?}"
         );
-        assert_eq!(image_reference("image", &reference).ok(), Some(reference.clone()));
+        assert_eq!(
+            image_reference("image", &reference).ok(),
+            Some(reference.clone())
+        );
     }
 
     let result = session("session", s);
@@ -60,6 +73,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = result {
         assert_eq!(id.len(), 23, "{id:?}");
         assert!(id.starts_with('r'), "{id:?}");
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{id:?}");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{id:?}"
+        );
     }
 });

@@ -33,13 +33,53 @@ fn vocab() -> &'static Vocab {
             })
             .collect();
         for s in [
-            "", " ", ".", "..", "/", "//", "../x", "a/../../b", "/etc/passwd", "a\0b", "\n",
-            "busybox", "busybox:1.36", "Busybox", "x?all=1", "x#y", "%2e%2e",
+            "",
+            " ",
+            ".",
+            "..",
+            "/",
+            "//",
+            "../x",
+            "a/../../b",
+            "/etc/passwd",
+            "a\0b",
+            "\n",
+            "busybox",
+            "busybox:1.36",
+            "Busybox",
+            "x?all=1",
+            "x#y",
+            "%2e%2e",
             "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "r1700000000000-1a2b3c4d", "python", "python3", "node", "bash", "sh", "main.py",
-            "/workspace", "/.adde/adde", "/var/run/docker.sock", "0644", "0o755", "777", "-1",
-            "1e309", "NaN", "aGVsbG8=", "!!!", "\u{202e}", "é", "https://example.invalid/x.git",
-            "FROM busybox\nRUN true\n", "1g", "512m", "0.5", "host", "none", "bridge", "root",
+            "r1700000000000-1a2b3c4d",
+            "python",
+            "python3",
+            "node",
+            "bash",
+            "sh",
+            "main.py",
+            "/workspace",
+            "/.adde/adde",
+            "/var/run/docker.sock",
+            "0644",
+            "0o755",
+            "777",
+            "-1",
+            "1e309",
+            "NaN",
+            "aGVsbG8=",
+            "!!!",
+            "\u{202e}",
+            "é",
+            "https://example.invalid/x.git",
+            "FROM busybox\nRUN true\n",
+            "1g",
+            "512m",
+            "0.5",
+            "host",
+            "none",
+            "bridge",
+            "root",
         ] {
             strings.insert(s.to_string());
         }
@@ -78,8 +118,22 @@ fn collect(schema: &Value, keys: &mut BTreeSet<String>, strings: &mut BTreeSet<S
 }
 
 const EDGE_NUMBERS: &[f64] = &[
-    0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1e-300, 1e300, -1e300, 4294967295.0, 4294967296.0,
-    9007199254740993.0, 1.8446744073709552e19, 3.6e6, 86400.0, 1e9,
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    -0.5,
+    1e-300,
+    1e300,
+    -1e300,
+    4294967295.0,
+    4294967296.0,
+    9007199254740993.0,
+    1.8446744073709552e19,
+    3.6e6,
+    86400.0,
+    1e9,
 ];
 
 fn string(bytes: &mut Bytes, vocab: &Vocab) -> String {
@@ -105,7 +159,11 @@ fn value(bytes: &mut Bytes, vocab: &Vocab, keys: &[String], depth: u32) -> Value
         7 | 8 => Value::String(string(bytes, vocab)),
         9 => {
             let n = bytes.byte() % 5;
-            Value::Array((0..n).map(|_| value(bytes, vocab, keys, depth + 1)).collect())
+            Value::Array(
+                (0..n)
+                    .map(|_| value(bytes, vocab, keys, depth + 1))
+                    .collect(),
+            )
         }
         _ => Value::Object(object(bytes, vocab, keys, depth + 1)),
     }
