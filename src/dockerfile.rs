@@ -96,6 +96,10 @@ pub fn parse(text: &str) -> Result<Vec<Instruction>, ParseError> {
             }
         }
         let logical = logical.trim();
+        // A lone continuation at the end of the file continues into nothing: no instruction.
+        if logical.is_empty() {
+            continue;
+        }
         let (keyword, rest) = logical
             .split_once(char::is_whitespace)
             .unwrap_or((logical, ""));
@@ -632,5 +636,17 @@ mod tests {
         assert_eq!(ins[5].line, 8);
         assert!(parse("FROM a\nRUN <<EOF\nnever closed\n").is_err());
         assert!(parse("# escape=x\nFROM a\n").is_err());
+    }
+
+    /// Found by the dockerfile fuzz target: a final `\` made an instruction with no keyword.
+    #[test]
+    fn a_continuation_into_the_end_of_the_file_is_no_instruction() {
+        for text in ["FROM a\n\\\n", "FROM a\n  \\\n# c\n\n", "\\"] {
+            let ins = parse(text).unwrap();
+            assert!(
+                ins.iter().all(|i| !i.keyword.is_empty()),
+                "{text:?}: {ins:?}"
+            );
+        }
     }
 }
