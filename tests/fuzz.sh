@@ -7,10 +7,11 @@
 #   FUZZ_SECONDS=300 bash tests/fuzz.sh     # longer
 #   bash tests/fuzz.sh dockerfile refs      # only these targets
 #
-# Targets (fuzz/fuzz_targets/): tool_payload (every tool's payload parsing), dockerfile (parser
-# and gate), dockerignore (the matcher), frames (the helper's frame stream, status and capture),
-# refs (container ids, image references, sessions, run ids), paths (relative and environment
-# paths, env vars, ranges). A panic, an `internal_error`, a broken invariant, a timeout
+# Targets (fuzz/fuzz_targets/): tool_payload (every tool's payload parsing), dockerfile (parser,
+# both readings, and gate), dockerignore (the matcher), frames (the helper's frame stream,
+# status and capture), agent_frames (the agent channel's decoder, against a reference), refs
+# (container ids, image references, sessions, run ids), paths (relative and environment paths,
+# env vars, ranges, sizes). A panic, an `internal_error`, a broken invariant, a timeout
 # (FUZZ_TIMEOUT seconds for one input, default 10) or memory past FUZZ_RSS_MB (default 2048) is
 # a crash: the input is saved under fuzz/artifacts/TARGET/ and the script exits 1 at the end.
 # Reproduce one with `cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…`.

@@ -1,13 +1,13 @@
 //! Path validation: a relative path accepted for a file inside a folder never climbs out of it,
 //! and an environment path comes back absolute and normalized. Also the other shared input
-//! checks (environment variables, numeric ranges).
+//! checks (environment variables, numeric ranges, sizes such as "512m").
 #![no_main]
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use adde::tools::input::{container_path, env_vars, in_range, relative_path};
+use adde::tools::input::{container_path, env_vars, in_range, parse_size, relative_path};
 use common::{not_internal, Bytes};
 use libfuzzer_sys::fuzz_target;
 
@@ -65,6 +65,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(lines) = result {
         assert_eq!(lines, [format!("{key}={value}")]);
         assert!(!key.is_empty() && !key.contains(['=', '\0']) && !value.contains('\0'));
+    }
+
+    let min = [0, 1, 4 * 1024 * 1024, i64::MAX][(number.to_bits() % 4) as usize];
+    let result = parse_size("memory", s, min);
+    not_internal("parse_size", &s, &result);
+    if let Ok(size) = result {
+        assert!(
+            size >= min && size <= 1 << 50,
+            "{s:?} -> {size} (min {min})"
+        );
     }
 
     let result = in_range("timeout", number, 0.0, 3600.0);
