@@ -642,11 +642,14 @@ mod tests {
     #[test]
     fn a_continuation_into_the_end_of_the_file_is_no_instruction() {
         for text in ["FROM a\n\\\n", "FROM a\n  \\\n# c\n\n", "\\"] {
-            let ins = parse(text).unwrap();
-            assert!(
-                ins.iter().all(|i| !i.keyword.is_empty()),
-                "{text:?}: {ins:?}"
-            );
+            for reading in [Reading::BuildKit, Reading::Classic] {
+                let file = parse(text, reading).unwrap();
+                assert!(
+                    file.instructions.iter().all(|i| !i.keyword.is_empty()),
+                    "{text:?}: {:?}",
+                    file.instructions
+                );
+            }
         }
     }
 }
