@@ -128,6 +128,10 @@ pub fn parse(text: &str, reading: Reading) -> Result<Dockerfile, ParseError> {
             }
         }
         let logical = logical.trim();
+        // A lone continuation at the end of the file continues into nothing: no instruction.
+        if logical.is_empty() {
+            continue;
+        }
         let (keyword, rest) = logical
             .split_once(char::is_whitespace)
             .unwrap_or((logical, ""));
@@ -1444,6 +1448,21 @@ mod tests {
                 prop_assert!(expected.is_some(), "{}", plain);
                 prop_assert_eq!(&verdict(&cased), &expected, "{}", cased);
                 prop_assert_eq!(&verdict(&continued), &expected, "{}", continued);
+            }
+        }
+    }
+
+    /// Found by the dockerfile fuzz target: a final `\` made an instruction with no keyword.
+    #[test]
+    fn a_continuation_into_the_end_of_the_file_is_no_instruction() {
+        for text in ["FROM a\n\\\n", "FROM a\n  \\\n# c\n\n", "\\"] {
+            for reading in [Reading::BuildKit, Reading::Classic] {
+                let file = parse(text, reading).unwrap();
+                assert!(
+                    file.instructions.iter().all(|i| !i.keyword.is_empty()),
+                    "{text:?}: {:?}",
+                    file.instructions
+                );
             }
         }
     }

@@ -4,7 +4,7 @@
 //! property tests reach the same parsers the binary uses.
 
 mod call;
-mod capture;
+pub mod capture;
 mod cli;
 pub mod context;
 pub mod dockerfile;

@@ -192,6 +192,10 @@ pub enum Listing {
     NotFound,
 }
 
+/// The largest frame the supervisor writes: a read of its output pipes (64 KiB) or a status
+/// report; the host refuses anything bigger.
+pub const MAX_FRAME_PAYLOAD: usize = 1024 * 1024;
+
 pub fn encode_frame(tag: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(5 + payload.len());
     frame.push(tag);
@@ -214,6 +218,19 @@ impl FrameDecoder {
     /// Bytes that never made a whole frame.
     pub fn into_pending(self) -> Vec<u8> {
         self.pending
+    }
+
+    /// Whether the frame being read claims more than [`MAX_FRAME_PAYLOAD`] bytes: what
+    /// comes out of a container is untrusted, and the supervisor never writes such a frame.
+    pub fn oversized(&self) -> bool {
+        self.pending.len() >= 5
+            && u32::from_be_bytes([
+                self.pending[1],
+                self.pending[2],
+                self.pending[3],
+                self.pending[4],
+            ]) as usize
+                > MAX_FRAME_PAYLOAD
     }
 
     pub fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
@@ -391,10 +408,14 @@ impl AgentDecoder {
             }
         };
         // Resynchronise at the next magic after the first byte.
+        // With no magic in sight, a last byte that starts one is kept: the frame it begins
+        // may arrive in the next chunk.
+        let len = self.pending.len();
+        let keep_last = usize::from(self.pending[len - 1] == AGENT_MAGIC[0]);
         let skip = self.pending[1..]
             .windows(2)
             .position(|w| w == AGENT_MAGIC)
-            .map_or(self.pending.len(), |p| p + 1);
+            .map_or(len - keep_last, |p| p + 1);
         self.pending.drain(..skip);
         bad.map(|why| Err(BadFrame(why)))
     }
@@ -443,6 +464,16 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_header_claiming_too_much_is_seen_before_the_bytes_arrive() {
+        let mut decoder = FrameDecoder::default();
+        decoder.push(&[TAG_STDOUT, 0xff, 0xff, 0xff, 0xff]);
+        assert!(decoder.oversized());
+        let mut fine = FrameDecoder::default();
+        fine.push(&encode_frame(TAG_STDOUT, &[0; 64 * 1024])[..5]);
+        assert!(!fine.oversized());
+    }
+
+    #[test]
     fn agent_frames_survive_any_chunking_and_big_payloads_are_split() {
         let big = vec![7u8; AGENT_MAX_PAYLOAD * 2 + 5];
         let mut wire: Vec<u8> = encode_agent_frames(AgentKind::Stdin, 42, &big).concat();
@@ -488,6 +519,17 @@ mod tests {
         }
         assert!(bad >= 1);
         assert_eq!(good.len(), 1);
+
+        // Garbage whose last byte starts the next frame, which arrives in the next chunk.
+        let mut decoder = AgentDecoder::default();
+        let frame = encode_agent_frames(AgentKind::Stdout, 5, b"late").concat();
+        let mut first = b"garbage-garbage-garbage".to_vec();
+        first.push(frame[0]);
+        decoder.push(&first);
+        while let Some(Err(_)) = decoder.next_frame() {}
+        decoder.push(&frame[1..]);
+        let next = decoder.next_frame().unwrap().unwrap();
+        assert_eq!((next.request, next.payload.as_slice()), (5, &b"late"[..]));
         assert_eq!(
             (good[0].request, good[0].payload.as_slice()),
             (9, &b"ok"[..])

@@ -484,6 +484,12 @@ async fn run_supervised(
             Ok(OutputChunk::Stderr(bytes)) => helper_stderr.extend_from_slice(&bytes),
             Err(e) => return Err(Error::Helper(format!("the output stream broke: {e}"))),
         }
+        if decoder.oversized() {
+            kill_run(engine, target, &spec.run_id).await;
+            return Err(Error::Helper(
+                "the supervisor's output holds a frame over 1 MiB: it is corrupt".into(),
+            ));
+        }
         while let Some((tag, payload)) = decoder.next_frame() {
             got_frames = true;
             match tag {
