@@ -88,10 +88,15 @@ pub struct Exposed {
 const BOUND_WHY: &str = "this server is bound to one environment and fills it in";
 const OPERATOR_WHY: &str = "it is the operator's to set (adde mcp --operator-fields exposes it)";
 
-/// The tools for this choice, in the table's order.
+/// The tools for this choice, in the table's order, less those the operator's policy
+/// disables (a call to one would be refused anyway; a model should not see it).
 pub fn expose(choice: &Choice) -> Vec<Exposed> {
+    let policy = crate::policy::current()
+        .ok()
+        .and_then(|l| l.policy.as_ref());
     TOOLS
         .iter()
+        .filter(|t| policy.is_none_or(|p| p.enabled(t.name)))
         .filter(|t| {
             if choice.all_tools {
                 return true;

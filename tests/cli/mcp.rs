@@ -13,8 +13,19 @@ use crate::common::Adde;
 /// Sends `lines` to `adde mcp ARGS`, closes stdin, and returns every stdout line as JSON
 /// (failing on a line that is not a JSON-RPC message), stderr, and the exit status.
 fn converse(adde: &Adde, args: &[&str], lines: &[String]) -> (Vec<Value>, String, i32) {
+    converse_with(adde, &[], args, lines)
+}
+
+/// `converse` with extra environment variables for the server.
+fn converse_with(
+    adde: &Adde,
+    env: &[(&str, &str)],
+    args: &[&str],
+    lines: &[String],
+) -> (Vec<Value>, String, i32) {
     let mut child = adde
         .command()
+        .envs(env.iter().copied())
         .arg("mcp")
         .args(args)
         .stdin(Stdio::piped())
@@ -179,4 +190,28 @@ fn mcp_flags_are_checked_before_serving() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("memory"));
+}
+
+#[test]
+fn mcp_lists_only_the_tools_the_policy_enables() {
+    let adde = Adde::offline();
+    let policy = adde.state.path().join("policy.toml");
+    std::fs::write(&policy, "tools = [\"execute_code_block\", \"read_file\"]\n").unwrap();
+    let mut lines = initialize();
+    lines.push(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string());
+    let policy = policy.to_str().unwrap();
+    let (messages, stderr, code) =
+        converse_with(&adde, &[("ADDE_POLICY", policy)], &["--all-tools"], &lines);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let tools = answer(&messages, 2)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"execute_code_block") && names.contains(&"read_file"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"create_runtime_env"), "{names:?}");
+    assert!(!names.contains(&"cleanup_env"), "{names:?}");
 }
