@@ -150,6 +150,53 @@ def peak_rss_kib(adde):
         adde_call(adde, "cleanup_env", {"container_id": env["container_id"]})
 
 
+def bench_trajectory(adde, rounds=10):
+    """A 50-action agent trajectory (ls, cat, grep, write a file, run a short python test,
+    in rounds of five), end to end through adde and through the docker CLI (docker exec, and
+    docker exec with stdin for the file write)."""
+    env = adde_call(adde, "create_runtime_env", {"image": PYTHON})
+    cid = env["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", "-w", "/workspace", PYTHON, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    subprocess.run(["docker", "exec", plain, "mkdir", "-p", "/workspace"], check=True)
+    test = "def test():\n    assert sum(range(10)) == 45\ntest()\nprint('ok')\n"
+
+    def adde_round(i):
+        cmd = lambda c: [adde, "execute_command", json.dumps({"container_id": cid, "command": c})]
+        return [
+            (cmd("ls -la /workspace"), None),
+            ([adde, "write_file", json.dumps({"container_id": cid, "path": f"t{i}.py", "content": test})], None),
+            (cmd(f"cat /workspace/t{i}.py"), None),
+            (cmd(f"grep -n assert /workspace/t{i}.py"), None),
+            ([adde, "execute_code_block", json.dumps({"container_id": cid, "filename": f"t{i}.py", "code_content": test})], None),
+        ]
+
+    def docker_round(i):
+        sh = lambda c: ["docker", "exec", plain, "sh", "-c", c]
+        return [
+            (sh("ls -la /workspace"), None),
+            (["docker", "exec", "-i", plain, "sh", "-c", f"cat > /workspace/t{i}.py"], test),
+            (sh(f"cat /workspace/t{i}.py"), None),
+            (sh(f"grep -n assert /workspace/t{i}.py"), None),
+            (sh(f"cd /workspace && python3 t{i}.py"), None),
+        ]
+
+    def run(rounds_of):
+        start = time.perf_counter()
+        for i in range(rounds):
+            for argv, stdin in rounds_of(i):
+                subprocess.run(argv, input=stdin, text=True, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    try:
+        return {"adde, 50 actions": [run(adde_round)], "docker exec, 50 actions": [run(docker_round)]}
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
 def bench_pool(adde, runs):
     """create_runtime_env served from a warm pool (filled beforehand, so no refill runs
     while it is timed) against `docker run -d`."""
@@ -250,6 +297,7 @@ def main():
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
         report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
+        report("a 50-action agent trajectory, end to end", bench_trajectory(args.adde), "docker exec, 50 actions")
         rates = bench_throughput(args.adde)
         print("\nexecutions per second, 8 environments, 16 concurrent callers")
         ceiling = rates["docker exec (Engine-API exec)"]
