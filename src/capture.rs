@@ -55,6 +55,11 @@ impl HeadTail {
     /// The kept text, invalid UTF-8 replaced; when bytes were dropped, a marker in the middle
     /// says how many.
     pub fn finish(self) -> Captured {
+        self.snapshot()
+    }
+
+    /// What has been captured so far, without ending the capture.
+    pub fn snapshot(&self) -> Captured {
         let kept = (self.head.len() + self.tail.len()) as u64;
         let truncated = self.total > kept;
         let mut text = String::from_utf8_lossy(&self.head).into_owned();

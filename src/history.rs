@@ -37,6 +37,10 @@ pub struct RunLog {
     pub command: Vec<String>,
     pub container_id: String,
     pub started_at: String,
+    /// Set while the run goes on: what it printed so far (rewritten every second or so).
+    /// A run whose adde was killed keeps it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_progress: bool,
     /// How adde reached the environment: "agent" (its resident agent) or "exec" (an
     /// Engine-API exec).
     #[serde(default)]

@@ -113,6 +113,7 @@ class RunLog(_RunLogRequired, total=False):
 
     transport: Literal["agent", "exec"]
     error: RunError
+    in_progress: bool
 
 
 class ExecuteResult(TypedDict):

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::call::Event;
-use crate::capture::HeadTail;
+use crate::capture::{Captured, HeadTail};
 use crate::engine::{ContainerInfo, Engine, HelperTarget, Label, OutputChunk, Transport};
 use crate::error::{Error, Result};
 use crate::history::{History, RunError, RunLog};
@@ -249,6 +249,34 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     };
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let filename = run.file.map(|f| f.path).unwrap_or_default();
+    let mut progress = Progress {
+        log: RunLog {
+            exit_code: -1,
+            execution_time: "0.00s".into(),
+            duration_ms: 0,
+            run_id: spec.run_id.clone(),
+            timed_out: false,
+            oom_killed: false,
+            signal: None,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            filename,
+            command: Vec::new(),
+            container_id: id,
+            started_at,
+            in_progress: true,
+            transport: Transport::Exec,
+            error: None,
+        },
+        started: call_started,
+        written: None,
+        dirty: false,
+    };
     let exec = Exec {
         target: inspect.helper_target(),
         env,
@@ -262,9 +290,11 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         run.input,
         run.max_output_bytes,
         interrupted,
+        &mut progress,
     )
     .await?;
-    let filename = run.file.map(|f| f.path).unwrap_or_default();
+    let mut log = progress.log;
+    let filename = log.filename.clone();
     let (status, lost) = match report.ending {
         Ending::Reported(status) => (status, None),
         Ending::Lost(error) => {
@@ -298,27 +328,17 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         }
         stderr.text.push_str(&reason);
     }
-    let log = RunLog {
-        exit_code: status.exit_code,
-        execution_time: format!("{:.2}s", status.duration_ms as f64 / 1000.0),
-        duration_ms: status.duration_ms,
-        run_id: spec.run_id,
-        timed_out: status.timed_out,
-        oom_killed: status.oom_killed,
-        signal: status.signal,
-        stdout_truncated: stdout.truncated,
-        stderr_truncated: stderr.truncated,
-        stdout_bytes: stdout.total_bytes,
-        stderr_bytes: stderr.total_bytes,
-        stdout: stdout.text,
-        stderr: stderr.text,
-        filename,
-        command: status.command,
-        container_id: id,
-        started_at,
-        transport: report.transport,
-        error: lost.as_ref().map(RunError::from),
-    };
+    log.exit_code = status.exit_code;
+    log.execution_time = format!("{:.2}s", status.duration_ms as f64 / 1000.0);
+    log.duration_ms = status.duration_ms;
+    log.timed_out = status.timed_out;
+    log.oom_killed = status.oom_killed;
+    log.signal = status.signal;
+    log.command = status.command;
+    log.transport = report.transport;
+    log.in_progress = false;
+    log.error = lost.as_ref().map(RunError::from);
+    progress_output(&mut log, stdout, stderr);
     // A run without a result is recorded too: the history shows what happened to it.
     History::open().record(&log)?;
     match lost {
@@ -347,6 +367,52 @@ fn interruption() -> Result<impl std::future::Future<Output = ()>> {
             _ = cancelled => {}
         }
     })
+}
+
+/// A run's record while it goes on, so get_container_logs shows what it printed so far:
+/// written when it starts, then at most every second as output arrives. Best effort: the
+/// final record reports a state directory that cannot be written.
+struct Progress {
+    log: RunLog,
+    started: Instant,
+    written: Option<Instant>,
+    /// Output arrived since the last write.
+    dirty: bool,
+}
+
+/// How often the record of a run in progress is rewritten.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+impl Progress {
+    fn write(&mut self, stdout: &HeadTail, stderr: &HeadTail, transport: Transport, now: bool) {
+        if !now && self.written.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            self.dirty = true;
+            return;
+        }
+        self.dirty = false;
+        self.log.transport = transport;
+        self.log.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.log.execution_time = format!("{:.2}s", self.log.duration_ms as f64 / 1000.0);
+        progress_output(&mut self.log, stdout.snapshot(), stderr.snapshot());
+        let _ = History::open().record(&self.log);
+        self.written = Some(Instant::now());
+    }
+
+    /// When output that arrived too soon after the last write is due to be written.
+    fn due(&self) -> Instant {
+        self.written
+            .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
+    }
+}
+
+/// Puts captured output into a run's record.
+fn progress_output(log: &mut RunLog, stdout: Captured, stderr: Captured) {
+    log.stdout_truncated = stdout.truncated;
+    log.stderr_truncated = stderr.truncated;
+    log.stdout_bytes = stdout.total_bytes;
+    log.stderr_bytes = stderr.total_bytes;
+    log.stdout = stdout.text;
+    log.stderr = stderr.text;
 }
 
 /// The line adde adds to stderr when it (or the kernel, for memory) stopped the run.
@@ -435,6 +501,7 @@ async fn run_supervised(
     input: Vec<u8>,
     cap: usize,
     interrupted: impl std::future::Future<Output = ()>,
+    progress: &mut Progress,
 ) -> Result<Report> {
     let target = &exec.target;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
@@ -451,6 +518,7 @@ async fn run_supervised(
 
     let mut stdout = HeadTail::new(cap);
     let mut stderr = HeadTail::new(cap);
+    progress.write(&stdout, &stderr, transport, true);
     let mut decoder = FrameDecoder::default();
     let mut helper_stderr = Vec::new();
     let mut got_frames = false;
@@ -459,6 +527,10 @@ async fn run_supervised(
     let ending = 'relay: loop {
         let chunk = tokio::select! {
             chunk = output.next() => chunk,
+            _ = tokio::time::sleep_until(progress.due()), if progress.dirty => {
+                progress.write(&stdout, &stderr, transport, true);
+                continue;
+            }
             _ = tokio::time::sleep_until(watch.next_check) => {
                 match watch.check(engine, target, &spec.run_id).await {
                     Some(error) => break Ending::Lost(error),
@@ -512,6 +584,7 @@ async fn run_supervised(
                 _ => return Err(Error::Helper(format!("unknown frame type {tag}"))),
             }
         }
+        progress.write(&stdout, &stderr, transport, false);
     };
     Ok(Report {
         ending,

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::Adde;
 
@@ -141,4 +141,35 @@ fn an_environment_with_no_runs_says_so() {
             .contains("execute_code_block"),
         "{json}"
     );
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_run_in_progress_shows_what_it_printed_so_far() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    std::thread::scope(|scope| {
+        let running =
+            scope.spawn(|| adde.exec(&env, "slow.sh", "echo first; sleep 4; echo second", 30.0));
+        // Once the first line is out, the history has the run, in progress, with that line.
+        let mut seen = Value::Null;
+        for _ in 0..60 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let out = adde.call("get_container_logs", json!({"container_id": env.id}));
+            if out.json["log"]["stdout"] == "first\n" {
+                seen = out.json["log"].clone();
+                break;
+            }
+        }
+        assert_eq!(seen["in_progress"], true, "{seen}");
+        assert_eq!(seen["exit_code"], -1);
+        let done = running.join().unwrap();
+        assert_eq!(done["stdout"], "first\nsecond\n");
+        assert!(done.get("in_progress").is_none(), "{done}");
+        let stored = adde.ok("get_container_logs", json!({"container_id": env.id}));
+        assert_eq!(
+            stored["log"], done,
+            "the final record replaced the one in progress"
+        );
+    });
 }
