@@ -215,7 +215,56 @@ fn run(tool: &str, payload: Option<String>) -> Result<Value> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
     let engine = Engine::from_env();
-    runtime.block_on(tools::dispatch(&engine, tool, payload))
+    let mut payload = payload;
+    if !take_stream(tool, &mut payload)? {
+        return runtime.block_on(tools::dispatch(&engine, tool, payload));
+    }
+    // Output as it arrives, one JSON event per line; the result is the last line.
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let call = crate::call::Call {
+        events: Some(events),
+        ..Default::default()
+    };
+    runtime.block_on(async {
+        let printer = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                print_json(&event_json(event));
+            }
+        });
+        let result = crate::call::scope(call, tools::dispatch(&engine, tool, payload)).await;
+        // The call's sender is gone with its scope: the printer ends once it has printed all.
+        let _ = printer.await;
+        result
+    })
+}
+
+/// Whether the call asks the command line to stream its output: `"stream": true` in an
+/// execute_code_block or execute_command payload. It is the envelope's, not the tool's, so it
+/// is taken out of the payload (other callers stream their own way, e.g. MCP progress).
+fn take_stream(tool: &str, payload: &mut Value) -> Result<bool> {
+    if !matches!(tool, "execute_code_block" | "execute_command") {
+        return Ok(false);
+    }
+    match payload.as_object_mut().and_then(|o| o.remove("stream")) {
+        Some(Value::Bool(stream)) => Ok(stream),
+        Some(other) => Err(Error::InvalidPayload {
+            message: format!("field `stream`: expected true or false, got {other}"),
+            field: Some("stream".into()),
+        }),
+        None => Ok(false),
+    }
+}
+
+fn event_json(event: crate::call::Event) -> Value {
+    match event {
+        crate::call::Event::Output { stderr, bytes } => serde_json::json!({
+            "event": if stderr { "stderr" } else { "stdout" },
+            "data": String::from_utf8_lossy(&bytes),
+        }),
+        crate::call::Event::Progress { message } => {
+            serde_json::json!({"event": "progress", "message": message})
+        }
+    }
 }
 
 fn read_stdin() -> Result<String> {

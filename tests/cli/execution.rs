@@ -351,3 +351,37 @@ fn interrupting_adde_kills_the_run() {
     crate::common::assert_error(&out, "interrupted");
     assert_only_idle(&env.id);
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn stream_true_prints_output_as_it_arrives_then_the_result_last() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let out = adde.call(
+        "execute_command",
+        json!({"container_id": env.id, "command": "echo one; sleep 1; echo two >&2", "stream": true}),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, events) = lines.split_last().unwrap();
+    assert_eq!(
+        events,
+        &[
+            json!({"event": "stdout", "data": "one\n"}),
+            json!({"event": "stderr", "data": "two\n"}),
+        ]
+    );
+    assert_eq!(last["log"]["stdout"], "one\n");
+    assert_eq!(last["log"]["stderr"], "two\n");
+    // Without it, one JSON object as always; a stream that is not a boolean is refused.
+    assert_eq!(adde.exec(&env, "a.sh", "echo x", 10.0)["stdout"], "x\n");
+    adde.err(
+        "execute_command",
+        json!({"container_id": env.id, "command": "true", "stream": "yes"}),
+        "invalid_payload",
+    );
+}
