@@ -9,7 +9,10 @@ use crate::common::{Adde, BUSYBOX};
 #[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn stderr_says_when_adde_or_the_kernel_stopped_the_run() {
     let adde = Adde::docker();
-    let env = adde.env(json!({"image": BUSYBOX, "memory": "32m"}));
+    // Room for adde's own processes (a 26 MB debug binary in tests) beside the hog, so the
+    // OOM killer picks the hog: at 32 MiB it sometimes picked the agent, and the environment
+    // died (environment_died, which integrity.rs tests on purpose).
+    let env = adde.env(json!({"image": BUSYBOX, "memory": "64m"}));
     let log = adde.exec(
         &env,
         "loop.sh",
@@ -24,7 +27,7 @@ fn stderr_says_when_adde_or_the_kernel_stopped_the_run() {
         "{stderr}"
     );
 
-    let log = adde.exec(&env, "oom.sh", "head -c 200000000 /dev/zero | tail", 30.0);
+    let log = adde.exec(&env, "oom.sh", "head -c 400000000 /dev/zero | tail", 30.0);
     assert_eq!(log["oom_killed"], true, "{log}");
     let stderr = log["stderr"].as_str().unwrap();
     assert!(stderr.contains("memory limit"), "{stderr}");
