@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::common::{
     assert_only_idle, docker, docker_lines, docker_ok, inspect, processes, Adde, PackageIndex,
-    BUSYBOX, PYTHON, SCRATCH,
+    Remove, BUSYBOX, PYTHON, SCRATCH,
 };
 
 #[test]
@@ -261,6 +261,7 @@ fn adde_refuses_containers_it_did_not_create() {
         "sleep",
         "300",
     ]);
+    let _foreign = Remove::container(&name);
     let json = adde.err("cleanup_env", json!({"container_id": name}), "not_managed");
     assert_eq!(json["ok"], false);
     adde.err(
@@ -278,7 +279,6 @@ fn adde_refuses_containers_it_did_not_create() {
         1,
         "it must still run"
     );
-    docker(&["rm", "-f", &name]);
 }
 
 #[test]

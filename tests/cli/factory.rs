@@ -5,17 +5,8 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_error, docker, docker_ok, parse_output, Adde, PackageIndex, BUSYBOX, PYTHON,
+    assert_error, docker, docker_ok, parse_output, Adde, PackageIndex, Remove, BUSYBOX, PYTHON,
 };
-
-/// Removes an image a test built, whatever happened.
-struct Image(String);
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
 
 fn prepare(adde: &Adde, files: Value) -> String {
     let out = adde.ok("prepare_build_context", json!({"files": files}));
@@ -45,7 +36,7 @@ fn a_context_builds_with_its_dockerignore_honoured() {
         "build_image_from_context",
         json!({"context_id": context, "tag": tag, "labels": {"team": "ml"}}),
     );
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     assert_eq!(out["status"], "success");
     assert_eq!(out["tag"], tag);
     assert!(out["image_id"].as_str().unwrap().starts_with("sha256:"));
@@ -114,7 +105,7 @@ fn a_failing_step_is_named_with_its_error() {
         }),
     );
     let tag = unique("fail");
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     let out = adde.err(
         "build_image_from_context",
         json!({"context_id": context, "tag": tag}),
@@ -273,7 +264,7 @@ fn escaping_symlinks_and_oversized_contexts_are_refused() {
     // Ignored files do not count.
     std::fs::write(dir.path().join(".dockerignore"), "big.bin\n").unwrap();
     let tag = unique("path");
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     let out = adde.ok(
         "build_image_from_path",
         json!({"path": dir.path(), "max_context_mb": 1, "tag": tag}),
@@ -327,7 +318,7 @@ fn a_python_project_gets_a_dockerfile_that_builds_and_runs() {
     }));
     assert_eq!(out["injected_dockerfile"], "python");
     let tag = unique("py");
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     let built = adde.ok(
         "build_image_from_context",
         json!({
@@ -404,7 +395,7 @@ fn a_git_repository_builds_from_a_branch_and_subfolder() {
     let url = format!("file://{}", bare.path().join("r.git").display());
 
     let tag = unique("git");
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     let built = adde.ok(
         "build_image_from_git",
         json!({"url": url, "ref": "main", "subdir": "svc", "tag": tag}),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::common::{assert_error, docker, parse_output, Adde, Out, BUSYBOX};
+use crate::common::{assert_error, docker, parse_output, Adde, Out, Remove, BUSYBOX};
 
 /// Calls adde with an engine address that does not exist: whatever is refused here was
 /// refused before the engine was contacted.
@@ -43,15 +43,6 @@ fn context_with(adde: &Adde, dockerfile: &str) -> String {
         json!({"files": {"Dockerfile": dockerfile}}),
     );
     out["context_id"].as_str().unwrap().to_string()
-}
-
-/// Removes an image a test built, whatever happened.
-struct Image(String);
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
 }
 
 #[test]
@@ -146,7 +137,7 @@ fn remote_add_needs_allow_remote_add() {
         &format!("FROM {BUSYBOX}\nADD http://127.0.0.1:{port}/secret /s\nUSER 1\nCMD [\"cat\", \"/s\"]\n"),
     );
     let tag = format!("adde-test-remote-add:{}", std::process::id());
-    let _image = Image(tag.clone());
+    let _image = Remove::image(&tag);
     // The attack: with the build's network off, the engine still fetched a host-loopback
     // secret into the image.
     let error = adde.err(

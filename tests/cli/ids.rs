@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::{assert_error, docker, docker_ok, parse_output, Adde, BUSYBOX};
+use crate::common::{assert_error, docker, docker_ok, parse_output, Adde, Remove, BUSYBOX};
 
 /// A call that must be refused before any engine is contacted: DOCKER_HOST points nowhere,
 /// so reaching the engine would give docker_unavailable instead.
@@ -92,8 +92,10 @@ fn an_image_path_in_container_id_cannot_remove_a_volume_adde_never_made() {
     let victim = format!("adde-test-victim-{suffix}");
     let tag = format!("adde-test-claims:{suffix}");
     docker(&["volume", "create", &victim]);
+    let _victim = Remove::volume(&victim);
     // An image that claims to be an adde environment owning the victim volume.
     docker(&["tag", BUSYBOX, &tag]);
+    let _tag = Remove::image(&tag);
     let id = format!("../images/{tag}");
     adde.err(
         "cleanup_env",
@@ -104,8 +106,6 @@ fn an_image_path_in_container_id_cannot_remove_a_volume_adde_never_made() {
         docker_ok(&["volume", "inspect", &victim]),
         "the volume is still there"
     );
-    docker(&["rmi", &tag]);
-    docker(&["volume", "rm", &victim]);
 }
 
 #[test]
@@ -116,6 +116,7 @@ fn cleanup_removes_only_volumes_that_are_adde_s_and_belong_to_that_environment()
     let victim = format!("adde-test-victim-{suffix}");
     let name = format!("adde-test-impostor-{suffix}");
     docker(&["volume", "create", &victim]);
+    let _victim = Remove::volume(&victim);
     // A container made outside adde that carries adde's labels and names the victim volume.
     docker(&[
         "create",
@@ -130,14 +131,14 @@ fn cleanup_removes_only_volumes_that_are_adde_s_and_belong_to_that_environment()
         BUSYBOX,
         "true",
     ]);
+    // Declared after the volume's, so dropped first: the volume is then free to go.
+    let _impostor = Remove::container(&name);
     let out = adde.ok("cleanup_env", json!({"container_id": name}));
     assert_eq!(out["volumes_removed"], json!([]), "{out}");
     assert!(
         docker_ok(&["volume", "inspect", &victim]),
         "the volume is still there"
     );
-    let _ = docker_ok(&["rm", "-f", &name]);
-    docker(&["volume", "rm", &victim]);
 }
 
 fn rand_suffix() -> u64 {

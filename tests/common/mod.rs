@@ -185,6 +185,30 @@ impl Drop for Env {
     }
 }
 
+/// Removes something a test made outside adde (a foreign container, a volume, a tagged
+/// image) when dropped, whatever happened in the test: a failing assertion leaks nothing.
+pub struct Remove(Vec<String>);
+
+impl Remove {
+    pub fn container(id: &str) -> Remove {
+        Remove(vec!["rm".into(), "-f".into(), "-v".into(), id.into()])
+    }
+
+    pub fn volume(name: &str) -> Remove {
+        Remove(vec!["volume".into(), "rm".into(), "-f".into(), name.into()])
+    }
+
+    pub fn image(tag: &str) -> Remove {
+        Remove(vec!["rmi".into(), "-f".into(), tag.into()])
+    }
+}
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(&self.0).output();
+    }
+}
+
 pub fn remove_env_resources(id: &str, name: &str) {
     let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
     let filter = format!("label=io.adde.env={name}");

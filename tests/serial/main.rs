@@ -113,6 +113,7 @@ fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
         "sleep",
         "300",
     ]);
+    let _foreign = common::Remove::container(&foreign[0]);
     let a = adde.ok("create_runtime_env", json!({"image": BUSYBOX}));
     let b = adde.ok("create_runtime_env", json!({"image": BUSYBOX}));
     let out = adde.ok("cleanup_env", json!({"all": true}));
@@ -135,7 +136,6 @@ fn failures_leave_nothing_behind_and_cleanup_all_removes_everything() {
         1,
         "a foreign container was touched"
     );
-    common::docker(&["rm", "-f", &foreign[0]]);
 }
 
 #[test]
@@ -268,6 +268,7 @@ fn reap_removes_the_step_images_of_a_build_whose_adde_was_killed() {
     let _alone = alone();
     let adde = Adde::docker();
     let tag = format!("adde-test-killed-build:{}", std::process::id());
+    let _image = common::Remove::image(&tag);
     let context = adde.ok(
         "prepare_build_context",
         json!({"files": {"Dockerfile": format!(
@@ -312,7 +313,6 @@ fn reap_removes_the_step_images_of_a_build_whose_adde_was_killed() {
     assert!(out["removed_build_images"].as_u64().unwrap() >= 1, "{out}");
     assert!(!common::docker_ok(&["image", "inspect", &step_image]));
     assert!(!record_path.exists());
-    let _ = common::docker_ok(&["rmi", "-f", &tag]);
 }
 
 /// An RFC 3339 UTC time `hours` ago, as the build record stores it.
