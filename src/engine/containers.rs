@@ -583,40 +583,31 @@ impl Engine {
     /// adde's volumes that belong to environment `env` (its container name), whether or not
     /// the container still exists.
     pub async fn env_volumes(&self, env: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                Label::managed_filter(),
-                format!("{}={env}", Label::Env.key()),
-            ],
-        )]);
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let docker = self.docker()?;
-        let list = self
-            .ask(Subject::Other, docker.list_volumes(Some(options)))
-            .await?;
-        Ok(list
-            .volumes
-            .unwrap_or_default()
+        let label = format!("{}={env}", Label::Env.key());
+        let volumes = self.managed_volumes(&[("label", label)]).await?;
+        Ok(volumes
             .into_iter()
-            .filter(|v| {
-                let labels = Labels::read(Some(v.labels.clone()));
-                labels.is_managed() && labels.get(Label::Env) == Some(env)
-            })
-            .map(|v| v.name)
+            .filter(|(_, labels)| labels.get(Label::Env) == Some(env))
+            .map(|(name, _)| name)
             .collect())
     }
 
     /// Names of adde's volumes that no container uses, with their labels.
     pub async fn unused_managed_volumes(&self) -> Result<Vec<(String, Labels)>> {
-        let filters = HashMap::from([
-            ("label", vec![Label::managed_filter()]),
-            ("dangling", vec!["true".to_string()]),
-        ]);
+        self.managed_volumes(&[("dangling", "true".to_string())])
+            .await
+    }
+
+    /// adde's volumes that also pass `filters`, with their labels. The engine's filter is
+    /// checked again here: what comes back is read, not trusted.
+    async fn managed_volumes(&self, filters: &[(&str, String)]) -> Result<Vec<(String, Labels)>> {
+        let mut by_key: HashMap<&str, Vec<String>> =
+            HashMap::from([("label", vec![Label::managed_filter()])]);
+        for (key, value) in filters {
+            by_key.entry(key).or_default().push(value.clone());
+        }
         let options = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
+            .filters(&by_key)
             .build();
         let docker = self.docker()?;
         let list = self

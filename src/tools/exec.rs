@@ -329,8 +329,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         stderr.text.push_str(&reason);
     }
     log.exit_code = status.exit_code;
-    log.execution_time = format!("{:.2}s", status.duration_ms as f64 / 1000.0);
-    log.duration_ms = status.duration_ms;
+    set_duration(&mut log, status.duration_ms);
     log.timed_out = status.timed_out;
     log.oom_killed = status.oom_killed;
     log.signal = status.signal;
@@ -391,8 +390,7 @@ impl Progress {
         }
         self.dirty = false;
         self.log.transport = transport;
-        self.log.duration_ms = self.started.elapsed().as_millis() as u64;
-        self.log.execution_time = format!("{:.2}s", self.log.duration_ms as f64 / 1000.0);
+        set_duration(&mut self.log, self.started.elapsed().as_millis() as u64);
         progress_output(&mut self.log, stdout.snapshot(), stderr.snapshot());
         let _ = History::open().record(&self.log);
         self.written = Some(Instant::now());
@@ -403,6 +401,12 @@ impl Progress {
         self.written
             .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
     }
+}
+
+/// A run's duration, in milliseconds and in ADDE's format ("0.09s").
+fn set_duration(log: &mut RunLog, ms: u64) {
+    log.duration_ms = ms;
+    log.execution_time = format!("{:.2}s", ms as f64 / 1000.0);
 }
 
 /// Puts captured output into a run's record.

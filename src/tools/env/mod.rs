@@ -670,30 +670,20 @@ fn session_differences(
         format!("{ports:?}"),
         format!("{:?}", existing.port_bindings),
     );
+    // source:target:ro|rw, as `docker run -v` writes a bind.
+    let bind = |source: &str, target: &str, read_only: bool| {
+        format!("{source}:{target}:{}", if read_only { "ro" } else { "rw" })
+    };
     let mut asked_mounts: Vec<String> = plan
         .binds
         .iter()
-        .map(|m| {
-            format!(
-                "{}:{}:{}",
-                m.source,
-                m.target,
-                if m.read_only { "ro" } else { "rw" }
-            )
-        })
+        .map(|m| bind(&m.source, &m.target, m.read_only))
         .collect();
     let mut has_mounts: Vec<String> = existing
         .mounts
         .iter()
         .filter(|m| m.kind == crate::engine::MountKind::Bind)
-        .map(|m| {
-            format!(
-                "{}:{}:{}",
-                m.source,
-                m.target,
-                if m.read_only { "ro" } else { "rw" }
-            )
-        })
+        .map(|m| bind(&m.source, &m.target, m.read_only))
         .collect();
     asked_mounts.sort();
     has_mounts.sort();
