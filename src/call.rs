@@ -65,6 +65,25 @@ pub fn emit(make: impl FnOnce() -> Event) {
     });
 }
 
+/// Completes when a server is asked to stop: SIGTERM, SIGINT or SIGHUP. Never completes when
+/// the signals cannot be listened for (the server then stops only when killed).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("adde: cannot listen for signals");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        _ = hangup.recv() => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

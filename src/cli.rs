@@ -44,6 +44,7 @@ fn command(with_fields: bool) -> Command {
         .disable_help_subcommand(true)
         .subcommands(tools)
         .subcommand(crate::mcp::command())
+        .subcommand(crate::serve::command())
 }
 
 /// One line per input field: name, type, whether required, description.
@@ -187,8 +188,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let Some((tool, sub)) = matches.subcommand() else {
         return ExitCode::from(2);
     };
-    if tool == "mcp" {
-        return crate::mcp::main(sub);
+    match tool {
+        "mcp" => return crate::mcp::main(sub),
+        "serve" => return crate::serve::main(sub),
+        _ => {}
     }
     let payload = sub.get_one::<String>("payload").cloned();
     match run(tool, payload) {
@@ -241,7 +244,7 @@ fn run(tool: &str, payload: Option<String>) -> Result<Value> {
 /// Whether the call asks the command line to stream its output: `"stream": true` in an
 /// execute_code_block or execute_command payload. It is the envelope's, not the tool's, so it
 /// is taken out of the payload (other callers stream their own way, e.g. MCP progress).
-fn take_stream(tool: &str, payload: &mut Value) -> Result<bool> {
+pub(crate) fn take_stream(tool: &str, payload: &mut Value) -> Result<bool> {
     if !matches!(tool, "execute_code_block" | "execute_command") {
         return Ok(false);
     }
@@ -255,7 +258,7 @@ fn take_stream(tool: &str, payload: &mut Value) -> Result<bool> {
     }
 }
 
-fn event_json(event: crate::call::Event) -> Value {
+pub(crate) fn event_json(event: crate::call::Event) -> Value {
     match event {
         crate::call::Event::Output { stderr, bytes } => serde_json::json!({
             "event": if stderr { "stderr" } else { "stdout" },
@@ -279,9 +282,16 @@ fn read_stdin() -> Result<String> {
     String::from_utf8(bytes).map_err(|_| Error::InvalidJson("stdin is not UTF-8".into()))
 }
 
-/// Prints the error object on stdout (with the tool's own failure fields) and one line on
-/// stderr, and returns exit code 1.
+/// Prints the error object on stdout and one line on stderr, and returns exit code 1.
 fn fail(tool: Option<&str>, err: Error) -> ExitCode {
+    print_json(&Value::Object(error_object(tool, &err)));
+    eprintln!("adde: error: {err}");
+    ExitCode::from(1)
+}
+
+/// What a failed call answers: the error, its code and details, with the tool's own failure
+/// fields (ADDE's shape).
+pub(crate) fn error_object(tool: Option<&str>, err: &Error) -> Map<String, Value> {
     let mut object = tool
         .and_then(tools::find)
         .map(|t| (t.failure_fields)())
@@ -289,9 +299,7 @@ fn fail(tool: Option<&str>, err: Error) -> ExitCode {
     object.insert("error".into(), err.to_string().into());
     object.insert("error_code".into(), err.code().into());
     object.extend(err.details());
-    print_json(&Value::Object(object));
-    eprintln!("adde: error: {err}");
-    ExitCode::from(1)
+    object
 }
 
 fn print_json(value: &Value) {

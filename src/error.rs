@@ -135,6 +135,10 @@ pub const CODES: &[(&str, &str)] = &[
         "policy_invalid",
         "the policy file cannot be read or parsed; adde refuses to run unrestricted",
     ),
+    (
+        "busy",
+        "`adde serve` is running and queueing as many calls as it may; retry later",
+    ),
     ("internal_error", "a bug in adde; please report it"),
 ];
 
@@ -316,6 +320,9 @@ pub enum Error {
     #[error("the policy {path} is invalid: {message}. Fix it (or point ADDE_POLICY elsewhere); adde refuses to run without the policy it was given")]
     PolicyInvalid { path: String, message: String },
 
+    #[error("the server is busy: {concurrent} calls are running and {queued} waiting, its limits; retry later")]
+    Busy { concurrent: usize, queued: usize },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -367,6 +374,7 @@ impl Error {
             Error::EnvironmentPaused { .. } => "environment_paused",
             Error::PolicyDenied { .. } => "policy_denied",
             Error::PolicyInvalid { .. } => "policy_invalid",
+            Error::Busy { .. } => "busy",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -640,6 +648,10 @@ mod tests {
                 path: "x".into(),
                 message: "x".into(),
             },
+            Error::Busy {
+                concurrent: 1,
+                queued: 0,
+            },
             Error::Internal("x".into()),
         ];
         for error in &samples {
@@ -695,6 +707,7 @@ mod tests {
             | Error::EnvironmentPaused { .. }
             | Error::PolicyDenied { .. }
             | Error::PolicyInvalid { .. }
+            | Error::Busy { .. }
             | Error::Internal(_) => {}
         }
     }

@@ -3,6 +3,7 @@
 //! The binary is a thin `main` over [`main`]. The library exists so that fuzz targets and
 //! property tests reach the same parsers the binary uses.
 
+mod admission;
 mod call;
 pub mod capture;
 mod cli;
@@ -18,6 +19,7 @@ mod paths;
 pub mod policy;
 pub mod protocol;
 pub mod refs;
+mod serve;
 mod state;
 pub mod tools;
 

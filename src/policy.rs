@@ -91,6 +91,12 @@ pub struct PolicyLimits {
     /// The build tools' `max_context_mb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_context_mb: Option<f64>,
+    /// Calls `adde serve` runs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<usize>,
+    /// Calls `adde serve` lets wait for a slot; more are refused as `busy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_calls: Option<usize>,
 }
 
 /// What callers may ask for at all.
@@ -326,6 +332,10 @@ impl Policy {
             self.limits.max_build_timeout_sec,
         )?;
         positive("limits.max_context_mb", self.limits.max_context_mb)?;
+        positive(
+            "limits.max_concurrent_calls",
+            self.limits.max_concurrent_calls.map(|v| v as f64),
+        )?;
         positive("defaults.cpus", self.defaults.cpus)?;
         positive("defaults.timeout_sec", self.defaults.timeout_sec)?;
         if let Some(tools) = &self.tools {

@@ -34,6 +34,11 @@ pub fn root() -> PathBuf {
         })
 }
 
+/// Where `adde serve` listens by default, and where its clients look.
+pub fn serve_socket() -> PathBuf {
+    root().join("serve.sock")
+}
+
 pub fn runs() -> PathBuf {
     root().join("runs")
 }

@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
+use crate::admission::Admission;
 use crate::call::{self, Call, Event};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -54,43 +55,39 @@ pub fn command() -> Command {
              Bound to one environment (--env, or --image/--spec to create it on first use), the \
              tools act on it and have no container_id field.",
         )
-        .arg(
-            Arg::new("env")
-                .long("env")
-                .value_name("ID|NAME")
-                .help("Bind every tool to this environment; tools have no container_id field")
-                .conflicts_with_all(["image", "spec"]),
-        )
-        .arg(
-            Arg::new("image")
-                .long("image")
-                .value_name("IMAGE")
-                .help("Bind to an environment of this image, created on first use"),
-        )
-        .arg(
-            Arg::new("session")
-                .long("session")
-                .value_name("NAME")
-                .help("With --image or --spec: get-or-create that session (kept at exit; without it the environment is removed at exit)"),
-        )
-        .arg(
-            Arg::new("spec")
-                .long("spec")
-                .value_name("JSON")
-                .help("Bind to an environment created on first use from this create_runtime_env payload (any field)"),
-        )
-        .arg(
-            Arg::new("operator-fields")
-                .long("operator-fields")
-                .action(ArgAction::SetTrue)
-                .help("Show the operator's fields (mounts, network, limits, runtime, user, labels, …) to the client"),
-        )
-        .arg(
-            Arg::new("all-tools")
-                .long("all-tools")
-                .action(ArgAction::SetTrue)
-                .help("Expose every tool with every field, as `adde list_tools` lists them"),
-        )
+        .args(surface_args())
+}
+
+/// The flags that choose what a client sees and which environment it works in: `adde mcp`'s,
+/// and `adde serve`'s for its MCP endpoint.
+pub fn surface_args() -> Vec<Arg> {
+    vec![
+        Arg::new("env")
+            .long("env")
+            .value_name("ID|NAME")
+            .help("Bind every tool to this environment; tools have no container_id field")
+            .conflicts_with_all(["image", "spec"]),
+        Arg::new("image")
+            .long("image")
+            .value_name("IMAGE")
+            .help("Bind to an environment of this image, created on first use"),
+        Arg::new("session")
+            .long("session")
+            .value_name("NAME")
+            .help("With --image or --spec: get-or-create that session (kept at exit; without it the environment is removed at exit)"),
+        Arg::new("spec")
+            .long("spec")
+            .value_name("JSON")
+            .help("Bind to an environment created on first use from this create_runtime_env payload (any field)"),
+        Arg::new("operator-fields")
+            .long("operator-fields")
+            .action(ArgAction::SetTrue)
+            .help("Show the operator's fields (mounts, network, limits, runtime, user, labels, …) to the client"),
+        Arg::new("all-tools")
+            .long("all-tools")
+            .action(ArgAction::SetTrue)
+            .help("Expose every tool with every field, as `adde list_tools` lists them"),
+    ]
 }
 
 /// How a bound server finds its environment.
@@ -138,23 +135,32 @@ fn binding(matches: &ArgMatches) -> Result<Option<Binding>, String> {
     Ok(Some(Binding::Create { spec, owned }))
 }
 
+/// The MCP server the flags describe; `admission` bounds its calls (`adde serve`).
+pub(crate) fn server(
+    matches: &ArgMatches,
+    admission: Option<Arc<Admission>>,
+) -> Result<Server, String> {
+    let binding = binding(matches)?;
+    let choice = Choice {
+        all_tools: matches.get_flag("all-tools"),
+        operator_fields: matches.get_flag("operator-fields"),
+        bound: binding.is_some(),
+    };
+    Ok(Server::new(choice, binding, admission))
+}
+
 /// Runs the server until the client closes stdin or a signal stops it.
 pub fn main(matches: &ArgMatches) -> ExitCode {
     // The command line's hook prints a JSON error on stdout: here stdout is the protocol's.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("adde mcp: internal error: {info}");
     }));
-    let binding = match binding(matches) {
-        Ok(binding) => binding,
+    let server = match server(matches, None) {
+        Ok(server) => server,
         Err(message) => {
             eprintln!("adde mcp: {message}");
             return ExitCode::from(2);
         }
-    };
-    let choice = Choice {
-        all_tools: matches.get_flag("all-tools"),
-        operator_fields: matches.get_flag("operator-fields"),
-        bound: binding.is_some(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,25 +172,13 @@ pub fn main(matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(Server::new(choice, binding)));
+    let code = runtime.block_on(serve(server));
     // A read of stdin may still be pending in the runtime's blocking pool; do not wait for it.
     std::process::exit(code)
 }
 
 async fn serve(server: Server) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let inner = server.inner.clone();
-    let (mut terminate, mut interrupt, mut hangup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            eprintln!("adde mcp: cannot listen for signals");
-            return 1;
-        }
-    };
+    let finish = server.clone();
     let running = match server.serve(rmcp::transport::io::stdio_pipes()).await {
         Ok(running) => running,
         Err(e) => {
@@ -197,31 +191,18 @@ async fn serve(server: Server) -> i32 {
     tokio::pin!(waiting);
     tokio::select! {
         _ = &mut waiting => {}
-        _ = async {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-                _ = hangup.recv() => {}
-            }
-        } => {
+        _ = crate::call::stop_signal() => {
             // Cancels every call in progress: runs are killed, as Ctrl-C kills them.
             stop.cancel();
             let _ = waiting.await;
         }
     }
-    // Calls still in progress hold the lock for reading.
-    if tokio::time::timeout(SHUTDOWN_GRACE, inner.inflight.write())
-        .await
-        .is_err()
-    {
-        eprintln!("adde mcp: calls still in progress at exit were abandoned");
-    }
-    inner.release().await;
+    finish.finish("adde mcp").await;
     0
 }
 
 #[derive(Clone)]
-struct Server {
+pub(crate) struct Server {
     inner: Arc<Inner>,
 }
 
@@ -235,10 +216,11 @@ struct Inner {
     /// Held for reading by every call, so that shutdown can wait for them.
     inflight: Arc<tokio::sync::RwLock<()>>,
     instructions: String,
+    admission: Option<Arc<Admission>>,
 }
 
 impl Server {
-    fn new(choice: Choice, binding: Option<Binding>) -> Server {
+    fn new(choice: Choice, binding: Option<Binding>, admission: Option<Arc<Admission>>) -> Server {
         let tools = surface::expose(&choice);
         let listed = tools
             .iter()
@@ -264,8 +246,22 @@ impl Server {
                 created: tokio::sync::Mutex::new(None),
                 inflight: Arc::new(tokio::sync::RwLock::new(())),
                 instructions: instructions.to_string(),
+                admission,
             }),
         }
+    }
+
+    /// At exit: waits (a while) for calls still in progress, then removes the environment
+    /// the server made for itself.
+    pub(crate) async fn finish(&self, who: &str) {
+        // Calls still in progress hold the lock for reading.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.inner.inflight.write())
+            .await
+            .is_err()
+        {
+            eprintln!("{who}: calls still in progress at exit were abandoned");
+        }
+        self.inner.release().await;
     }
 }
 
@@ -350,7 +346,12 @@ impl Inner {
             cancel: context.ct.clone(),
             events,
         };
+        let admission = self.admission.clone();
         let work = async {
+            let _slot = match &admission {
+                Some(gate) => Some(gate.admit().await?),
+                None => None,
+            };
             let mut again = false;
             loop {
                 let mut arguments = arguments.clone();

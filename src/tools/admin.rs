@@ -302,29 +302,21 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
         0.0,
         MAX_CONTEXT_AGE_HRS,
     )?;
-    let now = chrono::Utc::now().timestamp();
     let mut out = ReapOutput::default();
+    let now = chrono::Utc::now().timestamp();
     for container in engine.list_managed(None).await? {
         if !input.all_owners && !container.labels.is_mine() {
             continue;
         }
-        let (id, labels) = (container.id, container.labels);
-        let is_env = labels.kind() == Some(Kind::Env.as_str());
         let age = now - container.created;
-        // A ready member of a pool this state directory does not know (removed while adde
-        // was killed), left for over an hour.
-        let orphan = super::pools::is_orphan_member(&container.name, &labels)
-            && age > LEFTOVER_AGE.as_secs() as i64;
-        let expired = labels.expires_at().is_some_and(|t| t <= now) || orphan;
-        if is_env && expired {
-            out.removed_volumes
-                .extend(remove_env(engine, &id, &labels).await?);
-            out.removed_environments.push(id);
-        } else if !is_env && age > LEFTOVER_AGE.as_secs() as i64 {
-            engine.remove_container(&id).await?;
-            out.removed_containers.push(id);
+        if container.labels.kind() != Some(Kind::Env.as_str()) && age > LEFTOVER_AGE.as_secs() as i64 {
+            engine.remove_container(&container.id).await?;
+            out.removed_containers.push(container.id);
         }
     }
+    let (environments, volumes) = remove_expired(engine, input.all_owners).await?;
+    out.removed_environments = environments;
+    out.removed_volumes = volumes;
     // The running binary's helper volume is a cache worth keeping; older ones are not.
     let current_helper = HelperVolume::for_this_binary()?.name;
     for (volume, labels) in engine.unused_managed_volumes().await? {
@@ -343,6 +335,30 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
     out.removed_folders
         .extend(remove_old_folders(&state::contexts(), context_age)?);
     Ok(out)
+}
+
+/// Removes the environments past their `ttl_sec`, and ready members of pools that no longer
+/// exist, left for over an hour: what `reap` and `adde serve`'s reaper remove. Returns the
+/// environments and the volumes removed.
+pub async fn remove_expired(
+    engine: &Engine,
+    all_owners: bool,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let now = chrono::Utc::now().timestamp();
+    let (mut environments, mut volumes) = (Vec::new(), Vec::new());
+    for container in engine.list_managed(None).await? {
+        let labels = &container.labels;
+        if (!all_owners && !labels.is_mine()) || labels.kind() != Some(Kind::Env.as_str()) {
+            continue;
+        }
+        let orphan = super::pools::is_orphan_member(&container.name, labels)
+            && now - container.created > LEFTOVER_AGE.as_secs() as i64;
+        if labels.expires_at().is_some_and(|t| t <= now) || orphan {
+            volumes.extend(remove_env(engine, &container.id, labels).await?);
+            environments.push(container.id);
+        }
+    }
+    Ok((environments, volumes))
 }
 
 /// Removes the sub-folders of `dir` not modified for `age`.

@@ -13,6 +13,8 @@ mod logs;
 mod oneshot;
 pub mod pools;
 
+pub use admin::remove_expired;
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};

@@ -318,6 +318,18 @@ pub fn refill_main(id: &str) -> std::process::ExitCode {
     }
 }
 
+/// Fills every pool up to its size (what `adde serve` does in the background); says which
+/// pools it could not fill.
+pub async fn refill_all(engine: &Engine) -> Vec<(String, Error)> {
+    let mut failed = Vec::new();
+    for record in read_pools() {
+        if let Err(e) = refill(engine, &record).await {
+            failed.push((record.id, e));
+        }
+    }
+    failed
+}
+
 /// Waits for the pool's lock (held by a refill, or a removal) and holds it until dropped.
 async fn lock_pool(id: &str) -> Result<std::fs::File> {
     let dir = pools_dir();
