@@ -543,7 +543,8 @@ async fn run_supervised(
             }
             _ = &mut interrupted => {
                 kill_run(engine, target, &spec.run_id).await;
-                return Err(Error::Interrupted);
+                // Recorded as lost, with what it printed: the history says what happened.
+                break Ending::Lost(Error::Interrupted);
             }
         };
         let Some(chunk) = chunk else {
