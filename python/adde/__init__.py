@@ -10,13 +10,16 @@ the returned log.
     log = adde.execute_code_block(env["container_id"], "main.py", "print(6 * 7)")["log"]
     adde.cleanup_env(env["container_id"])
 
-`adde.aio` has the same functions for asyncio, `adde.langchain` LangChain/LangGraph tools.
+`adde.aio` has the same functions for asyncio, `adde.langchain` LangChain/LangGraph tools,
+and `adde.Client` / `adde.AsyncClient` the same again as methods that talk to a running
+`adde serve` (no process per call).
 The results are TypedDicts (`adde.RunLog`, `adde.CreatedEnv`, ...): plain dicts whose keys a
 type checker knows. adde's own stderr is not printed: it goes to the "adde" logger at DEBUG
 level (and to stderr with ADDE_VERBOSE=1), and onto AddeError.stderr.
 """
 
 from . import _tools
+from ._client import AsyncClient, Client
 from ._errors import (
     AddeError,
     AddeTimeout,
@@ -129,6 +132,8 @@ __all__ = [
     "pool_create",
     "pool_list",
     "pool_remove",
+    "Client",
+    "AsyncClient",
     "AddeError",
     "AddeTimeout",
     "BinaryNotFound",

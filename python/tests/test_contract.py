@@ -13,12 +13,15 @@ import adde.aio
 from adde import _errors, _tools
 
 
-def test_every_tool_of_the_binary_is_a_function_in_both_apis():
+def test_every_tool_of_the_binary_is_a_function_in_every_api():
     binary = {tool["name"] for tool in adde.list_tools()["tools"]}
     assert set(_tools.NAMES) == binary
+    client, aclient = adde.Client("/nonexistent"), adde.AsyncClient("/nonexistent")
     for name in binary:
         assert callable(getattr(adde, name)), name
         assert callable(getattr(adde.aio, name)), name
+        assert callable(getattr(client, name)), name
+        assert callable(getattr(aclient, name)), name
 
 
 def test_error_classes_map_only_codes_the_binary_returns():

@@ -71,10 +71,7 @@ impl Endpoint {
             }
         }
         if request.uri().path() != MCP_PATH {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "adde serve: MCP is served at /mcp\n",
-            );
+            return plain(StatusCode::NOT_FOUND, "adde serve: MCP is served at /mcp\n");
         }
         self.mcp.handle(request).await
     }

@@ -272,13 +272,13 @@ async fn serve(plan: Plan, shared: Arc<Shared>, mcp: crate::mcp::Server) -> u8 {
     );
 
     if let Some(listener) = socket {
-        shared
-            .tasks
-            .spawn(socket::accept(listener, shared.clone()));
+        shared.tasks.spawn(socket::accept(listener, shared.clone()));
     }
     if let Some(listener) = http {
         let service = http::Endpoint::new(mcp.clone(), plan.token.clone(), shared.stop.clone());
-        shared.tasks.spawn(http::accept(listener, service, shared.clone()));
+        shared
+            .tasks
+            .spawn(http::accept(listener, service, shared.clone()));
     }
     shared.tasks.spawn(maintain(shared.clone()));
 
@@ -310,7 +310,10 @@ async fn maintain(shared: Arc<Shared>) {
         let work = async {
             match crate::tools::remove_expired(&shared.engine, false).await {
                 Ok((removed, _)) if !removed.is_empty() => {
-                    eprintln!("adde serve: removed {} environments past their TTL", removed.len());
+                    eprintln!(
+                        "adde serve: removed {} environments past their TTL",
+                        removed.len()
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("adde serve: removing expired environments: {e}"),

@@ -8,11 +8,16 @@
 //! Every client is hostile until proven otherwise: a line is bounded, a connection that does
 //! not read its answers is dropped (its calls cancelled) instead of holding memory, and the
 //! number of connections is bounded.
+//!
+//! `{"cancel": ID}` cancels the connection's call with that id (a run is killed and recorded,
+//! as Ctrl-C does on the command line); the call answers `interrupted`. A client that closes
+//! its end only for writing still gets its answers.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
@@ -132,6 +137,8 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) {
     };
     let writing = tokio::spawn(write);
     let calls = tokio_util::task::TaskTracker::new();
+    // The calls with an id, so that `{"cancel": ID}` can reach them.
+    let in_flight: Arc<Mutex<HashMap<String, CancellationToken>>> = Default::default();
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
     loop {
         let next = tokio::select! {
@@ -142,10 +149,27 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) {
             None => break,
             Some(Ok(text)) if text.trim().is_empty() => {}
             Some(Ok(text)) => {
+                if let Some(id) = cancellation(&text) {
+                    if let Some(token) = in_flight.lock().ok().and_then(|m| m.get(&id).cloned()) {
+                        token.cancel();
+                    }
+                    continue;
+                }
                 let answers = answers.clone();
                 let shared = shared.clone();
                 let cancel = gone.child_token();
-                calls.spawn(async move { answer(&text, &shared, cancel, &answers).await });
+                let in_flight = in_flight.clone();
+                // Registered before the next line is read, so a cancel right behind finds it.
+                let id = request_id(&text);
+                if let (Some(id), Ok(mut map)) = (&id, in_flight.lock()) {
+                    map.insert(id.clone(), cancel.clone());
+                }
+                calls.spawn(async move {
+                    answer(&text, &shared, cancel, &answers).await;
+                    if let (Some(id), Ok(mut map)) = (&id, in_flight.lock()) {
+                        map.remove(id);
+                    }
+                });
             }
             Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
                 let err = Error::InvalidJson(format!(
@@ -162,6 +186,19 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) {
     calls.wait().await;
     drop(answers);
     let _ = writing.await;
+}
+
+/// The id a `{"cancel": ID}` line names.
+fn cancellation(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object()?;
+    (object.len() == 1).then(|| object.get("cancel").map(Value::to_string))?
+}
+
+/// A request's id, as the key of the calls in flight.
+fn request_id(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    value.get("id").map(Value::to_string)
 }
 
 /// Answers one request: its events as they come, then its result.
@@ -187,7 +224,10 @@ async fn answer(
             return send(line(Value::Object(error_object(None, &err)), id.as_ref()));
         }
     };
-    let id = request.id.as_ref().filter(|id| id.is_string() || id.is_number());
+    let id = request
+        .id
+        .as_ref()
+        .filter(|id| id.is_string() || id.is_number());
     if request.id.is_some() && id.is_none() {
         let err = Error::InvalidJson("a request's `id` is a string or a number".into());
         return send(line(Value::Object(error_object(None, &err)), None));

@@ -309,7 +309,9 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
             continue;
         }
         let age = now - container.created;
-        if container.labels.kind() != Some(Kind::Env.as_str()) && age > LEFTOVER_AGE.as_secs() as i64 {
+        if container.labels.kind() != Some(Kind::Env.as_str())
+            && age > LEFTOVER_AGE.as_secs() as i64
+        {
             engine.remove_container(&container.id).await?;
             out.removed_containers.push(container.id);
         }

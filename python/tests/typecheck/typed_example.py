@@ -53,3 +53,17 @@ def housekeeping() -> float:
 
 def agent_tools() -> int:
     return len(adde_tools(container_id="abc")) + len(adde_tools(create_options={"memory": "1g"}))
+
+
+def through_serve(cid: str) -> int:
+    with adde.Client() as client:
+        log: adde.RunLog = client.execute_code_block(cid, "main.py", "print(1)", timeout_sec=5)["log"]
+        streamed: List[str] = []
+        client.call("execute_command", {"container_id": cid, "command": "ls"}, on_stdout=streamed.append)
+        return log["exit_code"]
+
+
+async def through_serve_async(cid: str) -> int:
+    async with adde.AsyncClient("/run/adde.sock") as client:
+        task = asyncio.create_task(client.execute_command(cid, ["echo", "hi"]))
+        return (await task)["log"]["exit_code"]

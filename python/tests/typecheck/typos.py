@@ -13,3 +13,4 @@ log["stdot"]  # E: stdot
 exit_code: str = log["exit_code"]  # E: exit_code is an int
 adde.create_runtime_env("python:3.12-slim", pull="sometimes")  # E: pull is a literal
 asyncio.run(adde.aio.ping(verbose=True))  # E: verbose
+adde.Client().execute_code_block("c", "main.py", "print(1)", timeout_secs=5)  # E: timeout_secs
