@@ -138,6 +138,60 @@ def bench_throughput(adde, calls_per_caller=10, envs=8, callers=16):
     return rates
 
 
+class ServeClient:
+    """One connection to `adde serve`'s socket: a JSON request per line, a JSON answer per line."""
+
+    def __init__(self, path):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+
+    def call(self, tool, args):
+        self.file.write((json.dumps({"tool": tool, "args": args}) + "\n").encode())
+        self.file.flush()
+        answer = json.loads(self.file.readline())
+        assert "error_code" not in answer, answer
+        return answer
+
+
+def bench_serve(adde, envs=8, callers=32, calls_per_caller=25, latency_runs=300):
+    """Executions per second through one `adde serve`, `callers` clients over `envs`
+    environments; then the latency of one execution, p50 and p99."""
+    folder = tempfile.mkdtemp(prefix="adde-bench-serve-")
+    path = os.path.join(folder, "serve.sock")
+    server = subprocess.Popen([adde, "serve", "--no-http", "--socket", path, "--max-concurrent", "64"],
+                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server.stderr.readline()
+    setup = ServeClient(path)
+    ours = [setup.call("create_runtime_env", {"image": BUSYBOX})["container_id"] for _ in range(envs)]
+    try:
+        def job(k):
+            client = ServeClient(path)
+            args = {"container_id": ours[k % envs], "command": "echo 42"}
+            for _ in range(calls_per_caller):
+                assert client.call("execute_command", args)["log"]["stdout"] == "42\n"
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+            list(pool.map(job, range(callers)))
+        rate = callers * calls_per_caller / (time.perf_counter() - start)
+        latencies = []
+        args = {"container_id": ours[0], "command": "echo 42"}
+        for _ in range(latency_runs):
+            begin = time.perf_counter()
+            setup.call("execute_command", args)
+            latencies.append(time.perf_counter() - begin)
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1000
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+        return rate, p50, p99
+    finally:
+        for cid in ours:
+            setup.call("cleanup_env", {"container_id": cid})
+        server.terminate()
+        server.wait(30)
+
+
 def peak_rss_kib(adde):
     """Peak resident memory of one adde execute call (the CLI process itself), by GNU time."""
     env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
@@ -303,6 +357,10 @@ def main():
         ceiling = rates["docker exec (Engine-API exec)"]
         for name, rate in rates.items():
             print(f"  {name:<34} {rate:8.1f} /s   ratio to the exec ceiling: {rate / ceiling:5.2f}")
+        rate, p50, p99 = bench_serve(args.adde)
+        print("\nthrough adde serve (unix socket), 8 environments, 32 concurrent clients")
+        print(f"  {'adde serve execute_command':<34} {rate:8.1f} /s   ratio to the exec ceiling: {rate / ceiling:5.2f}")
+        print(f"  one execution through serve: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         print(f"\npeak RSS of one adde execute call: {peak_rss_kib(args.adde) / 1024:.1f} MiB")
         report("create an environment", bench_create(args.adde, max(args.runs // 3, 5), 1), "docker run -d --network none")
         report("create from a warm pool", bench_pool(args.adde, max(args.runs // 3, 5)), "docker run -d --network none")
