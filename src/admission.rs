@@ -100,13 +100,13 @@ mod tests {
             // The third waits for a slot; the fourth finds the queue full.
             let waiter = tokio::spawn({
                 let gate = gate.clone();
-                async move { gate.admit().await.map(|_| ()) }
+                async move { gate.admit().await }
             });
             tokio::task::yield_now().await;
             let refused = gate.admit().await.err().unwrap();
             assert_eq!(refused.code(), "busy");
             drop(a);
-            waiter.await.unwrap().unwrap();
+            let _c = waiter.await.unwrap().unwrap();
             // The queue is empty again: the next caller waits instead of being refused.
             let again = tokio::time::timeout(std::time::Duration::from_millis(50), gate.admit());
             assert!(again.await.is_err(), "it waited for a slot");
