@@ -160,6 +160,37 @@ pub struct ContainerSpec {
     pub agent: bool,
 }
 
+/// gVisor's sandbox is host threads the engine's pids limit counts too: about 46 idle, and
+/// 9 to 13 per process of the code on the ptrace platform (measured). A pids limit sized for
+/// the code's processes crashes the whole sandbox when reached (at start below about 64).
+/// So under gVisor `pids_limit` is enforced inside the sandbox, as RLIMIT_NPROC (gVisor's
+/// kernel counts the sandbox's own tasks, threads included, and with every capability
+/// dropped binds root too: a fork past it fails with EAGAIN as under runc), and the
+/// engine's limit is a ceiling for the sandbox's threads.
+const GVISOR_SANDBOX_PIDS: i64 = 64;
+const GVISOR_PIDS_PER_TASK: i64 = 20;
+
+/// Whether an OCI runtime is gVisor's (registered as runsc, runsc-kvm, gvisor…).
+pub fn is_gvisor(runtime: &str) -> bool {
+    runtime.starts_with("runsc") || runtime.contains("gvisor")
+}
+
+/// The engine's pids limit and the ulimits that carry `limits` under `runtime`.
+fn pids_and_ulimits(limits: &Limits, runtime: Option<&str>) -> (i64, Vec<ResourcesUlimits>) {
+    let ulimit = |name: &str, value: i64| ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(value),
+        hard: Some(value),
+    };
+    let mut ulimits = vec![ulimit("nofile", limits.nofile)];
+    if !runtime.is_some_and(is_gvisor) {
+        return (limits.pids_limit, ulimits);
+    }
+    ulimits.push(ulimit("nproc", limits.pids_limit));
+    let ceiling = GVISOR_SANDBOX_PIDS + GVISOR_PIDS_PER_TASK * limits.pids_limit;
+    (ceiling, ulimits)
+}
+
 impl ContainerSpec {
     fn into_body(mut self) -> ContainerCreateBody {
         if self.agent {
@@ -168,6 +199,7 @@ impl ContainerSpec {
         let limits = &self.limits;
         let mounts = self.mounts.iter().map(to_mount).collect();
         let publish = self.network != Network::None && !self.ports.is_empty();
+        let (pids_limit, ulimits) = pids_and_ulimits(limits, self.runtime.as_deref());
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: self
@@ -204,12 +236,8 @@ impl ContainerSpec {
                 memory: Some(limits.memory_bytes),
                 memory_swap: Some(limits.memory_swap_bytes),
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
-                pids_limit: Some(limits.pids_limit),
-                ulimits: Some(vec![ResourcesUlimits {
-                    name: Some("nofile".into()),
-                    soft: Some(limits.nofile),
-                    hard: Some(limits.nofile),
-                }]),
+                pids_limit: Some(pids_limit),
+                ulimits: Some(ulimits),
                 init: Some(self.init),
                 readonly_rootfs: Some(self.read_only_rootfs),
                 tmpfs: self.read_only_rootfs.then(|| {
@@ -308,6 +336,19 @@ impl ContainerInfo {
         let state = c.state.unwrap_or_default();
         let memory = host.memory.unwrap_or(0);
         let storage_driver = c.driver.clone().unwrap_or_default();
+        let runtime = host.runtime.unwrap_or_else(|| "runc".into());
+        let ulimits = host.ulimits.unwrap_or_default();
+        let ulimit = |name: &str| {
+            ulimits
+                .iter()
+                .find(|u| u.name.as_deref() == Some(name))
+                .and_then(|u| u.soft)
+        };
+        // Under gVisor the limit that binds the code is the sandbox's RLIMIT_NPROC.
+        let pids_limit = match ulimit("nproc") {
+            Some(nproc) if is_gvisor(&runtime) => nproc,
+            _ => host.pids_limit.unwrap_or(0),
+        };
         ContainerInfo {
             storage_driver,
             id: c.id.unwrap_or_default(),
@@ -367,14 +408,8 @@ impl ContainerInfo {
                 memory_bytes: memory,
                 memory_swap_bytes: host.memory_swap.unwrap_or(0),
                 cpus: host.nano_cpus.unwrap_or(0) as f64 / 1e9,
-                pids_limit: host.pids_limit.unwrap_or(0),
-                nofile: host
-                    .ulimits
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|u| u.name.as_deref() == Some("nofile"))
-                    .and_then(|u| u.soft)
-                    .unwrap_or(0),
+                pids_limit,
+                nofile: ulimit("nofile").unwrap_or(0),
                 disk: None,
             },
             cap_drop: host.cap_drop.unwrap_or_default(),
@@ -385,7 +420,7 @@ impl ContainerInfo {
                 .any(|o| o.starts_with("no-new-privileges")),
             init: host.init.unwrap_or(false),
             read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
-            runtime: host.runtime.unwrap_or_else(|| "runc".into()),
+            runtime,
             rootfs_quota: host.storage_opt.and_then(|o| o.get("size").cloned()),
             env: config.env.unwrap_or_default(),
         }

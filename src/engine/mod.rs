@@ -29,8 +29,8 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed, MountInfo,
-    MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
+    is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed,
+    MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
 };
 pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
