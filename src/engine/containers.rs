@@ -175,8 +175,19 @@ pub fn is_gvisor(runtime: &str) -> bool {
     runtime.starts_with("runsc") || runtime.contains("gvisor")
 }
 
-/// The engine's pids limit and the ulimits that carry `limits` under `runtime`.
-fn pids_and_ulimits(limits: &Limits, runtime: Option<&str>) -> (i64, Vec<ResourcesUlimits>) {
+/// Podman (4.3) adds RLIMIT_NPROC 1048576 to any request that carries a ulimit but no nproc,
+/// and the container then fails to start where the service's hard limit is lower ("error
+/// setting rlimit type 6"). An explicit nproc avoids it; RLIMIT_NPROC counts every process of
+/// the container's uid on the host, so it is set well above the pids limit, which binds.
+const PODMAN_NPROC_PER_PID: i64 = 4;
+
+/// The engine's pids limit and the ulimits that carry `limits` under `runtime`, on Podman
+/// or Docker.
+fn pids_and_ulimits(
+    limits: &Limits,
+    runtime: Option<&str>,
+    podman: bool,
+) -> (i64, Vec<ResourcesUlimits>) {
     let ulimit = |name: &str, value: i64| ResourcesUlimits {
         name: Some(name.into()),
         soft: Some(value),
@@ -184,6 +195,9 @@ fn pids_and_ulimits(limits: &Limits, runtime: Option<&str>) -> (i64, Vec<Resourc
     };
     let mut ulimits = vec![ulimit("nofile", limits.nofile)];
     if !runtime.is_some_and(is_gvisor) {
+        if podman {
+            ulimits.push(ulimit("nproc", PODMAN_NPROC_PER_PID * limits.pids_limit));
+        }
         return (limits.pids_limit, ulimits);
     }
     ulimits.push(ulimit("nproc", limits.pids_limit));
@@ -192,14 +206,14 @@ fn pids_and_ulimits(limits: &Limits, runtime: Option<&str>) -> (i64, Vec<Resourc
 }
 
 impl ContainerSpec {
-    fn into_body(mut self) -> ContainerCreateBody {
+    fn into_body(mut self, podman: bool) -> ContainerCreateBody {
         if self.agent {
             self.labels.set(Label::Agent, AGENT_VERSION);
         }
         let limits = &self.limits;
         let mounts = self.mounts.iter().map(to_mount).collect();
         let publish = self.network != Network::None && !self.ports.is_empty();
-        let (pids_limit, ulimits) = pids_and_ulimits(limits, self.runtime.as_deref());
+        let (pids_limit, ulimits) = pids_and_ulimits(limits, self.runtime.as_deref(), podman);
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: self
@@ -338,10 +352,16 @@ impl ContainerInfo {
         let storage_driver = c.driver.clone().unwrap_or_default();
         let runtime = host.runtime.unwrap_or_else(|| "runc".into());
         let ulimits = host.ulimits.unwrap_or_default();
+        // Podman names them RLIMIT_NOFILE, RLIMIT_NPROC.
         let ulimit = |name: &str| {
             ulimits
                 .iter()
-                .find(|u| u.name.as_deref() == Some(name))
+                .find(|u| {
+                    u.name.as_deref().is_some_and(|n| {
+                        let n = n.to_lowercase();
+                        n == name || n.strip_prefix("rlimit_") == Some(name)
+                    })
+                })
                 .and_then(|u| u.soft)
         };
         // Under gVisor the limit that binds the code is the sandbox's RLIMIT_NPROC.
@@ -503,7 +523,7 @@ impl Engine {
             .name(&spec.name)
             .build();
         let image = spec.image.clone();
-        let mut body = spec.into_body();
+        let mut body = spec.into_body(self.is_podman().await?);
         if let (Some(bytes), Some(host)) = (rootfs_bytes, body.host_config.as_mut()) {
             host.storage_opt = Some(HashMap::from([("size".to_string(), bytes.to_string())]));
         }

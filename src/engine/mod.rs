@@ -52,6 +52,7 @@ enum Subject<'a> {
 pub struct Engine {
     addr: String,
     docker: OnceLock<Docker>,
+    podman: tokio::sync::OnceCell<bool>,
 }
 
 impl Engine {
@@ -65,6 +66,7 @@ impl Engine {
         Engine {
             addr,
             docker: OnceLock::new(),
+            podman: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -84,6 +86,18 @@ impl Engine {
         // dockerd ~6 ms of CPU per call, asking containerd too. Upgrading bollard to a release
         // that sends a version needs negotiate_version() back.
         Ok(self.docker.get_or_init(|| docker))
+    }
+
+    /// Whether the engine is Podman's Docker-compatible service, asked once (GET /version)
+    /// by the calls that create something, where Podman differs.
+    async fn is_podman(&self) -> Result<bool> {
+        let docker = self.docker()?;
+        let podman = self.podman.get_or_try_init(|| async {
+            let version = self.ask(Subject::Other, docker.version()).await?;
+            let components = version.components.unwrap_or_default();
+            Ok::<_, Error>(components.iter().any(|c| c.name.contains("Podman")))
+        });
+        podman.await.copied()
     }
 
     /// Sends one request and classifies its failure by what it was about.

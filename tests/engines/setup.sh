@@ -24,7 +24,7 @@ cd "$(dirname "$0")/../.."
 dir="${ADDE_ENGINES_DIR:-/tmp/adde-engines}"
 mkdir -p "$dir"
 log="$dir/setup.log"
-images=(adde-test/busybox:1 adde-test/python:3)
+images=(adde-test/busybox:1 adde-test/python:3 adde-test/scratch:1)
 
 say() { echo "engines: $*" >&2; }
 export_line() { printf 'export %s=%q\n' "$1" "$2"; }

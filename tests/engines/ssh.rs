@@ -8,10 +8,7 @@ use crate::{second_engine, On};
 
 fn ssh() -> Option<(On, String)> {
     let vars = second_engine("ssh", &["ADDE_TEST_SSH_HOST", "ADDE_TEST_SSH_CONFIG"])?;
-    let on = On::new(&[
-        ("DOCKER_HOST", &vars[0].1),
-        ("ADDE_SSH_CONFIG", &vars[1].1),
-    ]);
+    let on = On::new(&[("DOCKER_HOST", &vars[0].1), ("ADDE_SSH_CONFIG", &vars[1].1)]);
     Some((on, vars[1].1.clone()))
 }
 

@@ -29,7 +29,10 @@ fn the_whole_flow_works_over_tls() {
     let log = on.exec(&env, "cat notes.txt; sleep 30", 2.0);
     assert_eq!(log["stdout"], "over tls\n", "{log}");
     assert_eq!(log["timed_out"], true, "{log}");
-    let read = on.ok("read_file", json!({"container_id": env.id, "path": "notes.txt"}));
+    let read = on.ok(
+        "read_file",
+        json!({"container_id": env.id, "path": "notes.txt"}),
+    );
     assert_eq!(read["content"], "over tls\n", "{read}");
 }
 
