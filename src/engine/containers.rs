@@ -1,7 +1,7 @@
 //! Containers and volumes: what adde creates (always hardened), what it reads back, and the
 //! exec, archive and log streams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -649,8 +649,25 @@ impl Engine {
 
     /// Names of adde's volumes that no container uses, with their labels.
     pub async fn unused_managed_volumes(&self) -> Result<Vec<(String, Labels)>> {
-        self.managed_volumes(&[("dangling", "true".to_string())])
-            .await
+        let candidates = self
+            .managed_volumes(&[("dangling", "true".to_string())])
+            .await?;
+        // Podman ORs the label and dangling filters, so volumes in use come back too: the
+        // containers' mounts decide.
+        let options = ListContainersOptionsBuilder::default().all(true).build();
+        let docker = self.docker()?;
+        let containers = self
+            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .await?;
+        let in_use: HashSet<String> = containers
+            .into_iter()
+            .flat_map(|c| c.mounts.unwrap_or_default())
+            .filter_map(|m| m.name)
+            .collect();
+        Ok(candidates
+            .into_iter()
+            .filter(|(name, _)| !in_use.contains(name))
+            .collect())
     }
 
     /// adde's volumes that also pass `filters`, with their labels. The engine's filter is
