@@ -301,10 +301,19 @@ struct SshStream {
 }
 
 impl SshStream {
-    /// Why ssh ended, from what it printed (e.g. "Permission denied (publickey)").
+    /// Why ssh failed, from what it printed (e.g. "Permission denied (publickey)"), once its
+    /// stream ended. ssh exits right after closing its output; a short wait lets it.
     fn failure(&mut self) -> Option<io::Error> {
         use std::io::Read;
-        let status = self.child.try_wait().ok().flatten()?;
+        let mut status = None;
+        for _ in 0..200 {
+            status = self.child.try_wait().ok().flatten();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = status?;
         let stderr = self.stderr.take()?.into_owned_fd().ok()?;
         let mut text = String::new();
         let _ = std::fs::File::from(stderr)
@@ -340,7 +349,11 @@ impl AsyncWrite for SshStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stdin).poll_write(cx, buf)
+        match Pin::new(&mut self.stdin).poll_write(cx, buf) {
+            // ssh is gone: say why rather than "broken pipe".
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.failure().unwrap_or(e))),
+            other => other,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
