@@ -20,6 +20,10 @@ managed_now() {
 }
 before="$(managed_now | sort)"
 
+# Second engines for the `engines` tests (gVisor, TLS, SSH, Podman); stopped at the end.
+eval "$(bash tests/engines/setup.sh)"
+trap 'bash tests/engines/setup.sh stop' EXIT
+
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 # The integration tests that need the engine are #[ignore]d so that a plain `cargo test`

@@ -1,7 +1,7 @@
 //! Containers and volumes: what adde creates (always hardened), what it reads back, and the
 //! exec, archive and log streams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -160,14 +160,60 @@ pub struct ContainerSpec {
     pub agent: bool,
 }
 
+/// gVisor's sandbox is host threads the engine's pids limit counts too: about 46 idle, and
+/// 9 to 13 per process of the code on the ptrace platform (measured). A pids limit sized for
+/// the code's processes crashes the whole sandbox when reached (at start below about 64).
+/// So under gVisor `pids_limit` is enforced inside the sandbox, as RLIMIT_NPROC (gVisor's
+/// kernel counts the sandbox's own tasks, threads included, and with every capability
+/// dropped binds root too: a fork past it fails with EAGAIN as under runc), and the
+/// engine's limit is a ceiling for the sandbox's threads.
+const GVISOR_SANDBOX_PIDS: i64 = 64;
+const GVISOR_PIDS_PER_TASK: i64 = 20;
+
+/// Whether an OCI runtime is gVisor's (registered as runsc, runsc-kvm, gvisor…).
+pub fn is_gvisor(runtime: &str) -> bool {
+    runtime.starts_with("runsc") || runtime.contains("gvisor")
+}
+
+/// Podman (4.3) adds RLIMIT_NPROC 1048576 to any request that carries a ulimit but no nproc,
+/// and the container then fails to start where the service's hard limit is lower ("error
+/// setting rlimit type 6"). An explicit nproc avoids it; RLIMIT_NPROC counts every process of
+/// the container's uid on the host, so it is set well above the pids limit, which binds.
+const PODMAN_NPROC_PER_PID: i64 = 4;
+
+/// The engine's pids limit and the ulimits that carry `limits` under `runtime`, on Podman
+/// or Docker.
+fn pids_and_ulimits(
+    limits: &Limits,
+    runtime: Option<&str>,
+    podman: bool,
+) -> (i64, Vec<ResourcesUlimits>) {
+    let ulimit = |name: &str, value: i64| ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(value),
+        hard: Some(value),
+    };
+    let mut ulimits = vec![ulimit("nofile", limits.nofile)];
+    if !runtime.is_some_and(is_gvisor) {
+        if podman {
+            ulimits.push(ulimit("nproc", PODMAN_NPROC_PER_PID * limits.pids_limit));
+        }
+        return (limits.pids_limit, ulimits);
+    }
+    ulimits.push(ulimit("nproc", limits.pids_limit));
+    let ceiling = GVISOR_SANDBOX_PIDS + GVISOR_PIDS_PER_TASK * limits.pids_limit;
+    (ceiling, ulimits)
+}
+
 impl ContainerSpec {
-    fn into_body(mut self) -> ContainerCreateBody {
+    fn into_body(mut self, podman: bool) -> ContainerCreateBody {
         if self.agent {
             self.labels.set(Label::Agent, AGENT_VERSION);
         }
         let limits = &self.limits;
         let mounts = self.mounts.iter().map(to_mount).collect();
         let publish = self.network != Network::None && !self.ports.is_empty();
+        let (pids_limit, ulimits) = pids_and_ulimits(limits, self.runtime.as_deref(), podman);
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: self
@@ -204,12 +250,8 @@ impl ContainerSpec {
                 memory: Some(limits.memory_bytes),
                 memory_swap: Some(limits.memory_swap_bytes),
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
-                pids_limit: Some(limits.pids_limit),
-                ulimits: Some(vec![ResourcesUlimits {
-                    name: Some("nofile".into()),
-                    soft: Some(limits.nofile),
-                    hard: Some(limits.nofile),
-                }]),
+                pids_limit: Some(pids_limit),
+                ulimits: Some(ulimits),
                 init: Some(self.init),
                 readonly_rootfs: Some(self.read_only_rootfs),
                 tmpfs: self.read_only_rootfs.then(|| {
@@ -308,6 +350,25 @@ impl ContainerInfo {
         let state = c.state.unwrap_or_default();
         let memory = host.memory.unwrap_or(0);
         let storage_driver = c.driver.clone().unwrap_or_default();
+        let runtime = host.runtime.unwrap_or_else(|| "runc".into());
+        let ulimits = host.ulimits.unwrap_or_default();
+        // Podman names them RLIMIT_NOFILE, RLIMIT_NPROC.
+        let ulimit = |name: &str| {
+            ulimits
+                .iter()
+                .find(|u| {
+                    u.name.as_deref().is_some_and(|n| {
+                        let n = n.to_lowercase();
+                        n == name || n.strip_prefix("rlimit_") == Some(name)
+                    })
+                })
+                .and_then(|u| u.soft)
+        };
+        // Under gVisor the limit that binds the code is the sandbox's RLIMIT_NPROC.
+        let pids_limit = match ulimit("nproc") {
+            Some(nproc) if is_gvisor(&runtime) => nproc,
+            _ => host.pids_limit.unwrap_or(0),
+        };
         ContainerInfo {
             storage_driver,
             id: c.id.unwrap_or_default(),
@@ -367,14 +428,8 @@ impl ContainerInfo {
                 memory_bytes: memory,
                 memory_swap_bytes: host.memory_swap.unwrap_or(0),
                 cpus: host.nano_cpus.unwrap_or(0) as f64 / 1e9,
-                pids_limit: host.pids_limit.unwrap_or(0),
-                nofile: host
-                    .ulimits
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|u| u.name.as_deref() == Some("nofile"))
-                    .and_then(|u| u.soft)
-                    .unwrap_or(0),
+                pids_limit,
+                nofile: ulimit("nofile").unwrap_or(0),
                 disk: None,
             },
             cap_drop: host.cap_drop.unwrap_or_default(),
@@ -385,7 +440,7 @@ impl ContainerInfo {
                 .any(|o| o.starts_with("no-new-privileges")),
             init: host.init.unwrap_or(false),
             read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
-            runtime: host.runtime.unwrap_or_else(|| "runc".into()),
+            runtime,
             rootfs_quota: host.storage_opt.and_then(|o| o.get("size").cloned()),
             env: config.env.unwrap_or_default(),
         }
@@ -468,7 +523,7 @@ impl Engine {
             .name(&spec.name)
             .build();
         let image = spec.image.clone();
-        let mut body = spec.into_body();
+        let mut body = spec.into_body(self.is_podman().await?);
         if let (Some(bytes), Some(host)) = (rootfs_bytes, body.host_config.as_mut()) {
             host.storage_opt = Some(HashMap::from([("size".to_string(), bytes.to_string())]));
         }
@@ -594,8 +649,25 @@ impl Engine {
 
     /// Names of adde's volumes that no container uses, with their labels.
     pub async fn unused_managed_volumes(&self) -> Result<Vec<(String, Labels)>> {
-        self.managed_volumes(&[("dangling", "true".to_string())])
-            .await
+        let candidates = self
+            .managed_volumes(&[("dangling", "true".to_string())])
+            .await?;
+        // Podman ORs the label and dangling filters, so volumes in use come back too: the
+        // containers' mounts decide.
+        let options = ListContainersOptionsBuilder::default().all(true).build();
+        let docker = self.docker()?;
+        let containers = self
+            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .await?;
+        let in_use: HashSet<String> = containers
+            .into_iter()
+            .flat_map(|c| c.mounts.unwrap_or_default())
+            .filter_map(|m| m.name)
+            .collect();
+        Ok(candidates
+            .into_iter()
+            .filter(|(name, _)| !in_use.contains(name))
+            .collect())
     }
 
     /// adde's volumes that also pass `filters`, with their labels. The engine's filter is

@@ -78,8 +78,19 @@ pub struct EngineFacts {
     pub storage_driver: String,
 }
 
+/// An image's tags in Docker's familiar form: Podman spells `agent-env:1` as
+/// `docker.io/library/agent-env:1`, and `someone/tool:1` as `docker.io/someone/tool:1`.
 fn real_tags(tags: Vec<String>) -> Vec<String> {
-    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
+    tags.into_iter()
+        .filter(|t| t != "<none>:<none>")
+        .map(|t| familiar(&t).to_string())
+        .collect()
+}
+
+fn familiar(tag: &str) -> &str {
+    tag.strip_prefix("docker.io/library/")
+        .or_else(|| tag.strip_prefix("docker.io/"))
+        .unwrap_or(tag)
 }
 
 impl Engine {
@@ -299,5 +310,24 @@ impl Engine {
         let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         names.sort();
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_s_full_names_read_as_docker_s_familiar_ones() {
+        let tags = vec![
+            "docker.io/library/agent-env:1".to_string(),
+            "docker.io/someone/tool:2".to_string(),
+            "127.0.0.1:5000/x:3".to_string(),
+            "<none>:<none>".to_string(),
+        ];
+        assert_eq!(
+            real_tags(tags),
+            ["agent-env:1", "someone/tool:2", "127.0.0.1:5000/x:3"]
+        );
     }
 }

@@ -13,6 +13,7 @@
 mod attach;
 mod build;
 mod build_log;
+mod connect;
 mod containers;
 pub mod helper_volume;
 mod images;
@@ -29,8 +30,8 @@ use crate::refs;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed, MountInfo,
-    MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
+    is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed,
+    MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
 };
 pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
@@ -51,11 +52,12 @@ enum Subject<'a> {
 pub struct Engine {
     addr: String,
     docker: OnceLock<Docker>,
+    podman: tokio::sync::OnceCell<bool>,
 }
 
 impl Engine {
-    /// The engine DOCKER_HOST names (unix://, tcp://, with TLS when DOCKER_TLS_VERIFY is
-    /// set), else the local socket.
+    /// The engine DOCKER_HOST names (unix://, tcp:// with TLS when DOCKER_TLS_VERIFY is set,
+    /// https://, ssh://), else the local socket.
     pub fn from_env() -> Engine {
         let addr = std::env::var("DOCKER_HOST")
             .ok()
@@ -64,6 +66,7 @@ impl Engine {
         Engine {
             addr,
             docker: OnceLock::new(),
+            podman: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -77,16 +80,24 @@ impl Engine {
         if let Some(docker) = self.docker.get() {
             return Ok(docker);
         }
-        let docker =
-            Docker::connect_with_host(&self.addr).map_err(|e| Error::DockerUnavailable {
-                addr: self.addr.clone(),
-                reason: transport_reason(&e),
-            })?;
+        let docker = connect::client(&self.addr)?;
         // No API version negotiation: bollard 0.21 sends no version prefix (the engine answers
         // in its own version, which adde's requests fit from 1.41 on), and GET /version costs
         // dockerd ~6 ms of CPU per call, asking containerd too. Upgrading bollard to a release
         // that sends a version needs negotiate_version() back.
         Ok(self.docker.get_or_init(|| docker))
+    }
+
+    /// Whether the engine is Podman's Docker-compatible service, asked once (GET /version)
+    /// by the calls that create something, where Podman differs.
+    async fn is_podman(&self) -> Result<bool> {
+        let docker = self.docker()?;
+        let podman = self.podman.get_or_try_init(|| async {
+            let version = self.ask(Subject::Other, docker.version()).await?;
+            let components = version.components.unwrap_or_default();
+            Ok::<_, Error>(components.iter().any(|c| c.name.contains("Podman")))
+        });
+        podman.await.copied()
     }
 
     /// Sends one request and classifies its failure by what it was about.
@@ -137,6 +148,14 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
                 message,
             },
         },
+        // dockerd's answer to plain HTTP on its TLS port.
+        E::DockerResponseServerError {
+            status_code: 400,
+            message,
+        } if message.contains("HTTP request to an HTTPS server") => Error::DockerUnavailable {
+            addr: addr.to_string(),
+            reason: format!("{} ({})", message.trim(), tls_hint()),
+        },
         E::DockerResponseServerError {
             status_code,
             message,
@@ -148,11 +167,24 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
             status: 500,
             message: error,
         },
-        other => Error::DockerUnavailable {
-            addr: addr.to_string(),
-            reason: transport_reason(&other),
-        },
+        other => {
+            let mut reason = transport_reason(&other);
+            // A TLS port closes on a plain HTTP request: say what is missing.
+            let plain_tcp = addr.starts_with("tcp://") || addr.starts_with("http://");
+            let tls_off = std::env::var("DOCKER_TLS_VERIFY").map_or(true, |v| v.is_empty());
+            if plain_tcp && tls_off && !reason.to_lowercase().contains("refused") {
+                reason = format!("{reason}; if that port speaks TLS, {}", tls_hint());
+            }
+            Error::DockerUnavailable {
+                addr: addr.to_string(),
+                reason,
+            }
+        }
     }
+}
+
+fn tls_hint() -> &'static str {
+    "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem"
 }
 
 /// A container id or name, checked before it goes into a request path: bollard puts it

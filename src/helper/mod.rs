@@ -9,7 +9,9 @@
 //! - `run SPEC`: the supervisor of one execution. It writes the file it reads from stdin,
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call
-//!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill.
+//!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill; where
+//!   subreapers are unsupported (gVisor), it kills the orphans its run left to PID 1 instead
+//!   (see `procs::RunScope`).
 //! - `install SPEC`: installs dependencies with the package manager the image has (in a
 //!   short-lived installer container).
 //! - `chown USER`: gives /workspace to USER (in a short-lived container with CAP_CHOWN).
@@ -44,7 +46,7 @@ use crate::protocol::{
     INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
     TIMEOUT_EXIT_CODE, WRITE_OK,
 };
-use procs::kill_tree;
+use procs::RunScope;
 
 /// How long output may still arrive after the program ended or was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -218,8 +220,7 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         };
     };
 
-    // SAFETY: plain prctl; makes orphaned descendants our children instead of PID 1's.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let scope = Arc::new(RunScope::claim());
     let oom_before = oom_kill_count();
     let started = Instant::now();
     let mut command = Command::new(&argv[0]);
@@ -254,7 +255,7 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         });
     }
     let deadline = started + Duration::from_millis(spec.timeout_ms);
-    let (exit, duration, timed_out) = relay_until_done(&mut child, started, deadline, out);
+    let (exit, duration, timed_out) = relay_until_done(&mut child, &scope, started, deadline, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
     let oom_killed = matches!((oom_before, oom_kill_count()), (Some(a), Some(b)) if b > a);
@@ -297,11 +298,12 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
 /// how it ended, when, and whether the deadline killed it.
 fn relay_until_done(
     child: &mut Child,
+    scope: &Arc<RunScope>,
     started: Instant,
     deadline: Instant,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let timed_out = start_deadline_watchdog(deadline, child.id());
+    let timed_out = start_deadline_watchdog(scope.clone(), deadline, child.id());
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));
@@ -320,7 +322,7 @@ fn relay_until_done(
         if ended.is_none() {
             if let Ok(Some(status)) = child.try_wait() {
                 ended = Some((status, started.elapsed(), timed_out.load(Ordering::SeqCst)));
-                kill_tree(std::process::id(), None);
+                scope.kill(None);
                 drain_deadline = now + DRAIN_GRACE;
             }
         }
@@ -365,7 +367,7 @@ fn relay_until_done(
                 Ok(n) => {
                     if out.write_all(&encode_frame(*tag, &buf[..n])).is_err() {
                         // The host is gone: nobody will read the result, stop everything.
-                        kill_tree(std::process::id(), None);
+                        scope.kill(None);
                         std::process::exit(1);
                     }
                 }
@@ -377,16 +379,16 @@ fn relay_until_done(
     }
 }
 
-/// Kills the run's whole tree at the deadline from a thread of its own, so that the deadline
+/// Kills the run's processes at the deadline from a thread of its own, so that the deadline
 /// holds even while relaying blocks (a host that stopped reading). `keep` is the main child,
 /// whose status the relay collects. Returns the flag it sets when it fires.
-fn start_deadline_watchdog(deadline: Instant, keep: u32) -> Arc<AtomicBool> {
+fn start_deadline_watchdog(scope: Arc<RunScope>, deadline: Instant, keep: u32) -> Arc<AtomicBool> {
     let fired = Arc::new(AtomicBool::new(false));
     let flag = fired.clone();
     std::thread::spawn(move || {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         flag.store(true, Ordering::SeqCst);
-        kill_tree(std::process::id(), Some(keep));
+        scope.kill(Some(keep));
     });
     fired
 }

@@ -12,6 +12,8 @@ use crate::protocol::{AGENT_CHILDREN_ENV, HELPER_FLAG, HELPER_PATH};
 pub struct Proc {
     pub pid: u32,
     pub ppid: u32,
+    /// The session: a process can leave its session (setsid) but never join another.
+    pub session: u32,
     pub state: char,
     /// Start time, in clock ticks since boot: orders processes by age.
     pub start: u64,
@@ -42,6 +44,7 @@ fn parse_stat(pid: u32, stat: &str) -> Option<Proc> {
         pid,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
     })
 }
@@ -96,6 +99,55 @@ pub fn kill_tree(root: u32, keep: Option<u32>) -> usize {
     kill_until_none(|procs| descendants(procs, root), keep)
 }
 
+/// What a supervisor's kill reaches. Where it can be a child subreaper, its run's orphans
+/// (double forks, setsid escapes) are re-parented to it and stay in its tree. Where it cannot
+/// (gVisor answers EINVAL), they are re-parented to PID 1, so it also kills every process
+/// that neither adde nor a live execution owns and that started since the supervisor did:
+/// nothing older can be its run's. (Orphans of a concurrent run started later go too.)
+pub struct RunScope {
+    /// The supervisor's start time, when orphans escape its tree.
+    orphans_since: Option<u64>,
+}
+
+impl RunScope {
+    /// Makes the calling supervisor its run's subreaper, or notes that it could not be.
+    pub fn claim() -> RunScope {
+        // SAFETY: plain prctl; makes orphaned descendants our children instead of PID 1's.
+        let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
+        let me = std::process::id();
+        let started = || {
+            let stat = fs::read_to_string(format!("/proc/{me}/stat")).ok()?;
+            parse_stat(me, &stat).map(|p| p.start)
+        };
+        RunScope {
+            // Unknown start: every stray is a candidate (0 is before everything).
+            orphans_since: (!subreaper).then(|| started().unwrap_or(0)),
+        }
+    }
+
+    /// Kills the run's processes (see [`kill_until_none`] for `keep`).
+    pub fn kill(&self, keep: Option<u32>) -> usize {
+        let me = std::process::id();
+        let Some(since) = self.orphans_since else {
+            return kill_tree(me, keep);
+        };
+        let helper_is_init = is_helper_cmdline(&cmdline(1));
+        kill_until_none(
+            |procs| {
+                let mut picked = descendants(procs, me);
+                let orphans = strays(procs, &helper_execs(procs), helper_is_init);
+                picked.extend(
+                    orphans
+                        .into_iter()
+                        .filter(|pid| procs.iter().any(|p| p.pid == *pid && p.start >= since)),
+                );
+                picked
+            },
+            keep,
+        )
+    }
+}
+
 /// The command line of a process, NUL-separated.
 fn cmdline(pid: u32) -> Vec<u8> {
     fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
@@ -108,17 +160,23 @@ fn is_helper_cmdline(cmdline: &[u8]) -> bool {
 /// adde's helpers (supervisors among them), alive and running adde's binary: those started
 /// by Engine-API execs, whose parent PID is 0 inside the container's PID namespace (which no
 /// process of a run can have: its orphans go to a subreaper or to PID 1), and those the agent
-/// (PID 1) started, which it names in `AGENT_CHILDREN_ENV` for the helpers it starts.
+/// (PID 1) started: it names them in `AGENT_CHILDREN_ENV` for the helpers it starts, and
+/// they are in PID 1's session, which no run's process can join (a run starts its own).
 fn helper_execs(procs: &[Proc]) -> Vec<u32> {
     let agent_started: HashSet<u32> = std::env::var(AGENT_CHILDREN_ENV)
         .unwrap_or_default()
         .split(',')
         .filter_map(|pid| pid.parse().ok())
         .collect();
+    let agent_session = procs.iter().find(|p| p.pid == 1).map(|p| p.session);
     procs
         .iter()
         .filter(|p| p.pid != 1 && p.is_alive())
-        .filter(|p| p.ppid == 0 || (p.ppid == 1 && agent_started.contains(&p.pid)))
+        .filter(|p| {
+            p.ppid == 0
+                || (p.ppid == 1
+                    && (agent_started.contains(&p.pid) || Some(p.session) == agent_session))
+        })
         .filter(|p| is_helper_cmdline(&cmdline(p.pid)))
         .map(|p| p.pid)
         .collect()
@@ -188,6 +246,7 @@ mod tests {
         Proc {
             pid,
             ppid,
+            session: pid,
             state: 'S',
             start,
         }
@@ -195,7 +254,7 @@ mod tests {
 
     #[test]
     fn stat_lines_with_odd_command_names_parse() {
-        let tail = "1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
+        let tail = "1 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
         let parsed = parse_stat(42, &format!("42 (a) b (c)) Z 7 {tail}")).unwrap();
         assert_eq!(parsed, proc(42, 7, 777).with_state('Z'));
         assert_eq!(parse_stat(1, "garbage"), None);

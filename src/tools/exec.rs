@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use crate::call::Event;
 use crate::capture::{Captured, HeadTail};
-use crate::engine::{ContainerInfo, Engine, HelperTarget, Label, OutputChunk, Transport};
+use crate::engine::{
+    is_gvisor, ContainerInfo, Engine, HelperTarget, Label, OutputChunk, Transport,
+};
 use crate::error::{Error, Result};
 use crate::history::{History, RunError, RunLog};
 use crate::ids::new_run_id;
@@ -450,6 +452,14 @@ fn why_not_running(container: &ContainerInfo) -> String {
     let code = state.exit_code.unwrap_or(0);
     let oom_killed = state.oom_killed;
     let what = match (status.as_str(), code) {
+        // gVisor's sandbox is one process to the host's OOM killer: any run out of memory
+        // ends the whole environment.
+        ("exited" | "dead", 137) if oom_killed && is_gvisor(&container.runtime) => format!(
+            "it has {status}: a run ran out of memory, and under gVisor (runtime {}) the OOM \
+             killer ends the whole sandbox, not one process (exit code 137). Code that needs \
+             more memory needs a larger `memory` limit",
+            container.runtime
+        ),
         ("exited" | "dead", 137) if oom_killed => format!(
             "it has {status}: the OOM killer killed its main process (exit code 137). Code that \
              raises the OOM score of adde's own processes can do that; code that just needs \

@@ -1,0 +1,129 @@
+//! adde against engines other than the local Docker socket: gVisor (runsc), a TLS endpoint,
+//! SSH and Podman. `tests/engines/setup.sh` starts them and exports how to reach each; a test
+//! whose engine is not set up fails under CI=true and, elsewhere, says that it did not run.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod gvisor;
+mod podman;
+mod ssh;
+mod tls;
+
+use std::process::Command;
+
+use common::{assert_error, parse_output, Adde, Out};
+use serde_json::{json, Value};
+
+/// Variables naming a second engine, read from what tests/engines/setup.sh exported. `None`
+/// (after saying so) when that engine is not set up outside CI; under CI, a failure.
+fn second_engine(name: &str, vars: &[&str]) -> Option<Vec<(String, String)>> {
+    let upper = name.to_uppercase();
+    let values: Option<Vec<String>> = vars.iter().map(|v| std::env::var(v).ok()).collect();
+    match values {
+        Some(values) => Some(vars.iter().map(|v| v.to_string()).zip(values).collect()),
+        None => {
+            let why = std::env::var(format!("ADDE_TEST_{upper}_ERROR"))
+                .unwrap_or_else(|_| "run `eval \"$(bash tests/engines/setup.sh)\"` first".into());
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("the {name} engine is not set up: {why}");
+            }
+            eprintln!("NOT RUN: the {name} engine is not set up: {why}");
+            None
+        }
+    }
+}
+
+/// adde pointed at a second engine by environment variables (DOCKER_HOST and the like).
+pub struct On {
+    pub adde: Adde,
+    pub env: Vec<(String, String)>,
+}
+
+impl On {
+    pub fn new(env: &[(&str, &str)]) -> On {
+        On {
+            adde: Adde::docker(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    pub fn call(&self, tool: &str, payload: Value) -> Out {
+        let mut cmd = self.adde.command();
+        for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+            cmd.env_remove(key);
+        }
+        let output = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg(tool)
+            .arg(payload.to_string())
+            .output()
+            .expect("run adde");
+        parse_output(output)
+    }
+
+    pub fn ok(&self, tool: &str, payload: Value) -> Value {
+        let out = self.call(tool, payload.clone());
+        assert_eq!(out.code, 0, "{tool} {payload} failed: {out:?}");
+        out.json
+    }
+
+    pub fn err(&self, tool: &str, payload: Value, code: &str) -> Value {
+        let out = self.call(tool, payload);
+        assert_error(&out, code);
+        out.json
+    }
+
+    /// The docker CLI against the same engine.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("docker");
+        for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+            cmd.env_remove(key);
+        }
+        let out = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .output()
+            .expect("docker CLI");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates an environment removed (on this engine) when the guard drops.
+    pub fn env(&self, payload: Value) -> Env<'_> {
+        let json = self.ok("create_runtime_env", payload);
+        Env {
+            on: self,
+            id: json["container_id"].as_str().expect("container_id").into(),
+            json,
+        }
+    }
+
+    pub fn exec(&self, env: &Env, command: &str, timeout_sec: f64) -> Value {
+        let payload =
+            json!({"container_id": env.id, "command": command, "timeout_sec": timeout_sec});
+        self.ok("execute_command", payload)["log"].clone()
+    }
+}
+
+/// An environment on a second engine, removed with its volumes by adde when dropped.
+pub struct Env<'a> {
+    on: &'a On,
+    pub id: String,
+    pub json: Value,
+}
+
+impl Drop for Env<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .on
+            .call("cleanup_env", json!({"container_id": self.id}));
+    }
+}
