@@ -27,6 +27,7 @@ use bollard::Docker;
 use crate::error::{Error, Result};
 use crate::refs;
 
+pub use attach::ContextEvent;
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
     ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed, MountInfo,
