@@ -10,6 +10,7 @@ the returned log.
     log = adde.execute_code_block(env["container_id"], "main.py", "print(6 * 7)")["log"]
     adde.cleanup_env(env["container_id"])
 
+`adde.run_code` runs cells in a persistent code context (`adde.Context(cid).run(code)`).
 `adde.aio` has the same functions for asyncio, `adde.langchain` LangChain/LangGraph tools.
 The results are TypedDicts (`adde.RunLog`, `adde.CreatedEnv`, ...): plain dicts whose keys a
 type checker knows. adde's own stderr is not printed: it goes to the "adde" logger at DEBUG
@@ -17,6 +18,7 @@ level (and to stderr with ADDE_VERBOSE=1), and onto AddeError.stderr.
 """
 
 from . import _tools
+from ._context import Context
 from ._errors import (
     AddeError,
     AddeTimeout,
@@ -33,8 +35,13 @@ from ._types import (
     AgentImage as AgentImage,
     BuildNetwork as BuildNetwork,
     BuildResult as BuildResult,
+    CellError as CellError,
     CleanupResult as CleanupResult,
+    CodeResult as CodeResult,
     CommandLine as CommandLine,
+    ContextClosed as ContextClosed,
+    ContextInfo as ContextInfo,
+    ContextList as ContextList,
     ContainerOutput as ContainerOutput,
     CreatedEnv as CreatedEnv,
     DeleteImageResult as DeleteImageResult,
@@ -49,6 +56,7 @@ from ._types import (
     ImageList as ImageList,
     InstallNetwork as InstallNetwork,
     InstalledDeps as InstalledDeps,
+    Language as Language,
     Limits as Limits,
     ListEntry as ListEntry,
     ListFilesResult as ListFilesResult,
@@ -63,6 +71,7 @@ from ._types import (
     PullResult as PullResult,
     ReadFileResult as ReadFileResult,
     ReapResult as ReapResult,
+    RichResult as RichResult,
     RunContainerResult as RunContainerResult,
     RunError as RunError,
     RunLog as RunLog,
@@ -100,6 +109,11 @@ show_policy = sync_tool(_tools.show_policy)
 pool_create = sync_tool(_tools.pool_create)
 pool_list = sync_tool(_tools.pool_list)
 pool_remove = sync_tool(_tools.pool_remove)
+run_code = sync_tool(_tools.run_code)
+context_create = sync_tool(_tools.context_create)
+context_list = sync_tool(_tools.context_list)
+context_reset = sync_tool(_tools.context_reset)
+context_close = sync_tool(_tools.context_close)
 
 __all__ = [
     "pull_image",
@@ -129,6 +143,12 @@ __all__ = [
     "pool_create",
     "pool_list",
     "pool_remove",
+    "run_code",
+    "context_create",
+    "context_list",
+    "context_reset",
+    "context_close",
+    "Context",
     "AddeError",
     "AddeTimeout",
     "BinaryNotFound",
@@ -142,8 +162,13 @@ __all__ = [
     "AgentImage",
     "BuildNetwork",
     "BuildResult",
+    "CellError",
     "CleanupResult",
+    "CodeResult",
     "CommandLine",
+    "ContextClosed",
+    "ContextInfo",
+    "ContextList",
     "ContainerOutput",
     "CreatedEnv",
     "DeleteImageResult",
@@ -158,6 +183,7 @@ __all__ = [
     "ImageList",
     "InstallNetwork",
     "InstalledDeps",
+    "Language",
     "Limits",
     "ListEntry",
     "ListFilesResult",
@@ -172,6 +198,7 @@ __all__ = [
     "PullResult",
     "ReadFileResult",
     "ReapResult",
+    "RichResult",
     "RunContainerResult",
     "RunError",
     "RunLog",
