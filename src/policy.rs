@@ -523,9 +523,7 @@ impl Policy {
                 self.check_host_path(payload, "payload_path")
             }
             "pull_image" => self.check_image(payload),
-            "execute_code_block" | "execute_command" | "run_code" => {
-                self.check_run_limits(payload)
-            }
+            "execute_code_block" | "execute_command" | "run_code" => self.check_run_limits(payload),
             "export_files" => self.check_host_path(payload, "dest"),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 self.check_build(payload)?;

@@ -412,11 +412,18 @@ pub enum ContextRequest {
         workdir: String,
     },
     /// Run a cell, starting the context first when there is none of that name.
-    Run { context: String, cell: Cell },
+    Run {
+        context: String,
+        cell: Cell,
+    },
     List,
     /// Restart the context's interpreter: a fresh state, the same name.
-    Reset { context: String },
-    Close { context: String },
+    Reset {
+        context: String,
+    },
+    Close {
+        context: String,
+    },
 }
 
 /// One cell to run in a context.
@@ -463,13 +470,26 @@ pub struct ContextInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ContextRefusal {
-    NotFound { context: String },
-    Exists { context: String },
-    WrongLanguage { context: String, language: Language },
-    NoInterpreter { tried: Vec<String> },
-    TooMany { limit: usize },
+    NotFound {
+        context: String,
+    },
+    Exists {
+        context: String,
+    },
+    WrongLanguage {
+        context: String,
+        language: Language,
+    },
+    NoInterpreter {
+        tried: Vec<String>,
+    },
+    TooMany {
+        limit: usize,
+    },
     /// The interpreter did not start, or the context ended while the request waited.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// How a cell ended.

@@ -24,8 +24,11 @@ pub enum ContextEvent {
     Reply(ContextReply),
 }
 
-type ContextEvents =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ContextEvent>> + Send>>;
+type ContextEvents = Frames<ContextEvent>;
+/// What an agent request brings back, item by item.
+type Frames<T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T>> + Send>>;
+/// Sends the agent `ContextCancel` for the request, when used.
+type Cancel = tokio::sync::oneshot::Sender<()>;
 
 /// The most a context's reply may weigh: its results are bounded by the request.
 const MAX_REPLY: usize = 256 * 1024 * 1024;
@@ -42,9 +45,8 @@ struct Attached {
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     output: std::pin::Pin<
         Box<
-            dyn futures_util::Stream<
-                    Item = std::result::Result<LogOutput, bollard::errors::Error>,
-                > + Send,
+            dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
+                + Send,
         >,
     >,
     decoder: AgentDecoder,
@@ -157,7 +159,7 @@ impl Engine {
         &self,
         id: &str,
         request: &ContextRequest,
-    ) -> Result<Option<(ContextEvents, tokio::sync::oneshot::Sender<()>)>> {
+    ) -> Result<Option<(ContextEvents, Cancel)>> {
         let Some(attached) = self.attach_agent(id).await? else {
             return Ok(None);
         };
@@ -178,7 +180,9 @@ impl Engine {
                 AgentKind::ContextReply => {
                     // A reply is at most what its results may weigh, and some slack.
                     if reply.len() + frame.payload.len() > MAX_REPLY {
-                        return Some(Err(Error::Helper("the context's reply is too large".into())));
+                        return Some(Err(Error::Helper(
+                            "the context's reply is too large".into(),
+                        )));
                     }
                     reply.extend_from_slice(&frame.payload);
                     None
@@ -203,10 +207,7 @@ impl Engine {
         attached: Attached,
         frames: Vec<Vec<u8>>,
         pick: impl FnMut(AgentFrame) -> Option<Result<T>> + Send + 'static,
-    ) -> (
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T>> + Send>>,
-        tokio::sync::oneshot::Sender<()>,
-    ) {
+    ) -> (Frames<T>, Cancel) {
         let Attached {
             mut input,
             output,

@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 use super::procs::{kill_tree, kill_tree_except, signal_tree};
 use super::{find_program, signal_name};
 use crate::protocol::{
-    encode_agent_frames, AgentDecoder, AgentKind, Cell, CellOutcome, ContextInfo,
-    ContextRefusal, ContextReply, ContextRequest, Language,
+    encode_agent_frames, AgentDecoder, AgentKind, Cell, CellOutcome, ContextInfo, ContextRefusal,
+    ContextReply, ContextRequest, Language,
 };
 
 const DRIVER: &str = include_str!("context_driver.py");
@@ -135,7 +135,11 @@ impl Host {
         while !self.closing {
             self.check_timers();
             // A killed context comes back at once, so that its next cell does not wait.
-            if self.interp.is_none() && self.current.is_none() && self.count == 0 && self.started_once {
+            if self.interp.is_none()
+                && self.current.is_none()
+                && self.count == 0
+                && self.started_once
+            {
                 self.ensure_started(0);
             }
             if self.current.is_none() {
@@ -193,7 +197,9 @@ impl Host {
         }
         let timeout = match &self.current {
             Some(cur) => {
-                let next = cur.interrupted.map_or(cur.deadline, |at| at + INTERRUPT_GRACE);
+                let next = cur
+                    .interrupted
+                    .map_or(cur.deadline, |at| at + INTERRUPT_GRACE);
                 next.saturating_duration_since(Instant::now()).as_millis() as i32 + 1
             }
             // Without a pidfd (old kernels), the interpreter is checked every 200 ms.
@@ -275,7 +281,10 @@ impl Host {
         ContextInfo {
             name: self.name.clone(),
             language: self.language,
-            interpreter: self.interp.as_ref().map_or_else(String::new, |i| i.name.clone()),
+            interpreter: self
+                .interp
+                .as_ref()
+                .map_or_else(String::new, |i| i.name.clone()),
             execution_count: self.count,
             busy: self.current.is_some() || !self.queue.is_empty(),
         }
@@ -386,7 +395,9 @@ impl Host {
 
     /// Forwards what the interpreter printed to the cell that runs (or drops it).
     fn relay(&mut self, kind: AgentKind, buf: &mut [u8]) {
-        let Some(interp) = &mut self.interp else { return };
+        let Some(interp) = &mut self.interp else {
+            return;
+        };
         let stream = if kind == AgentKind::Stdout {
             &mut interp.stdout
         } else {
@@ -442,7 +453,9 @@ impl Host {
         }
         loop {
             let line: Vec<u8> = {
-                let Some(interp) = &mut self.interp else { return };
+                let Some(interp) = &mut self.interp else {
+                    return;
+                };
                 let Some(at) = interp.pending.iter().position(|&b| b == b'\n') else {
                     break;
                 };
@@ -453,14 +466,15 @@ impl Host {
                 return;
             }
         }
-        let limit = self
-            .current
+        let limit = self.current.as_ref().map_or(REPORT_SLACK, |c| {
+            c.cell.max_results_bytes as usize + REPORT_SLACK
+        });
+        if self
+            .interp
             .as_ref()
-            .map_or(REPORT_SLACK, |c| c.cell.max_results_bytes as usize + REPORT_SLACK);
-        if self.interp.as_ref().is_some_and(|i| i.pending.len() > limit) {
-            self.restart_during_cell(format!(
-                "the interpreter's report was over {limit} bytes"
-            ));
+            .is_some_and(|i| i.pending.len() > limit)
+        {
+            self.restart_during_cell(format!("the interpreter's report was over {limit} bytes"));
         }
     }
 
@@ -472,9 +486,9 @@ impl Host {
         match self.language {
             Language::Bash => {
                 let status: i64 = text.trim().strip_prefix("done ")?.parse().ok()?;
-                let error = (status != 0).then(|| {
-                    json!({"name": "ExitStatus", "value": format!("exit status {status}")})
-                });
+                let error = (status != 0).then(
+                    || json!({"name": "ExitStatus", "value": format!("exit status {status}")}),
+                );
                 Some(CellOutcome {
                     exit_code: Some(status),
                     error,
@@ -516,12 +530,17 @@ impl Host {
             }
         }
         self.drain(buf);
-        let Some(cur) = self.current.take() else { return };
+        let Some(cur) = self.current.take() else {
+            return;
+        };
         outcome.execution_count = cur.count;
         outcome.duration_ms = cur.started.elapsed().as_millis() as u64;
         outcome.timed_out = cur.timed_out;
         outcome.interrupted = cur.interrupted.is_some();
-        outcome.interpreter = self.interp.as_ref().map_or_else(String::new, |i| i.name.clone());
+        outcome.interpreter = self
+            .interp
+            .as_ref()
+            .map_or_else(String::new, |i| i.name.clone());
         if !outcome.context_restarted {
             if let Some(reason) = cur.restarted_before {
                 outcome.context_restarted = true;
@@ -533,7 +552,9 @@ impl Host {
 
     /// The interpreter ended (or closed its reports).
     fn on_exit(&mut self) {
-        let Some(interp) = &mut self.interp else { return };
+        let Some(interp) = &mut self.interp else {
+            return;
+        };
         match interp.child.try_wait() {
             Ok(None) if interp.pidfd.is_none() => return,
             _ => {}
@@ -544,7 +565,8 @@ impl Host {
             Some(s) => format!("killed by {}", signal_name(s.signal().unwrap_or(0))),
             None => "it closed its reports".to_string(),
         };
-        let reason = format!("the interpreter ended ({how}); a fresh one starts with the next cell");
+        let reason =
+            format!("the interpreter ended ({how}); a fresh one starts with the next cell");
         if self.current.is_some() {
             self.restart_during_cell(reason);
         } else {
@@ -582,7 +604,10 @@ impl Host {
     }
 
     fn refuse(&mut self, request: u64, message: String) {
-        self.reply(request, &ContextReply::Refused(ContextRefusal::Failed { message }));
+        self.reply(
+            request,
+            &ContextReply::Refused(ContextRefusal::Failed { message }),
+        );
     }
 
     fn reply(&mut self, request: u64, reply: &ContextReply) {
@@ -715,7 +740,10 @@ fn start(language: Language, workdir: &str) -> Result<Interpreter, ContextRefusa
     if language == Language::Python {
         let source = format!("{DRIVER}{DRIVER_END}");
         if let Err(e) = interp.control.write_all(source.as_bytes()) {
-            return Err(not_started(interp, format!("it did not take its driver ({e})")));
+            return Err(not_started(
+                interp,
+                format!("it did not take its driver ({e})"),
+            ));
         }
     }
     match ready_line(&mut interp) {
@@ -743,7 +771,10 @@ fn ready_line(interp: &mut Interpreter) -> Result<String, String> {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("it was not ready within {} s", START_LIMIT.as_secs()));
+            return Err(format!(
+                "it was not ready within {} s",
+                START_LIMIT.as_secs()
+            ));
         }
         let mut fds = [pollfd(interp.control.as_raw_fd())];
         // SAFETY: one valid pollfd.
@@ -771,7 +802,10 @@ fn not_started(mut interp: Interpreter, why: String) -> ContextRefusal {
         message: if said.is_empty() {
             format!("the {} interpreter did not start: {why}", interp.name)
         } else {
-            format!("the {} interpreter did not start: {why}: {said}", interp.name)
+            format!(
+                "the {} interpreter did not start: {why}: {said}",
+                interp.name
+            )
         },
     }
 }

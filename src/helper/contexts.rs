@@ -55,7 +55,8 @@ impl Contexts {
                 let body = self.arriving.entry(request).or_default();
                 if body.len() + frame.payload.len() > CONTEXT_MAX_REQUEST {
                     self.arriving.remove(&request);
-                    let message = format!("a context request is at most {CONTEXT_MAX_REQUEST} bytes");
+                    let message =
+                        format!("a context request is at most {CONTEXT_MAX_REQUEST} bytes");
                     refuse(replies, request, ContextRefusal::Failed { message });
                     return;
                 }
@@ -73,7 +74,11 @@ impl Contexts {
             }
             AgentKind::ContextCancel => {
                 let Ok(table) = self.table.lock() else { return };
-                if let Some(entry) = table.entries.values().find(|e| e.pending.contains(&request)) {
+                if let Some(entry) = table
+                    .entries
+                    .values()
+                    .find(|e| e.pending.contains(&request))
+                {
                     for frame in encode_agent_frames(AgentKind::ContextCancel, request, &[]) {
                         let _ = entry.input.send(frame);
                     }
@@ -84,7 +89,9 @@ impl Contexts {
     }
 
     fn route(&mut self, request: u64, req: ContextRequest, replies: &Replies, children: &Children) {
-        let Ok(mut table) = self.table.lock() else { return };
+        let Ok(mut table) = self.table.lock() else {
+            return;
+        };
         let (name, language, creates) = match &req {
             ContextRequest::List => {
                 let mut infos: Vec<ContextInfo> = table
@@ -99,7 +106,9 @@ impl Contexts {
                 send_reply(replies, request, &ContextReply::Contexts(infos));
                 return;
             }
-            ContextRequest::Create { context, language, .. } => (context, Some(*language), true),
+            ContextRequest::Create {
+                context, language, ..
+            } => (context, Some(*language), true),
             ContextRequest::Run { context, cell } => (context, Some(cell.language), false),
             ContextRequest::Reset { context } | ContextRequest::Close { context } => {
                 (context, None, false)
@@ -113,7 +122,14 @@ impl Contexts {
             }
             if language.is_some_and(|l| l != entry.language) {
                 let language = entry.language;
-                refuse(replies, request, ContextRefusal::WrongLanguage { context: name, language });
+                refuse(
+                    replies,
+                    request,
+                    ContextRefusal::WrongLanguage {
+                        context: name,
+                        language,
+                    },
+                );
                 return;
             }
         } else {
@@ -122,7 +138,13 @@ impl Contexts {
                 return;
             };
             if table.entries.len() >= MAX_CONTEXTS {
-                refuse(replies, request, ContextRefusal::TooMany { limit: MAX_CONTEXTS });
+                refuse(
+                    replies,
+                    request,
+                    ContextRefusal::TooMany {
+                        limit: MAX_CONTEXTS,
+                    },
+                );
                 return;
             }
             let workdir = match &req {
@@ -132,7 +154,15 @@ impl Contexts {
             };
             table.next_generation += 1;
             let generation = table.next_generation;
-            match start_host(&name, language, &workdir, generation, &self.table, replies, children) {
+            match start_host(
+                &name,
+                language,
+                &workdir,
+                generation,
+                &self.table,
+                replies,
+                children,
+            ) {
                 Ok(entry) => {
                     table.entries.insert(name.clone(), entry);
                 }
@@ -142,12 +172,20 @@ impl Contexts {
                 }
             }
         }
-        let Some(entry) = table.entries.get_mut(&name) else { return };
-        let Ok(body) = serde_json::to_vec(&req) else { return };
+        let Some(entry) = table.entries.get_mut(&name) else {
+            return;
+        };
+        let Ok(body) = serde_json::to_vec(&req) else {
+            return;
+        };
         entry.pending.push(request);
         let frames = encode_agent_frames(AgentKind::ContextRequest, request, &body)
             .into_iter()
-            .chain(encode_agent_frames(AgentKind::ContextRequestEnd, request, &[]));
+            .chain(encode_agent_frames(
+                AgentKind::ContextRequestEnd,
+                request,
+                &[],
+            ));
         for frame in frames {
             let _ = entry.input.send(frame);
         }
@@ -196,8 +234,10 @@ fn start_host(
             }
         });
     }
-    let mut stdout: Option<Box<dyn Read + Send>> =
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+    let mut stdout: Option<Box<dyn Read + Send>> = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn Read + Send>);
     let table = table.clone();
     let replies = replies.clone();
     let children = children.clone();
@@ -210,7 +250,11 @@ fn start_host(
         // PID 1 reaps it; what it answered no more is answered here.
         drop(child);
         let Ok(mut table) = table.lock() else { return };
-        if table.entries.get(&name_owned).is_some_and(|e| e.generation == generation) {
+        if table
+            .entries
+            .get(&name_owned)
+            .is_some_and(|e| e.generation == generation)
+        {
             if let Some(entry) = table.entries.remove(&name_owned) {
                 for request in entry.pending {
                     let message = format!("context {name_owned} ended before it answered");
@@ -256,7 +300,10 @@ fn relay(
             match frame.kind {
                 AgentKind::Stdout | AgentKind::Stderr => {}
                 AgentKind::ContextReply => {
-                    answers.entry(frame.request).or_default().extend(&frame.payload);
+                    answers
+                        .entry(frame.request)
+                        .or_default()
+                        .extend(&frame.payload);
                 }
                 AgentKind::End => {
                     let answer = answers.remove(&frame.request).unwrap_or_default();
@@ -272,7 +319,11 @@ fn relay(
 /// What a reply says about its context, kept for lists; the request is answered.
 fn note(table: &Arc<Mutex<Table>>, name: &str, generation: u64, request: u64, answer: &[u8]) {
     let Ok(mut table) = table.lock() else { return };
-    let Some(entry) = table.entries.get_mut(name).filter(|e| e.generation == generation) else {
+    let Some(entry) = table
+        .entries
+        .get_mut(name)
+        .filter(|e| e.generation == generation)
+    else {
         return;
     };
     entry.pending.retain(|r| *r != request);

@@ -28,7 +28,11 @@ pub fn success(tool: &str, mut value: Value, image: Option<&str>) -> CallToolRes
     if tool == "run_code" {
         let images = cell_images(&mut value);
         let mut content = vec![ContentBlock::text(cell(&value))];
-        content.extend(images.into_iter().map(|(data, mime)| ContentBlock::image(data, mime)));
+        content.extend(
+            images
+                .into_iter()
+                .map(|(data, mime)| ContentBlock::image(data, mime)),
+        );
         return result(content, value, false);
     }
     if let Some(mime) = image {
@@ -119,7 +123,10 @@ fn cell_images(value: &mut Value) -> Vec<(String, &'static str)> {
         for mime in ["image/png", "image/jpeg"] {
             if let Some(Value::String(bytes)) = data.remove(mime) {
                 images.push((bytes, mime));
-                data.insert(mime.to_string(), format!("[image {} of this result's content]", images.len()).into());
+                data.insert(
+                    mime.to_string(),
+                    format!("[image {} of this result's content]", images.len()).into(),
+                );
             }
         }
     }
@@ -166,7 +173,10 @@ fn cell(value: &Value) -> String {
         };
         text.push_str(&format!("{label}: {shown}\n"));
     }
-    if let Some(traceback) = value["error"]["traceback"].as_str().filter(|t| !t.is_empty()) {
+    if let Some(traceback) = value["error"]["traceback"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+    {
         text.push_str(traceback);
     } else if value["error"].is_object() {
         text.push_str(&format!(

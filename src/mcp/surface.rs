@@ -177,9 +177,9 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
     use rmcp::model::ToolAnnotations as A;
     let read_only = || A::new().read_only(true).open_world(false);
     match name {
-        "read_file" | "list_files" | "get_container_logs" | "list_agent_images" | "context_list"
-        | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping" | "pool_list"
-        | "show_policy" => read_only(),
+        "read_file" | "list_files" | "get_container_logs" | "list_agent_images"
+        | "context_list" | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping"
+        | "pool_list" | "show_policy" => read_only(),
         "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" | "pool_remove"
         | "context_reset" | "context_close" => A::new()
             .read_only(false)

@@ -126,7 +126,10 @@ pub async fn run_code(engine: &Engine, input: RunCodeInput) -> Result<CodeResult
     cap("max_result_bytes", input.max_result_bytes)?;
     cap("max_cell_bytes", input.max_cell_bytes)?;
     if input.language == Language::Bash && input.code.contains('\0') {
-        return Err(Error::invalid("code", "a shell cell cannot hold a NUL byte"));
+        return Err(Error::invalid(
+            "code",
+            "a shell cell cannot hold a NUL byte",
+        ));
     }
     let output_dir = input
         .output_dir
@@ -252,7 +255,10 @@ pub async fn run_code(engine: &Engine, input: RunCodeInput) -> Result<CodeResult
         stdout_bytes: 0,
         stderr_bytes: 0,
         filename: String::new(),
-        command: vec![input.language.as_str().to_string(), format!("context:{context}")],
+        command: vec![
+            input.language.as_str().to_string(),
+            format!("context:{context}"),
+        ],
         container_id: id.clone(),
         started_at: started_at.clone(),
         in_progress: false,

@@ -22,7 +22,12 @@ fn py(adde: &Adde, env: &Env, code: &str) -> Value {
 }
 
 fn sh(adde: &Adde, env: &Env, context: &str, code: &str) -> Value {
-    cell(adde, env, code, json!({"language": "bash", "context": context}))
+    cell(
+        adde,
+        env,
+        code,
+        json!({"language": "bash", "context": context}),
+    )
 }
 
 fn plain(result: &Value) -> Vec<String> {
@@ -53,7 +58,10 @@ fn python_cells_keep_their_state_and_show_values_errors_and_rich_results() {
     assert_eq!(first["results"][0]["kind"], "execute_result");
     assert_eq!(first["execution_count"], 1);
     assert!(first["error"].is_null());
-    assert!(first["interpreter"].as_str().unwrap().starts_with("Python 3."));
+    assert!(first["interpreter"]
+        .as_str()
+        .unwrap()
+        .starts_with("Python 3."));
 
     // Globals and imports persist; a statement shows nothing; display() shows several.
     let second = py(&adde, &env, "x += 1\ndisplay(x, math.floor(2.5))\ny = x");
@@ -82,7 +90,11 @@ fn python_cells_keep_their_state_and_show_values_errors_and_rich_results() {
         .contains("<cell-"));
     let syntax = py(&adde, &env, "def (:");
     assert_eq!(syntax["error"]["name"], "SyntaxError");
-    let raised = py(&adde, &env, "print('before')\nraise ValueError('bad value')");
+    let raised = py(
+        &adde,
+        &env,
+        "print('before')\nraise ValueError('bad value')",
+    );
     assert_eq!(raised["error"]["value"], "bad value");
     assert_eq!(raised["stdout"], "before\n");
     let exited = py(&adde, &env, "import sys; sys.exit(3)");
@@ -264,7 +276,10 @@ fn cells_of_one_context_queue_and_cells_of_two_run_side_by_side() {
     let (a, b) = (a.join().unwrap(), b.join().unwrap());
     let same = started.elapsed().as_secs_f64();
     assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
-    let mut counts = [a.json["execution_count"].as_u64(), b.json["execution_count"].as_u64()];
+    let mut counts = [
+        a.json["execution_count"].as_u64(),
+        b.json["execution_count"].as_u64(),
+    ];
     counts.sort();
     assert_eq!(counts, [Some(2), Some(3)]);
     assert!(same >= 3.0, "one context ran two cells at once ({same} s)");
@@ -274,7 +289,10 @@ fn cells_of_one_context_queue_and_cells_of_two_run_side_by_side() {
     let (a, b) = (a.join().unwrap(), b.join().unwrap());
     let apart = started.elapsed().as_secs_f64();
     assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
-    assert!(apart < 2.9, "two contexts did not run side by side ({apart} s)");
+    assert!(
+        apart < 2.9,
+        "two contexts did not run side by side ({apart} s)"
+    );
 }
 
 #[test]
@@ -418,7 +436,10 @@ fn a_matplotlib_chart_comes_back_as_a_png_and_a_dataframe_as_html() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
         let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-        assert!((200..=500).contains(&width) && (150..=400).contains(&height), "{width}x{height}");
+        assert!(
+            (200..=500).contains(&width) && (150..=400).contains(&height),
+            "{width}x{height}"
+        );
         assert!(png.len() > 2000, "{}", png.len());
         assert!(figure["data"]["image/svg+xml"]
             .as_str()
