@@ -495,3 +495,21 @@ print(len(found), reached)
     // The context is untouched.
     assert_eq!(plain(&py(&adde, &env, "secret")), ["'context secret'"]);
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn the_sweep_after_a_dead_supervisor_spares_the_contexts() {
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": PYTHON}));
+    py(&adde, &env, "alive = 'yes'");
+    sh(&adde, &env, "s", "K=1");
+    // A run kills its own supervisor: adde stops every process no live run owns.
+    let out = adde.call(
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "escape.sh",
+               "code_content": "sleep 100000 &\nsleep 0.2\nkill -9 $PPID\n"}),
+    );
+    assert_error(&out, "supervisor_died");
+    assert_eq!(plain(&py(&adde, &env, "alive")), ["'yes'"]);
+    assert_eq!(sh(&adde, &env, "s", "echo $K")["stdout"], "1\n");
+}
