@@ -128,6 +128,14 @@ pub const CODES: &[(&str, &str)] = &[
     ("environment_died", "the environment stopped during the run (the cause and how to recover are in the message); the run is recorded"),
     ("environment_paused", "the environment was paused past the run's deadline; the run is stopped at unpause and recorded"),
     (
+        "agent_unavailable",
+        "the environment has no resident agent (made with `use_image_cmd` or by an older adde), which code contexts need",
+    ),
+    (
+        "code_context_not_found",
+        "no code-interpreter context of that name in the environment",
+    ),
+    (
         "policy_denied",
         "the operator's policy does not allow the request",
     ),
@@ -309,6 +317,13 @@ pub enum Error {
 
     #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
     EnvironmentPaused { run_id: String },
+
+    #[error("environment {id} has no resident agent to keep code contexts: {reason}. Code contexts need an environment created by this adde without use_image_cmd; execute_code_block works everywhere")]
+    AgentUnavailable { id: String, reason: String },
+
+    #[error("no code context {context:?} in environment {id}; run_code or context_create makes one, context_list lists them")]
+    CodeContextNotFound { id: String, context: String },
+
     #[error("denied by the policy ({rule}): {message}")]
     PolicyDenied {
         field: String,
@@ -372,6 +387,8 @@ impl Error {
             Error::SupervisorDied { .. } => "supervisor_died",
             Error::EnvironmentDied { .. } => "environment_died",
             Error::EnvironmentPaused { .. } => "environment_paused",
+            Error::AgentUnavailable { .. } => "agent_unavailable",
+            Error::CodeContextNotFound { .. } => "code_context_not_found",
             Error::PolicyDenied { .. } => "policy_denied",
             Error::PolicyInvalid { .. } => "policy_invalid",
             Error::Busy { .. } => "busy",
@@ -638,6 +655,14 @@ mod tests {
                 reason: "x".into(),
             },
             Error::EnvironmentPaused { run_id: "x".into() },
+            Error::AgentUnavailable {
+                id: "x".into(),
+                reason: "x".into(),
+            },
+            Error::CodeContextNotFound {
+                id: "x".into(),
+                context: "x".into(),
+            },
             Error::PolicyDenied {
                 field: "x".into(),
                 value: "x".into(),
@@ -705,6 +730,8 @@ mod tests {
             | Error::SupervisorDied { .. }
             | Error::EnvironmentDied { .. }
             | Error::EnvironmentPaused { .. }
+            | Error::AgentUnavailable { .. }
+            | Error::CodeContextNotFound { .. }
             | Error::PolicyDenied { .. }
             | Error::PolicyInvalid { .. }
             | Error::Busy { .. }

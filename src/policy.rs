@@ -76,10 +76,10 @@ pub struct PolicyLimits {
     /// create_runtime_env `disk`, e.g. "1g".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_disk: Option<String>,
-    /// `timeout_sec` of execute_code_block, execute_command and run_container.
+    /// `timeout_sec` of execute_code_block, execute_command, run_code and run_container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_timeout_sec: Option<f64>,
-    /// `max_output_bytes` of execute_code_block, execute_command and run_container.
+    /// `max_output_bytes` of execute_code_block, execute_command, run_code and run_container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
     /// create_runtime_env `ttl_sec`.
@@ -196,7 +196,7 @@ pub struct PolicyDefaults {
     pub runtime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_sec: Option<u64>,
-    /// `timeout_sec` of execute_code_block, execute_command and run_container.
+    /// `timeout_sec` of execute_code_block, execute_command, run_code and run_container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_sec: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -491,7 +491,7 @@ impl Policy {
                     );
                 }
             }
-            "execute_code_block" | "execute_command" => {
+            "execute_code_block" | "execute_command" | "run_code" => {
                 set(
                     "timeout_sec",
                     capped(d.timeout_sec, l.max_timeout_sec, DEFAULT_TIMEOUT_SEC).map(Value::from),
@@ -533,7 +533,7 @@ impl Policy {
                 self.check_host_path(payload, "payload_path")
             }
             "pull_image" => self.check_image(payload),
-            "execute_code_block" | "execute_command" => self.check_run_limits(payload),
+            "execute_code_block" | "execute_command" | "run_code" => self.check_run_limits(payload),
             "export_files" => self.check_host_path(payload, "dest"),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 self.check_build(payload)?;

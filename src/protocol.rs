@@ -41,10 +41,13 @@ pub enum Role {
     /// `sweep [RUN_ID]`: kills every process that neither adde nor a live execution owns
     /// (and run RUN_ID, supervisor included); prints how many it killed.
     Sweep,
+    /// `context LANGUAGE`: hosts one code-interpreter context (started by the agent only);
+    /// speaks agent frames on its stdin and stdout.
+    Context,
 }
 
 impl Role {
-    const ALL: [Role; 9] = [
+    const ALL: [Role; 10] = [
         Role::Idle,
         Role::Run,
         Role::Install,
@@ -54,6 +57,7 @@ impl Role {
         Role::List,
         Role::Kill,
         Role::Sweep,
+        Role::Context,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +71,7 @@ impl Role {
             Role::List => "list",
             Role::Kill => "kill",
             Role::Sweep => "sweep",
+            Role::Context => "context",
         }
     }
 
@@ -291,10 +296,19 @@ pub enum AgentKind {
     End,
     /// agent → host: the process could not be started (the payload says why).
     Failed,
+    /// host → agent: part of a [`ContextRequest`] (JSON), continued by more of these.
+    ContextRequest,
+    /// host → agent: the last part of a [`ContextRequest`]; the request is complete.
+    ContextRequestEnd,
+    /// host → agent: interrupt the cell that request (the frame's id) runs, as its timeout
+    /// would (the caller was cancelled).
+    ContextCancel,
+    /// agent → host: part of the [`ContextReply`] (JSON); `End` follows the last part.
+    ContextReply,
 }
 
 impl AgentKind {
-    const ALL: [AgentKind; 9] = [
+    const ALL: [AgentKind; 13] = [
         AgentKind::Hello,
         AgentKind::Start,
         AgentKind::Stdin,
@@ -304,6 +318,10 @@ impl AgentKind {
         AgentKind::Stderr,
         AgentKind::End,
         AgentKind::Failed,
+        AgentKind::ContextRequest,
+        AgentKind::ContextRequestEnd,
+        AgentKind::ContextCancel,
+        AgentKind::ContextReply,
     ];
 
     fn byte(self) -> u8 {
@@ -317,7 +335,19 @@ impl AgentKind {
             AgentKind::Stderr => 18,
             AgentKind::End => 19,
             AgentKind::Failed => 20,
+            AgentKind::ContextRequest => 8,
+            AgentKind::ContextRequestEnd => 9,
+            AgentKind::ContextCancel => 10,
+            AgentKind::ContextReply => 24,
         }
+    }
+
+    /// Host → agent frames about code-interpreter contexts.
+    pub fn is_context(self) -> bool {
+        matches!(
+            self,
+            AgentKind::ContextRequest | AgentKind::ContextRequestEnd | AgentKind::ContextCancel
+        )
     }
 
     fn from_byte(byte: u8) -> Option<AgentKind> {
@@ -336,6 +366,152 @@ pub struct AgentStart {
     /// Extra environment variables, `KEY=value`.
     pub env: Vec<String>,
     pub workdir: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Code-interpreter contexts: the agent keeps one `context` helper per context, which keeps
+// the interpreter (a Python driver, or a shell) running between calls. The host sends a
+// `ContextRequest` and reads the cell's output (`Stdout`, `Stderr`), then one `ContextReply`.
+
+/// The most a whole context request may weigh (the code of a cell, mostly).
+pub const CONTEXT_MAX_REQUEST: usize = 16 * 1024 * 1024;
+/// The most contexts one environment keeps at once.
+pub const MAX_CONTEXTS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Python,
+    Bash,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Bash => "bash",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Language> {
+        [Language::Python, Language::Bash]
+            .into_iter()
+            .find(|l| l.as_str() == name)
+    }
+}
+
+/// What the host asks of the environment's contexts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ContextRequest {
+    /// Start a context (an error when one of that name exists).
+    Create {
+        context: String,
+        language: Language,
+        /// Where the interpreter starts.
+        workdir: String,
+    },
+    /// Run a cell, starting the context first when there is none of that name.
+    Run {
+        context: String,
+        cell: Cell,
+    },
+    List,
+    /// Restart the context's interpreter: a fresh state, the same name.
+    Reset {
+        context: String,
+    },
+    Close {
+        context: String,
+    },
+}
+
+/// One cell to run in a context.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cell {
+    pub language: Language,
+    pub code: String,
+    /// Where the interpreter starts, when this cell starts its context.
+    pub workdir: String,
+    pub timeout_ms: u64,
+    /// Most bytes of one rich output, and of all of a cell's rich outputs together.
+    pub max_output_bytes: u64,
+    pub max_results_bytes: u64,
+    /// Matplotlib figures as SVG too.
+    pub svg: bool,
+    /// Write rich outputs as files in this folder and return their paths.
+    pub output_dir: Option<String>,
+}
+
+/// The agent's answer to a [`ContextRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextReply {
+    Context(ContextInfo),
+    Contexts(Vec<ContextInfo>),
+    Closed,
+    Ran(CellOutcome),
+    Refused(ContextRefusal),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct ContextInfo {
+    pub name: String,
+    pub language: Language,
+    /// What runs the context's cells, e.g. "Python 3.11.2", "bash" or "sh".
+    pub interpreter: String,
+    /// Cells run since the context (re)started.
+    pub execution_count: u64,
+    /// A cell is running or waiting.
+    pub busy: bool,
+}
+
+/// Why the agent did not do what was asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContextRefusal {
+    NotFound {
+        context: String,
+    },
+    Exists {
+        context: String,
+    },
+    WrongLanguage {
+        context: String,
+        language: Language,
+    },
+    NoInterpreter {
+        tried: Vec<String>,
+    },
+    TooMany {
+        limit: usize,
+    },
+    /// The interpreter did not start, or the context ended while the request waited.
+    Failed {
+        message: String,
+    },
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CellOutcome {
+    pub execution_count: u64,
+    /// Rich outputs, in the order they were displayed (JSON objects keyed by MIME type).
+    pub results: Vec<serde_json::Value>,
+    /// Python: the exception (`name`, `value`, `traceback`); bash: the exit status.
+    pub error: Option<serde_json::Value>,
+    /// bash: the status of the cell's last command.
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    /// The cell was interrupted (its timeout, or the caller's cancellation).
+    pub interrupted: bool,
+    /// The context's processes were killed and its interpreter started afresh: its state
+    /// is gone. `restart_reason` says why.
+    pub context_restarted: bool,
+    pub restart_reason: Option<String>,
+    pub results_truncated: bool,
+    pub duration_ms: u64,
+    pub interpreter: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

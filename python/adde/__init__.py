@@ -10,6 +10,7 @@ the returned log.
     log = adde.execute_code_block(env["container_id"], "main.py", "print(6 * 7)")["log"]
     adde.cleanup_env(env["container_id"])
 
+`adde.run_code` runs cells in a persistent code context (`adde.Context(cid).run(code)`).
 `adde.aio` has the same functions for asyncio, `adde.langchain` LangChain/LangGraph tools,
 and `adde.Client` / `adde.AsyncClient` the same again as methods that talk to a running
 `adde serve` (no process per call).
@@ -20,6 +21,7 @@ level (and to stderr with ADDE_VERBOSE=1), and onto AddeError.stderr.
 
 from . import _tools
 from ._client import AsyncClient, Client
+from ._context import Context
 from ._errors import (
     AddeError,
     AddeTimeout,
@@ -36,8 +38,13 @@ from ._types import (
     AgentImage as AgentImage,
     BuildNetwork as BuildNetwork,
     BuildResult as BuildResult,
+    CellError as CellError,
     CleanupResult as CleanupResult,
+    CodeResult as CodeResult,
     CommandLine as CommandLine,
+    ContextClosed as ContextClosed,
+    ContextInfo as ContextInfo,
+    ContextList as ContextList,
     ContainerOutput as ContainerOutput,
     CreatedEnv as CreatedEnv,
     DeleteImageResult as DeleteImageResult,
@@ -52,6 +59,7 @@ from ._types import (
     ImageList as ImageList,
     InstallNetwork as InstallNetwork,
     InstalledDeps as InstalledDeps,
+    Language as Language,
     Limits as Limits,
     ListEntry as ListEntry,
     ListFilesResult as ListFilesResult,
@@ -66,6 +74,7 @@ from ._types import (
     PullResult as PullResult,
     ReadFileResult as ReadFileResult,
     ReapResult as ReapResult,
+    RichResult as RichResult,
     RunContainerResult as RunContainerResult,
     RunError as RunError,
     RunLog as RunLog,
@@ -103,6 +112,11 @@ show_policy = sync_tool(_tools.show_policy)
 pool_create = sync_tool(_tools.pool_create)
 pool_list = sync_tool(_tools.pool_list)
 pool_remove = sync_tool(_tools.pool_remove)
+run_code = sync_tool(_tools.run_code)
+context_create = sync_tool(_tools.context_create)
+context_list = sync_tool(_tools.context_list)
+context_reset = sync_tool(_tools.context_reset)
+context_close = sync_tool(_tools.context_close)
 
 __all__ = [
     "pull_image",
@@ -134,6 +148,12 @@ __all__ = [
     "pool_remove",
     "Client",
     "AsyncClient",
+    "run_code",
+    "context_create",
+    "context_list",
+    "context_reset",
+    "context_close",
+    "Context",
     "AddeError",
     "AddeTimeout",
     "BinaryNotFound",
@@ -147,8 +167,13 @@ __all__ = [
     "AgentImage",
     "BuildNetwork",
     "BuildResult",
+    "CellError",
     "CleanupResult",
+    "CodeResult",
     "CommandLine",
+    "ContextClosed",
+    "ContextInfo",
+    "ContextList",
     "ContainerOutput",
     "CreatedEnv",
     "DeleteImageResult",
@@ -163,6 +188,7 @@ __all__ = [
     "ImageList",
     "InstallNetwork",
     "InstalledDeps",
+    "Language",
     "Limits",
     "ListEntry",
     "ListFilesResult",
@@ -177,6 +203,7 @@ __all__ = [
     "PullResult",
     "ReadFileResult",
     "ReapResult",
+    "RichResult",
     "RunContainerResult",
     "RunError",
     "RunLog",

@@ -244,6 +244,11 @@ class Client:
     pool_create = _SyncTool(_tools.pool_create)
     pool_list = _SyncTool(_tools.pool_list)
     pool_remove = _SyncTool(_tools.pool_remove)
+    run_code = _SyncTool(_tools.run_code)
+    context_create = _SyncTool(_tools.context_create)
+    context_list = _SyncTool(_tools.context_list)
+    context_reset = _SyncTool(_tools.context_reset)
+    context_close = _SyncTool(_tools.context_close)
 
 
 class AsyncClient:
@@ -352,3 +357,8 @@ class AsyncClient:
     pool_create = _AsyncTool(_tools.pool_create)
     pool_list = _AsyncTool(_tools.pool_list)
     pool_remove = _AsyncTool(_tools.pool_remove)
+    run_code = _AsyncTool(_tools.run_code)
+    context_create = _AsyncTool(_tools.context_create)
+    context_list = _AsyncTool(_tools.context_list)
+    context_reset = _AsyncTool(_tools.context_reset)
+    context_close = _AsyncTool(_tools.context_close)

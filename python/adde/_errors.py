@@ -68,6 +68,7 @@ _BY_CODE: dict[str, type[AddeError]] = {
     "image_not_present": NotFound,
     "container_not_found": NotFound,
     "context_not_found": NotFound,
+    "code_context_not_found": NotFound,
     "run_not_found": NotFound,
     "no_runs": NotFound,
     "file_not_found": NotFound,

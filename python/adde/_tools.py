@@ -17,7 +17,11 @@ from ._types import (
     BuildNetwork,
     BuildResult,
     CleanupResult,
+    CodeResult,
     CommandLine,
+    ContextClosed,
+    ContextInfo,
+    ContextList,
     CreatedEnv,
     DeleteImageResult,
     Encoding,
@@ -27,6 +31,7 @@ from ._types import (
     ExportResult,
     ImageList,
     InstallNetwork,
+    Language,
     ListFilesResult,
     LogsResult,
     Mount,
@@ -73,7 +78,7 @@ def _payload(fields: Mapping[str, Any]) -> Dict[str, Any]:
 def timeout_for(tool: str, payload: Mapping[str, Any]) -> Optional[float]:
     """How long to wait for adde: a run's or a build's own limit plus a margin, else no limit
     (pulls and installs take as long as they take)."""
-    if tool in ("execute_code_block", "execute_command", "run_container"):
+    if tool in ("execute_code_block", "execute_command", "run_container", "run_code"):
         return float(payload.get("timeout_sec", 30)) + MARGIN_SEC
     if tool.startswith("build_image_from_"):
         return float(payload.get("timeout_sec", DEFAULT_BUILD_TIMEOUT_SEC)) + MARGIN_SEC
@@ -539,6 +544,65 @@ def pool_remove(pool: str, *, bin_path: BinPath = None) -> Call[PoolRemoveResult
     return call("pool_remove", {"pool": pool}, bin_path)
 
 
+def run_code(
+    container_id: str,
+    code: str,
+    language: Language = "python",
+    context: str = "default",
+    timeout_sec: float = 30,
+    *,
+    max_output_bytes: Optional[int] = None,
+    max_result_bytes: Optional[int] = None,
+    max_cell_bytes: Optional[int] = None,
+    svg: Optional[bool] = None,
+    output_dir: Optional[str] = None,
+    bin_path: BinPath = None,
+) -> Call[CodeResult]:
+    """Run a cell in a persistent context of the environment (made on first use): Python
+    globals and imports, or a shell's directory, variables and functions, stay between calls.
+    Returns {"stdout", "stderr", "results" (rich outputs by MIME type: the last expression's
+    value, display(), matplotlib PNGs, pandas HTML), "error", "execution_count",
+    "context_restarted", "run_id", ...}. At `timeout_sec` the cell is interrupted; one that
+    does not stop is killed with its context, which restarts. `svg`: figures as SVG too;
+    `output_dir`: write rich outputs as files there and return their paths."""
+    fields = {
+        "container_id": container_id,
+        "code": code,
+        "language": language,
+        "context": context,
+        "timeout_sec": timeout_sec,
+        "max_output_bytes": max_output_bytes,
+        "max_result_bytes": max_result_bytes,
+        "max_cell_bytes": max_cell_bytes,
+        "svg": svg,
+        "output_dir": output_dir,
+    }
+    return call("run_code", _payload(fields), bin_path)
+
+
+def context_create(
+    container_id: str, context: str = "default", language: Language = "python", *, bin_path: BinPath = None
+) -> Call[ContextInfo]:
+    """Start a named code context; run_code also starts one on first use."""
+    fields = {"container_id": container_id, "context": context, "language": language}
+    return call("context_create", fields, bin_path)
+
+
+def context_list(container_id: str, *, bin_path: BinPath = None) -> Call[ContextList]:
+    """The environment's code contexts: name, language, interpreter, cells run, busy."""
+    return call("context_list", {"container_id": container_id}, bin_path)
+
+
+def context_reset(container_id: str, context: str = "default", *, bin_path: BinPath = None) -> Call[ContextInfo]:
+    """Restart a code context: its state is gone, its name stays."""
+    return call("context_reset", {"container_id": container_id, "context": context}, bin_path)
+
+
+def context_close(container_id: str, context: str = "default", *, bin_path: BinPath = None) -> Call[ContextClosed]:
+    """End a code context and everything it runs."""
+    return call("context_close", {"container_id": container_id, "context": context}, bin_path)
+
+
 NAMES: List[str] = [
     "pull_image",
     "create_runtime_env",
@@ -567,4 +631,9 @@ NAMES: List[str] = [
     "pool_create",
     "pool_list",
     "pool_remove",
+    "run_code",
+    "context_create",
+    "context_list",
+    "context_reset",
+    "context_close",
 ]

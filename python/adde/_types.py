@@ -13,6 +13,13 @@ from typing import Any, Dict, List, Literal, Optional, TypedDict, Union
 
 __all__ = [
     "AgentImage",
+    "CellError",
+    "CodeResult",
+    "ContextClosed",
+    "ContextInfo",
+    "ContextList",
+    "Language",
+    "RichResult",
     "BuildNetwork",
     "BuildResult",
     "CleanupResult",
@@ -63,6 +70,7 @@ PullPolicy = Literal["missing", "never", "always"]
 PackageManager = Literal["pip", "npm"]
 InstallNetwork = Literal["bridge", "host"]
 BuildNetwork = Literal["default", "none", "host"]
+Language = Literal["python", "bash"]
 
 
 class _MountRequired(TypedDict):
@@ -419,3 +427,76 @@ class ErrorCodeInfo(TypedDict):
 
 class ErrorCodeList(TypedDict):
     error_codes: List[ErrorCodeInfo]
+
+
+class CellError(TypedDict, total=False):
+    """A cell's error: Python's exception (name, value, traceback), or a shell cell's
+    `{"name": "ExitStatus", "value": "exit status N"}`; `ContextRestarted` when the context
+    was killed."""
+
+    name: str
+    value: str
+    traceback: str
+
+
+class _RichResultRequired(TypedDict):
+    kind: Literal["execute_result", "display_data"]
+    data: Dict[str, Any]
+
+
+class RichResult(_RichResultRequired, total=False):
+    """One rich output: `data` by MIME type ("text/plain", "text/html", "image/png" as
+    base64, "image/svg+xml", "application/json", ...); `files` when written to output_dir;
+    `omitted` (MIME type to size) when over the size caps."""
+
+    files: Dict[str, str]
+    omitted: Dict[str, int]
+
+
+class _CodeResultRequired(TypedDict):
+    run_id: str
+    container_id: str
+    context: str
+    language: Language
+    interpreter: str
+    execution_count: int
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_bytes: int
+    stderr_bytes: int
+    results: List[RichResult]
+    results_truncated: bool
+    error: Optional[CellError]
+    timed_out: bool
+    interrupted: bool
+    context_restarted: bool
+    duration_ms: int
+    started_at: str
+
+
+class CodeResult(_CodeResultRequired, total=False):
+    """run_code's result. `exit_code` for shell cells; `restart_reason` when the context
+    restarted."""
+
+    exit_code: int
+    restart_reason: str
+
+
+class ContextInfo(TypedDict):
+    name: str
+    language: Language
+    interpreter: str
+    execution_count: int
+    busy: bool
+
+
+class ContextList(TypedDict):
+    container_id: str
+    contexts: List[ContextInfo]
+
+
+class ContextClosed(TypedDict):
+    ok: bool
+    context: str

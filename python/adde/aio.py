@@ -5,6 +5,7 @@ Each function returns a coroutine (`Coroutine[Any, Any, T]`, T the same TypedDic
 function's result), so `asyncio.create_task(adde.aio.execute_code_block(...))` type-checks."""
 
 from . import _tools
+from ._context import AsyncContext as Context
 from ._run import async_tool
 
 pull_image = async_tool(_tools.pull_image)
@@ -34,5 +35,10 @@ show_policy = async_tool(_tools.show_policy)
 pool_create = async_tool(_tools.pool_create)
 pool_list = async_tool(_tools.pool_list)
 pool_remove = async_tool(_tools.pool_remove)
+run_code = async_tool(_tools.run_code)
+context_create = async_tool(_tools.context_create)
+context_list = async_tool(_tools.context_list)
+context_reset = async_tool(_tools.context_reset)
+context_close = async_tool(_tools.context_close)
 
-__all__ = list(_tools.NAMES)
+__all__ = list(_tools.NAMES) + ["Context"]

@@ -8,7 +8,8 @@
     agent = create_agent(model, adde_tools(container_id=cid))   # or works in yours
 
 By default the tools are a curated agent set: create an environment, run code, run a
-command, write, read and list files, read the logs, clean up. Their schemas are the binary's
+command, run cells in a persistent code context (and list and reset contexts), write, read
+and list files, read the logs, clean up. Their schemas are the binary's
 own JSON Schemas less the operator's fields (mounts, network, ports, limits, runtime, user,
 labels, ...): the model cannot set those, and a call that sends one anyway is refused. The
 operator sets them for every environment the agent creates with `create_options`. An agent
@@ -48,6 +49,9 @@ AGENT_FIELDS: Dict[str, List[str]] = {
     "create_runtime_env": ["image", "dependencies", "env_vars"],
     "execute_code_block": ["container_id", "filename", "code_content", "timeout_sec", "command"],
     "execute_command": ["container_id", "command", "timeout_sec", "workdir", "env", "stdin"],
+    "run_code": ["container_id", "code", "language", "context", "timeout_sec"],
+    "context_list": ["container_id"],
+    "context_reset": ["container_id", "context"],
     "write_file": ["container_id", "path", "content", "encoding", "mode"],
     "read_file": ["container_id", "path", "offset", "line_count", "max_bytes", "encoding"],
     "list_files": ["container_id", "path", "recursive"],

@@ -167,3 +167,30 @@ def test_cancelling_an_async_run_stops_it_in_the_container(env):
     # The cancellation completed after adde had killed the run.
     top = subprocess.run(["docker", "top", env, "-eo", "args"], capture_output=True, text=True).stdout
     assert "long.py" not in top, top
+
+
+def test_a_code_context_keeps_its_state_sync_and_async(env):
+    first = adde.run_code(env, "x = 41\nprint('hi')\nx + 1")
+    assert_shape(first, adde.CodeResult)
+    assert first["stdout"] == "hi\n"
+    assert first["results"][0]["data"]["text/plain"] == "42"
+    with adde.Context(env, "nb") as ctx:
+        ctx.run("import math\nr = math.sqrt(16)")
+        result = ctx.run("r")
+        assert result["results"][0]["data"]["text/plain"] == "4.0"
+        assert result["execution_count"] == 2
+        failed = ctx.run("1 / 0")
+        assert failed["error"] is not None and failed["error"]["name"] == "ZeroDivisionError"
+    names = [c["name"] for c in adde.context_list(env)["contexts"]]
+    assert names == ["default"], "leaving the with block closed the context"
+
+    async def main() -> None:
+        async with adde.aio.Context(env, "sh", "bash") as shell:
+            await shell.run("cd /tmp; N=3")
+            out = await shell.run("echo $N $(pwd)")
+            assert out["stdout"] == "3 /tmp\n" and out["exit_code"] == 0
+
+    asyncio.run(main())
+    assert adde.run_code(env, "x")["results"][0]["data"]["text/plain"] == "41"
+    with pytest.raises(adde.NotFound):
+        adde.context_reset(env, "nb")

@@ -12,7 +12,26 @@ use tokio::io::AsyncWriteExt;
 use super::containers::ExecOutput;
 use super::{classify, container_path_id, Engine, OutputChunk, Subject};
 use crate::error::{Error, Result};
-use crate::protocol::{encode_agent_frames, AgentDecoder, AgentKind, AgentStart, Role};
+use crate::protocol::{
+    encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, ContextReply,
+    ContextRequest, Role,
+};
+
+/// What a context request brings back: the cell's output as it comes, then the reply.
+pub enum ContextEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Reply(ContextReply),
+}
+
+type ContextEvents = Frames<ContextEvent>;
+/// What an agent request brings back, item by item.
+type Frames<T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T>> + Send>>;
+/// Sends the agent `ContextCancel` for the request, when used.
+type Cancel = tokio::sync::oneshot::Sender<()>;
+
+/// The most a context's reply may weigh: its results are bounded by the request.
+const MAX_REPLY: usize = 256 * 1024 * 1024;
 
 /// How long the agent may take to answer `Hello` before it is taken for dead or wedged.
 const READY_WAIT: Duration = Duration::from_secs(2);
@@ -20,19 +39,24 @@ const READY_WAIT: Duration = Duration::from_secs(2);
 /// output (it may still be doing so when the connection is upgraded).
 const HELLO_EVERY: Duration = Duration::from_millis(25);
 
+/// An attachment to an environment's agent that has answered `Hello`: from here on it sees
+/// the agent's output. `request` is the random id its frames carry.
+struct Attached {
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
+                + Send,
+        >,
+    >,
+    decoder: AgentDecoder,
+    request: u64,
+}
+
 impl Engine {
-    /// Runs helper `args` (a role and its arguments) through the environment's agent; `None`
-    /// when the agent does not answer in time (dead, wedged, or an environment without one),
-    /// so that the caller falls back to an exec.
-    pub(super) async fn agent_exec(
-        &self,
-        id: &str,
-        role: Role,
-        args: Vec<String>,
-        env: Vec<String>,
-        workdir: &str,
-        stdin: Vec<u8>,
-    ) -> Result<Option<ExecOutput>> {
+    /// Attaches to the environment's agent and waits for it to answer; `None` when it does
+    /// not answer in time (dead, wedged, or an environment without one).
+    async fn attach_agent(&self, id: &str) -> Result<Option<Attached>> {
         let options = AttachContainerOptionsBuilder::default()
             .stdin(true)
             .stdout(true)
@@ -85,7 +109,30 @@ impl Engine {
         {
             return Ok(None);
         }
+        Ok(Some(Attached {
+            input,
+            output,
+            decoder,
+            request,
+        }))
+    }
 
+    /// Runs helper `args` (a role and its arguments) through the environment's agent; `None`
+    /// when the agent does not answer in time (dead, wedged, or an environment without one),
+    /// so that the caller falls back to an exec.
+    pub(super) async fn agent_exec(
+        &self,
+        id: &str,
+        role: Role,
+        args: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        stdin: Vec<u8>,
+    ) -> Result<Option<ExecOutput>> {
+        let Some(attached) = self.attach_agent(id).await? else {
+            return Ok(None);
+        };
+        let request = attached.request;
         let start = serde_json::to_vec(&AgentStart {
             role: role.as_str().to_string(),
             args,
@@ -93,19 +140,98 @@ impl Engine {
             workdir: workdir.to_string(),
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
+        let frames = encode_agent_frames(AgentKind::Start, request, &start)
+            .into_iter()
+            .chain(encode_agent_frames(AgentKind::Stdin, request, &stdin))
+            .chain(encode_agent_frames(AgentKind::StdinEnd, request, &[]))
+            .collect();
+        let (output, _cancel) = self.agent_stream(id, attached, frames, |frame| match frame.kind {
+            AgentKind::Stdout => Some(Ok(OutputChunk::Stdout(frame.payload.into()))),
+            AgentKind::Stderr => Some(Ok(OutputChunk::Stderr(frame.payload.into()))),
+            _ => None,
+        });
+        Ok(Some(output))
+    }
+
+    /// Sends `request` to the environment's code-interpreter contexts and returns what comes
+    /// back (the cell's output, then the reply), and a sender that cancels the request.
+    pub async fn context_call(
+        &self,
+        id: &str,
+        request: &ContextRequest,
+    ) -> Result<Option<(ContextEvents, Cancel)>> {
+        let Some(attached) = self.attach_agent(id).await? else {
+            return Ok(None);
+        };
+        let body = serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?;
+        let frames = encode_agent_frames(AgentKind::ContextRequest, attached.request, &body)
+            .into_iter()
+            .chain(encode_agent_frames(
+                AgentKind::ContextRequestEnd,
+                attached.request,
+                &[],
+            ))
+            .collect();
+        let mut reply = Vec::new();
+        let (events, cancel) = self.agent_stream(id, attached, frames, move |frame| {
+            match frame.kind {
+                AgentKind::Stdout => Some(Ok(ContextEvent::Stdout(frame.payload))),
+                AgentKind::Stderr => Some(Ok(ContextEvent::Stderr(frame.payload))),
+                AgentKind::ContextReply => {
+                    // A reply is at most what its results may weigh, and some slack.
+                    if reply.len() + frame.payload.len() > MAX_REPLY {
+                        return Some(Err(Error::Helper(
+                            "the context's reply is too large".into(),
+                        )));
+                    }
+                    reply.extend_from_slice(&frame.payload);
+                    None
+                }
+                AgentKind::End => Some(
+                    serde_json::from_slice(&std::mem::take(&mut reply))
+                        .map(ContextEvent::Reply)
+                        .map_err(|e| Error::Helper(format!("unreadable context reply: {e}"))),
+                ),
+                _ => None,
+            }
+        });
+        Ok(Some((events, cancel)))
+    }
+
+    /// Writes `frames` to the agent and streams the frames of the attachment's request, as
+    /// `pick` turns them into items, until `End` (which `pick` sees first) or `Failed`. The
+    /// sender, when used, sends the agent `ContextCancel` for the request.
+    fn agent_stream<T: Send + 'static>(
+        &self,
+        id: &str,
+        attached: Attached,
+        frames: Vec<Vec<u8>>,
+        pick: impl FnMut(AgentFrame) -> Option<Result<T>> + Send + 'static,
+    ) -> (Frames<T>, Cancel) {
+        let Attached {
+            mut input,
+            output,
+            decoder,
+            request,
+        } = attached;
         // The attachment's input stays open while the output is read (closing it early makes
         // some engines end the attachment): until the stream below is dropped.
         let (keep_open, closed) = tokio::sync::oneshot::channel::<()>();
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let frames = encode_agent_frames(AgentKind::Start, request, &start)
-                .into_iter()
-                .chain(encode_agent_frames(AgentKind::Stdin, request, &stdin))
-                .chain(encode_agent_frames(AgentKind::StdinEnd, request, &[]));
             for frame in frames {
                 // One write per frame: the engine never interleaves other callers inside it.
                 if input.write_all(&frame).await.is_err() {
                     return;
                 }
+            }
+            tokio::pin!(closed);
+            tokio::select! {
+                _ = &mut closed => return,
+                got = cancelled => if got.is_ok() {
+                    let frame = encode_agent_frames(AgentKind::ContextCancel, request, &[]).concat();
+                    let _ = input.write_all(&frame).await;
+                },
             }
             let _ = closed.await;
             drop(input);
@@ -114,8 +240,8 @@ impl Engine {
         let addr = self.addr.clone();
         let id = id.to_string();
         let stream = futures_util::stream::unfold(
-            (output, decoder, false, keep_open),
-            move |(mut output, mut decoder, done, keep_open)| {
+            (output, decoder, false, keep_open, pick),
+            move |(mut output, mut decoder, done, keep_open, mut pick)| {
                 let addr = addr.clone();
                 let id = id.clone();
                 async move {
@@ -128,24 +254,29 @@ impl Engine {
                             if frame.request != request {
                                 continue;
                             }
-                            let item = match frame.kind {
-                                AgentKind::Stdout => Ok(OutputChunk::Stdout(frame.payload.into())),
-                                AgentKind::Stderr => Ok(OutputChunk::Stderr(frame.payload.into())),
-                                AgentKind::Failed => Err(Error::Helper(
-                                    String::from_utf8_lossy(&frame.payload).into_owned(),
-                                )),
-                                AgentKind::End => return None,
-                                _ => continue,
-                            };
-                            let failed = item.is_err();
-                            return Some((item, (output, decoder, failed, keep_open)));
+                            let kind = frame.kind;
+                            if kind == AgentKind::Failed {
+                                let why = String::from_utf8_lossy(&frame.payload).into_owned();
+                                let state = (output, decoder, true, keep_open, pick);
+                                return Some((Err(Error::Helper(why)), state));
+                            }
+                            let item = pick(frame);
+                            if kind == AgentKind::End {
+                                let item = item?;
+                                return Some((item, (output, decoder, true, keep_open, pick)));
+                            }
+                            if let Some(item) = item {
+                                let failed = item.is_err();
+                                return Some((item, (output, decoder, failed, keep_open, pick)));
+                            }
                         }
                         match output.next().await {
                             Some(Ok(LogOutput::StdOut { message })) => decoder.push(&message),
                             Some(Ok(_)) => {}
                             Some(Err(e)) => {
                                 let err = classify(e, &addr, Subject::Container(&id));
-                                return Some((Err(err), (output, decoder, true, keep_open)));
+                                let state = (output, decoder, true, keep_open, pick);
+                                return Some((Err(err), state));
                             }
                             // The channel closed (PID 1 died with its environment): the
                             // output ends, as an exec's does, and the caller finds out why.
@@ -155,6 +286,6 @@ impl Engine {
                 }
             },
         );
-        Ok(Some(Box::pin(stream)))
+        (Box::pin(stream), cancel)
     }
 }

@@ -28,6 +28,7 @@ use bollard::Docker;
 use crate::error::{Error, Result};
 use crate::refs;
 
+pub use attach::ContextEvent;
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
     is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed,

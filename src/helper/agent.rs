@@ -6,6 +6,7 @@
 //!
 //! Only the host can reach this channel: PID 1 is non-dumpable, so no process of a run can
 //! open its stdin or stdout through /proc, and the processes it starts get pipes of their own.
+//! Code-interpreter contexts, which outlive the requests they serve, are contexts.rs's.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -15,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
+use super::contexts::Contexts;
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
     HELPER_PATH,
@@ -22,10 +24,10 @@ use crate::protocol::{
 
 /// The agent's stdout, shared by the threads that relay output: one frame per write.
 #[derive(Clone)]
-struct Replies(Arc<Mutex<fs::File>>);
+pub(super) struct Replies(Arc<Mutex<fs::File>>);
 
 impl Replies {
-    fn send(&self, kind: AgentKind, request: u64, payload: &[u8]) {
+    pub(super) fn send(&self, kind: AgentKind, request: u64, payload: &[u8]) {
         let Ok(mut out) = self.0.lock() else { return };
         for frame in encode_agent_frames(kind, request, payload) {
             // Nobody attached, or the shim is gone: output is dropped, as the engine would.
@@ -38,10 +40,10 @@ impl Replies {
 /// `AGENT_CHILDREN_ENV`) which they are, so that a sweep spares them: a run's orphans are
 /// PID 1's children too, and only the agent knows which of its children are adde's.
 #[derive(Clone, Default)]
-struct Children(Arc<Mutex<HashSet<u32>>>);
+pub(super) struct Children(Arc<Mutex<HashSet<u32>>>);
 
 impl Children {
-    fn list(&self) -> String {
+    pub(super) fn list(&self) -> String {
         let Ok(pids) = self.0.lock() else {
             return String::new();
         };
@@ -51,7 +53,7 @@ impl Children {
             .join(",")
     }
 
-    fn update(&self, pid: u32, running: bool) {
+    pub(super) fn update(&self, pid: u32, running: bool) {
         if let Ok(mut pids) = self.0.lock() {
             if running {
                 pids.insert(pid);
@@ -76,6 +78,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     let mut decoder = AgentDecoder::default();
     let mut inputs = Inputs::new();
     let children = Children::default();
+    let mut contexts = Contexts::default();
     let mut stdin_open = true;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -106,8 +109,12 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
                 Ok(n) => {
                     decoder.push(&buf[..n]);
                     while let Some(frame) = decoder.next_frame() {
-                        if let Ok(frame) = frame {
-                            handle(frame, &replies, &mut inputs, &children);
+                        match frame {
+                            Ok(frame) if frame.kind.is_context() => {
+                                contexts.handle(frame, &replies, &children)
+                            }
+                            Ok(frame) => handle(frame, &replies, &mut inputs, &children),
+                            Err(_) => {}
                         }
                     }
                 }

@@ -20,12 +20,16 @@
 //! - `kill RUN_ID`: kills what a supervisor started (the host's way to stop a run early).
 //! - `sweep [RUN_ID]`: kills what runs whose supervisor died left behind: every process that
 //!   is neither adde's own nor part of a live execution (and run RUN_ID, supervisor included).
+//! - `context LANGUAGE WORKDIR NAME`: hosts one code-interpreter context for the agent
+//!   (context_host.rs; the agent's side is contexts.rs).
 //!
 //! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
 //! own processes through /proc or ptrace. Everything here uses only std and libc: no async
 //! runtime, no engine access.
 
 mod agent;
+mod context_host;
+mod contexts;
 mod files;
 mod procs;
 
@@ -58,6 +62,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // environment drops. (execve resets it, so the programs adde starts stay ordinary.)
     // SAFETY: plain prctl on the calling process.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Helpers the agent starts inherit PID 1's blocked stop signals (it reads them from a
+    // signalfd); the programs they start must get SIGINT and SIGTERM like any program.
+    // SAFETY: an empty, initialised sigset; sigprocmask on the calling thread.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
     let Some(role) = Role::parse(arg(2)) else {
         eprintln!("adde helper: unknown role {:?}", arg(2));
@@ -103,6 +115,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             println!("{}", procs::sweep(arg(3)));
             ExitCode::SUCCESS
         }
+        Role::Context => context_host::serve(arg(3), arg(4), arg(5)),
     }
 }
 
@@ -430,7 +443,7 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// The program a command name resolves to, looked up in PATH like execvp does.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
     let executable = |p: &Path| {
         fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };

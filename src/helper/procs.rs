@@ -148,6 +148,27 @@ impl RunScope {
     }
 }
 
+/// Kills every descendant of `root` except `spare` itself (whose own descendants go too):
+/// what a context's cell started, sparing the context's interpreter.
+pub fn kill_tree_except(root: u32, spare: u32) -> usize {
+    kill_until_none(
+        |procs| {
+            let mut targets = descendants(procs, root);
+            targets.retain(|&pid| pid != spare);
+            targets
+        },
+        Some(spare),
+    )
+}
+
+/// Sends `signal` once to every descendant of `root`.
+pub fn signal_tree(root: u32, signal: libc::c_int) {
+    for pid in descendants(&snapshot(), root) {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+}
+
 /// The command line of a process, NUL-separated.
 fn cmdline(pid: u32) -> Vec<u8> {
     fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()

@@ -25,6 +25,16 @@ pub fn image_type(path: &str) -> Option<&'static str> {
 
 /// A successful call. `image` is the MIME type when read_file read an image.
 pub fn success(tool: &str, mut value: Value, image: Option<&str>) -> CallToolResult {
+    if tool == "run_code" {
+        let images = cell_images(&mut value);
+        let mut content = vec![ContentBlock::text(cell(&value))];
+        content.extend(
+            images
+                .into_iter()
+                .map(|(data, mime)| ContentBlock::image(data, mime)),
+        );
+        return result(content, value, false);
+    }
     if let Some(mime) = image {
         let complete = value["has_more"] == false && value["encoding"] == "base64";
         if let (true, Some(data)) = (complete, value["content"].as_str()) {
@@ -104,6 +114,80 @@ pub fn summary(tool: &str, value: &Value) -> String {
     }
 }
 
+/// Takes a cell's PNG and JPEG results out of its structured result, to return them as image
+/// content (their bytes travel once); each result keeps the note where its image went.
+fn cell_images(value: &mut Value) -> Vec<(String, &'static str)> {
+    let mut images = Vec::new();
+    let results = value["results"].as_array_mut().into_iter().flatten();
+    for data in results.filter_map(|r| r.get_mut("data").and_then(Value::as_object_mut)) {
+        for mime in ["image/png", "image/jpeg"] {
+            if let Some(Value::String(bytes)) = data.remove(mime) {
+                images.push((bytes, mime));
+                data.insert(
+                    mime.to_string(),
+                    format!("[image {} of this result's content]", images.len()).into(),
+                );
+            }
+        }
+    }
+    images
+}
+
+/// A cell in a few lines: how it ended, its output, the text of its results, its error.
+fn cell(value: &Value) -> String {
+    let mut text = format!(
+        "[{}] {} {} ms",
+        value["execution_count"],
+        value["context"].as_str().unwrap_or(""),
+        value["duration_ms"]
+    );
+    if value["timed_out"] == true {
+        text.push_str(", timed out");
+    }
+    if value["context_restarted"] == true {
+        text.push_str(&format!(
+            ", context restarted: {}",
+            value["restart_reason"].as_str().unwrap_or("")
+        ));
+    }
+    text.push('\n');
+    for stream in ["stdout", "stderr"] {
+        let output = value[stream].as_str().unwrap_or("");
+        if !output.is_empty() {
+            text.push_str(&format!("{stream}:\n{output}"));
+            if !output.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+    }
+    for result in value["results"].as_array().into_iter().flatten() {
+        let data = &result["data"];
+        let shown = ["text/markdown", "text/plain"]
+            .iter()
+            .find_map(|mime| data[*mime].as_str())
+            .unwrap_or("");
+        let label = if result["kind"] == "execute_result" {
+            "out"
+        } else {
+            "display"
+        };
+        text.push_str(&format!("{label}: {shown}\n"));
+    }
+    if let Some(traceback) = value["error"]["traceback"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+    {
+        text.push_str(traceback);
+    } else if value["error"].is_object() {
+        text.push_str(&format!(
+            "error: {} {}\n",
+            value["error"]["name"].as_str().unwrap_or(""),
+            value["error"]["value"].as_str().unwrap_or("")
+        ));
+    }
+    text
+}
+
 /// A run in a few lines: how it ended, then stdout and stderr as they are.
 fn run(log: &Value) -> String {
     let mut text = format!(
@@ -176,6 +260,25 @@ mod tests {
         assert!(wire["structuredContent"].get("content").is_none());
         assert_eq!(image_type("x.JPG"), Some("image/jpeg"));
         assert_eq!(image_type("x.txt"), None);
+    }
+
+    #[test]
+    fn a_cells_images_come_back_as_images_once() {
+        let value = json!({"execution_count": 2, "context": "default", "duration_ms": 5,
+            "stdout": "hi\n", "stderr": "", "error": null, "timed_out": false,
+            "results": [{"kind": "display_data", "data": {"text/plain": "<Figure>", "image/png": "iVBO"}},
+                        {"kind": "execute_result", "data": {"text/plain": "42"}}]});
+        let result = success("run_code", value, None);
+        let wire = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            wire["content"][0]["text"],
+            "[2] default 5 ms\nstdout:\nhi\ndisplay: <Figure>\nout: 42\n"
+        );
+        assert_eq!(wire["content"][1]["type"], "image");
+        assert_eq!(wire["content"][1]["data"], "iVBO");
+        assert_eq!(wire["content"][1]["mimeType"], "image/png");
+        let data = &wire["structuredContent"]["results"][0]["data"];
+        assert_eq!(data["image/png"], "[image 1 of this result's content]");
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::tools::{ToolInfo, TOOLS};
 const AGENT_TOOLS: &[&str] = &[
     "execute_code_block",
     "execute_command",
+    "run_code",
+    "context_list",
+    "context_reset",
     "write_file",
     "read_file",
     "list_files",
@@ -28,6 +31,11 @@ const AGENT_TOOLS: &[&str] = &[
 const BINDABLE: &[&str] = &[
     "execute_code_block",
     "execute_command",
+    "run_code",
+    "context_create",
+    "context_list",
+    "context_reset",
+    "context_close",
     "write_file",
     "read_file",
     "list_files",
@@ -170,9 +178,10 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
     let read_only = || A::new().read_only(true).open_world(false);
     match name {
         "read_file" | "list_files" | "get_container_logs" | "list_agent_images"
-        | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping" | "pool_list"
-        | "show_policy" => read_only(),
-        "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" | "pool_remove" => A::new()
+        | "context_list" | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping"
+        | "pool_list" | "show_policy" => read_only(),
+        "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" | "pool_remove"
+        | "context_reset" | "context_close" => A::new()
             .read_only(false)
             .destructive(true)
             .idempotent(true)
@@ -184,7 +193,7 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
             .idempotent(true)
             .open_world(false),
         // Code may do anything inside its environment.
-        "execute_code_block" | "execute_command" | "run_container" => A::new()
+        "execute_code_block" | "execute_command" | "run_container" | "run_code" => A::new()
             .read_only(false)
             .destructive(true)
             .idempotent(false),
@@ -193,6 +202,7 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
             .destructive(false)
             .idempotent(true),
         "create_runtime_env"
+        | "context_create"
         | "prepare_build_context"
         | "build_image_from_context"
         | "build_image_from_path"

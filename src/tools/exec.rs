@@ -25,11 +25,11 @@ use crate::protocol::{
     TAG_STDOUT, WORKSPACE,
 };
 
-const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
-const MAX_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
+pub(super) const DEFAULT_TIMEOUT_SEC: f64 = 30.0;
+pub(super) const MAX_TIMEOUT_SEC: f64 = 24.0 * 3600.0;
 const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
 /// Most output kept per stream: the result must fit in memory and in a model's context.
-const MAX_OUTPUT_CAP: usize = 64 * 1024 * 1024;
+pub(super) const MAX_OUTPUT_CAP: usize = 64 * 1024 * 1024;
 /// How long the kill request may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
 /// How long the sweep of a dead supervisor's leftovers may take.
@@ -58,10 +58,10 @@ pub struct ExecuteInput {
     pub max_output_bytes: usize,
 }
 
-fn default_timeout() -> f64 {
+pub(super) fn default_timeout() -> f64 {
     DEFAULT_TIMEOUT_SEC
 }
-fn default_output_cap() -> usize {
+pub(super) fn default_output_cap() -> usize {
     DEFAULT_OUTPUT_CAP
 }
 
@@ -205,18 +205,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     let call_started = Instant::now();
     let interrupted = interruption()?;
     let container = refs::container_id("container_id", &run.container)?;
-    if !(run.timeout_sec > 0.0 && run.timeout_sec <= MAX_TIMEOUT_SEC) {
-        return Err(Error::invalid(
-            "timeout_sec",
-            format!("timeout_sec must be above 0 and at most {MAX_TIMEOUT_SEC} (24 hours)"),
-        ));
-    }
-    in_range(
-        "max_output_bytes",
-        run.max_output_bytes as f64,
-        2.0,
-        MAX_OUTPUT_CAP as f64,
-    )?;
+    check_run_limits(run.timeout_sec, run.max_output_bytes)?;
     let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
     env.extend(env_vars("env", &run.env)?);
     let spec = RunSpec {
@@ -348,11 +337,28 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     }
 }
 
+/// A run's `timeout_sec` and `max_output_bytes`, checked.
+pub(super) fn check_run_limits(timeout_sec: f64, max_output_bytes: usize) -> Result<()> {
+    if !(timeout_sec > 0.0 && timeout_sec <= MAX_TIMEOUT_SEC) {
+        return Err(Error::invalid(
+            "timeout_sec",
+            format!("timeout_sec must be above 0 and at most {MAX_TIMEOUT_SEC} (24 hours)"),
+        ));
+    }
+    in_range(
+        "max_output_bytes",
+        max_output_bytes as f64,
+        2.0,
+        MAX_OUTPUT_CAP as f64,
+    )
+    .map(drop)
+}
+
 /// Completes when adde is asked to stop: Ctrl-C (SIGINT), a closed terminal (SIGHUP) or a
 /// cancelled CI job (SIGTERM), or when the caller cancels the call (an MCP client's
 /// `notifications/cancelled`). Listening replaces the default action (dying with no JSON and
 /// the run going on), so it starts with the call.
-fn interruption() -> Result<impl std::future::Future<Output = ()>> {
+pub(super) fn interruption() -> Result<impl std::future::Future<Output = ()>> {
     let cancelled = crate::call::cancelled();
     use tokio::signal::unix::{signal, SignalKind};
     let listen =
@@ -406,13 +412,13 @@ impl Progress {
 }
 
 /// A run's duration, in milliseconds and in ADDE's format ("0.09s").
-fn set_duration(log: &mut RunLog, ms: u64) {
+pub(super) fn set_duration(log: &mut RunLog, ms: u64) {
     log.duration_ms = ms;
     log.execution_time = format!("{:.2}s", ms as f64 / 1000.0);
 }
 
 /// Puts captured output into a run's record.
-fn progress_output(log: &mut RunLog, stdout: Captured, stderr: Captured) {
+pub(super) fn progress_output(log: &mut RunLog, stdout: Captured, stderr: Captured) {
     log.stdout_truncated = stdout.truncated;
     log.stderr_truncated = stderr.truncated;
     log.stdout_bytes = stdout.total_bytes;
@@ -434,12 +440,12 @@ fn kill_reason(status: &RunStatus, timeout_sec: f64) -> Option<String> {
     }
 }
 
-fn is_running(container: &ContainerInfo) -> bool {
+pub(super) fn is_running(container: &ContainerInfo) -> bool {
     container.state.running && !container.state.paused
 }
 
 /// What the engine says about an environment that is not running, and how to recover.
-fn why_not_running(container: &ContainerInfo) -> String {
+pub(super) fn why_not_running(container: &ContainerInfo) -> String {
     let state = &container.state;
     let status = if state.status.is_empty() {
         "gone".to_string()
@@ -674,7 +680,7 @@ impl Overdue {
     }
 }
 
-fn environment_removed(run_id: String) -> Error {
+pub(super) fn environment_removed(run_id: String) -> Error {
     Error::EnvironmentDied {
         run_id,
         reason: "it was removed (cleanup_env or docker rm). Create a new one with \

@@ -9,6 +9,7 @@ mod exec;
 mod files;
 mod images;
 pub mod input;
+mod interp;
 mod logs;
 mod oneshot;
 pub mod pools;
@@ -93,6 +94,16 @@ tools! {
         "Write a file into an environment and run it with a timeout that kills its whole process tree.";
     "execute_command" => exec::execute_command, exec::CommandInput, no_fields,
         "Run a shell command line (sh -c) or an argument list in an environment, with the same enforced timeout, capture and history.";
+    "run_code" => interp::run_code, interp::RunCodeInput, no_fields,
+        "Run a cell of Python (or bash) in a persistent context of an environment: variables, imports, the shell's directory and exports stay between calls; returns stdout, stderr, the last expression's value, charts (PNG) and tables (HTML) as rich results, and the error.";
+    "context_create" => interp::context_create, interp::ContextCreateInput, no_fields,
+        "Start a named code context (python or bash) in an environment; run_code also starts one on first use.";
+    "context_list" => interp::context_list, interp::ContextListInput, no_fields,
+        "List an environment's code contexts: name, language, interpreter, cells run, busy.";
+    "context_reset" => interp::context_reset, interp::ContextNameInput, no_fields,
+        "Restart a code context: its variables and everything it runs are gone, its name stays.";
+    "context_close" => interp::context_close, interp::ContextNameInput, no_fields,
+        "End a code context and everything it runs.";
     "write_file" => files::write_file, files::WriteFileInput, not_ok,
         "Write a file into an environment (text or base64, with a mode) through the archive API.";
     "read_file" => files::read_file, files::ReadFileInput, no_fields,

@@ -251,6 +251,39 @@ def bench_trajectory(adde, rounds=10):
         subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
 
 
+def bench_cells(adde, runs, warmup, notebook_cells=20):
+    """A cell `x = x + 1` in a warm code context against `docker exec python3 -c`, and a
+    20-cell notebook-style session (load, compute, summarise) end to end."""
+    env = adde_call(adde, "create_runtime_env", {"image": PYTHON})
+    cid = env["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", PYTHON, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    try:
+        adde_call(adde, "run_code", {"container_id": cid, "code": "x = 0"})
+        cell = json.dumps({"container_id": cid, "code": "x = x + 1"})
+        samples = interleaved(
+            {
+                "adde run_code, warm context": ([adde, "run_code", cell], None),
+                "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "x = 0; x = x + 1"], None),
+            },
+            runs,
+            warmup,
+        )
+        notebook = ["import statistics, json\nrows = [{'n': i, 'sq': i * i} for i in range(1000)]"]
+        notebook += [f"total_{i} = sum(r['sq'] for r in rows if r['n'] % {i + 2} == 0)\ntotal_{i}" for i in range(notebook_cells - 2)]
+        notebook += ["statistics.mean(r['sq'] for r in rows)"]
+        start = time.perf_counter()
+        for code in notebook:
+            adde_call(adde, "run_code", {"container_id": cid, "context": "notebook", "code": code})
+        samples[f"adde, a {notebook_cells}-cell session"] = [time.perf_counter() - start]
+        return samples
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
 def bench_pool(adde, runs):
     """create_runtime_env served from a warm pool (filled beforehand, so no refill runs
     while it is timed) against `docker run -d`."""
@@ -351,6 +384,7 @@ def main():
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
         report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
+        report("a code-interpreter cell (python, x = x + 1)", bench_cells(args.adde, args.runs, args.warmup), "docker exec python3 -c")
         report("a 50-action agent trajectory, end to end", bench_trajectory(args.adde), "docker exec, 50 actions")
         rates = bench_throughput(args.adde)
         print("\nexecutions per second, 8 environments, 16 concurrent callers")

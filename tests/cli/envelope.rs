@@ -84,10 +84,13 @@ fn help_and_version_work() {
 
 #[test]
 fn an_unknown_tool_is_named_and_the_tools_listed() {
-    let out = call("run_code", "{}");
+    let out = call("execute_python", "{}");
     assert_error(&out, "unknown_tool");
     let message = out.json["error"].as_str().unwrap();
-    assert!(message.contains("unknown tool \"run_code\""), "{message}");
+    assert!(
+        message.contains("unknown tool \"execute_python\""),
+        "{message}"
+    );
     assert!(message.contains("execute_code_block"), "{message}");
     assert!(out.json["tools"].as_array().unwrap().len() >= 6);
 }

@@ -14,6 +14,7 @@ mod history;
 mod ids;
 mod images;
 mod integrity;
+mod interp;
 mod mcp;
 mod policy;
 mod pools;

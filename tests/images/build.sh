@@ -5,6 +5,8 @@
 #   adde-test/scratch:1    FROM scratch with one static program and no shell at all
 #   adde-test/python:3     Debian bookworm minbase + python3 + pip, via debootstrap (about 40 s once)
 #   adde-test/fake-node:1  busybox with a stand-in npm, for the npm install path
+#   adde-test/python-data:1  Debian bookworm minbase + python3 with matplotlib and pandas, via
+#                          debootstrap (a few minutes once), for the code-interpreter tests
 #   a registry on 127.0.0.1:5000 holding 127.0.0.1:5000/adde-test/busybox:{latest,other,autopull}
 #   and adde-test/broken:1, whose layer blob is deleted (a pull that fails mid-stream)
 #   a wheel of a tiny package (adde-demo) in a PEP 503 index at $CACHE/index, for dependency tests
@@ -105,26 +107,42 @@ NPM
 build_python() {
   have_image adde-test/python:3 && return
   local tarball="$CACHE/python-bookworm-rootfs.tar"
-  if [ ! -s "$tarball" ]; then
-    log "debootstrap of a Python root filesystem (about a minute, once)"
-    local mirror root
-    # The host's own Debian mirror when the host is Debian; Debian's otherwise.
-    mirror=""
-    if grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
-      mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
-      [ -n "$mirror" ] || mirror="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
-    fi
-    [ -n "$mirror" ] || mirror="http://deb.debian.org/debian"
-    root="$(mktemp -d)"
-    debootstrap --variant=minbase --include=python3-minimal,python3-pip bookworm "$root" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
-      || { log "debootstrap failed, see $CACHE/debootstrap.log"; exit 1; }
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$root"
-  fi
+  debootstrap_rootfs "$tarball" python3-minimal,python3-pip
   log "importing adde-test/python:3"
   docker import --change "LABEL $LABEL" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     "$tarball" adde-test/python:3 >/dev/null
+}
+
+# A Debian root filesystem made by debootstrap with PACKAGES, cached as a tarball in $CACHE.
+debootstrap_rootfs() {
+  local tarball="$1" packages="$2"
+  [ -s "$tarball" ] && return
+  log "debootstrap of $(basename "$tarball") (a few minutes, once)"
+  local mirror root
+  # The host's own Debian mirror when the host is Debian; Debian's otherwise.
+  mirror=""
+  if grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
+    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
+    [ -n "$mirror" ] || mirror="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+  fi
+  [ -n "$mirror" ] || mirror="http://deb.debian.org/debian"
+  root="$(mktemp -d)"
+  debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$tarball.log" 2>&1 \
+    || { log "debootstrap failed, see $tarball.log"; exit 1; }
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$root"
+}
+
+build_python_data() {
+  # Python with Debian's matplotlib and pandas (no pip, no network at run time): the code
+  # interpreter's charts and tables.
+  have_image adde-test/python-data:1 && return
+  local tarball="$CACHE/python-data-bookworm-rootfs.tar"
+  debootstrap_rootfs "$tarball" python3-minimal,python3-matplotlib,python3-pandas
+  log "importing adde-test/python-data:1"
+  docker import --change "LABEL $LABEL" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    "$tarball" adde-test/python-data:1 >/dev/null
 }
 
 push_broken() {
@@ -202,7 +220,10 @@ build_scratch
 build_fake_node
 build_python &
 python_job=$!
+build_python_data &
+python_data_job=$!
 start_registry
 build_wheel
 wait "$python_job"
+wait "$python_data_job"
 echo "$CACHE"

@@ -34,6 +34,9 @@ PYTHON = "adde-test/python:3"
 AGENT_TOOLS = {
     "execute_code_block",
     "execute_command",
+    "run_code",
+    "context_list",
+    "context_reset",
     "write_file",
     "read_file",
     "list_files",
@@ -225,6 +228,18 @@ def test_code_runs_in_a_bound_environment_and_an_image_comes_back_as_an_image():
             result = await session.call_tool("list_files", {})
             names = {e["name"] for e in result.structured_content["entries"]}
             assert {"main.py", "plot.py", "plot.png"} <= names
+            # A code-interpreter cell's image comes back as image content, its bytes once.
+            code = f"import base64\npng = base64.b64decode({base64.b64encode(PNG).decode()!r})\n"
+            result = await session.call_tool("run_code", {"code": code})
+            assert not result.is_error, result
+            code = "class P:\n    def _repr_png_(self): return png\nP()"
+            result = await session.call_tool("run_code", {"code": code})
+            assert not result.is_error, result
+            images = [c for c in result.content if c.type == "image"]
+            assert len(images) == 1 and base64.b64decode(images[0].data) == PNG
+            assert result.content[0].text.startswith("[2] default ")
+            data = result.structured_content["results"][0]["data"]
+            assert data["image/png"] == "[image 1 of this result's content]"
 
     try:
         run(main)
