@@ -91,6 +91,9 @@ pub struct PolicyLimits {
     /// The build tools' `max_context_mb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_context_mb: Option<f64>,
+    /// Background processes (start_process) running at once in one environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<u32>,
 }
 
 /// What callers may ask for at all.
@@ -326,6 +329,10 @@ impl Policy {
             self.limits.max_build_timeout_sec,
         )?;
         positive("limits.max_context_mb", self.limits.max_context_mb)?;
+        positive(
+            "limits.max_processes",
+            self.limits.max_processes.map(f64::from),
+        )?;
         positive("defaults.cpus", self.defaults.cpus)?;
         positive("defaults.timeout_sec", self.defaults.timeout_sec)?;
         if let Some(tools) = &self.tools {
@@ -493,6 +500,13 @@ impl Policy {
                         .map(Value::from),
                 );
             }
+            // A background process has no deadline unless it asks for one.
+            "start_process" => set(
+                "max_output_bytes",
+                d.max_output_bytes
+                    .or_else(|| l.max_output_bytes.filter(|m| *m < DEFAULT_OUTPUT_BYTES))
+                    .map(Value::from),
+            ),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 set(
                     "timeout_sec",
@@ -523,7 +537,9 @@ impl Policy {
                 self.check_host_path(payload, "payload_path")
             }
             "pull_image" => self.check_image(payload),
-            "execute_code_block" | "execute_command" => self.check_run_limits(payload),
+            "execute_code_block" | "execute_command" | "start_process" => {
+                self.check_run_limits(payload)
+            }
             "export_files" => self.check_host_path(payload, "dest"),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 self.check_build(payload)?;

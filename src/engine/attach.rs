@@ -2,37 +2,42 @@
 //! through it, with the same stream an Engine-API exec gives (`ExecOutput`), so the callers
 //! cannot tell the two apart except by speed.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::AttachContainerOptionsBuilder;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::containers::ExecOutput;
 use super::{classify, container_path_id, Engine, OutputChunk, Subject};
 use crate::error::{Error, Result};
-use crate::protocol::{encode_agent_frames, AgentDecoder, AgentKind, AgentStart, Role};
+use crate::protocol::{
+    encode_agent_frames, AgentDecoder, AgentKind, AgentStart, ProcReply, ProcRequest, Role,
+};
 
 /// How long the agent may take to answer `Hello` before it is taken for dead or wedged.
 const READY_WAIT: Duration = Duration::from_secs(2);
 /// How often `Hello` is repeated until the engine has wired this attachment to PID 1's
 /// output (it may still be doing so when the connection is upgraded).
 const HELLO_EVERY: Duration = Duration::from_millis(25);
+/// Largest reply about background processes the host takes (a read is bounded well below).
+const MAX_PROC_REPLY: usize = 16 * 1024 * 1024;
+
+/// An attachment to an environment's agent that has seen the agent answer: from here on, it
+/// receives the agent's output.
+struct Attached {
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    output: Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
+    decoder: AgentDecoder,
+    request: u64,
+}
 
 impl Engine {
-    /// Runs helper `args` (a role and its arguments) through the environment's agent; `None`
-    /// when the agent does not answer in time (dead, wedged, or an environment without one),
-    /// so that the caller falls back to an exec.
-    pub(super) async fn agent_exec(
-        &self,
-        id: &str,
-        role: Role,
-        args: Vec<String>,
-        env: Vec<String>,
-        workdir: &str,
-        stdin: Vec<u8>,
-    ) -> Result<Option<ExecOutput>> {
+    /// Attaches to the environment's PID 1 and says hello until the agent answers; `None`
+    /// when it does not answer in time (dead, wedged, or an environment without one).
+    async fn attach_agent(&self, id: &str) -> Result<Option<Attached>> {
         let options = AttachContainerOptionsBuilder::default()
             .stdin(true)
             .stdout(true)
@@ -85,6 +90,97 @@ impl Engine {
         {
             return Ok(None);
         }
+        Ok(Some(Attached {
+            input,
+            output,
+            decoder,
+            request,
+        }))
+    }
+
+    /// Asks the environment's agent about its background processes and returns its reply
+    /// (at most `MAX_PROC_REPLY` bytes); `None` when the agent does not answer `Hello`.
+    pub async fn agent_call(&self, id: &str, request: &ProcRequest) -> Result<Option<ProcReply>> {
+        let Some(Attached {
+            mut input,
+            mut output,
+            mut decoder,
+            request: number,
+        }) = self.attach_agent(id).await?
+        else {
+            return Ok(None);
+        };
+        let payload = serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?;
+        let frames = encode_agent_frames(AgentKind::ProcRequest, number, &payload)
+            .into_iter()
+            .chain(encode_agent_frames(AgentKind::ProcRequestEnd, number, &[]));
+        for frame in frames {
+            // One write per frame: the engine never interleaves other callers inside it.
+            input.write_all(&frame).await.map_err(|e| {
+                Error::Helper(format!("cannot write to the environment's agent: {e}"))
+            })?;
+        }
+        let mut reply = Vec::new();
+        loop {
+            while let Some(frame) = decoder.next_frame() {
+                let Ok(frame) = frame else { continue };
+                if frame.request != number {
+                    continue;
+                }
+                match frame.kind {
+                    AgentKind::ProcReply if reply.len() + frame.payload.len() <= MAX_PROC_REPLY => {
+                        reply.extend_from_slice(&frame.payload)
+                    }
+                    AgentKind::ProcReply => {
+                        return Err(Error::Helper(format!(
+                            "the agent's reply is over {} MiB",
+                            MAX_PROC_REPLY >> 20
+                        )))
+                    }
+                    AgentKind::ProcReplyEnd => {
+                        return serde_json::from_slice(&reply).map(Some).map_err(|e| {
+                            Error::Helper(format!("the agent's reply is unreadable: {e}"))
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            match output.next().await {
+                Some(Ok(LogOutput::StdOut { message })) => decoder.push(&message),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(self.classify(e, Subject::Container(id))),
+                None => {
+                    return Err(Error::Helper(
+                        "the environment's agent went away before it answered (the \
+                         environment stopped?)"
+                            .into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Runs helper `args` (a role and its arguments) through the environment's agent; `None`
+    /// when the agent does not answer in time (dead, wedged, or an environment without one),
+    /// so that the caller falls back to an exec.
+    pub(super) async fn agent_exec(
+        &self,
+        id: &str,
+        role: Role,
+        args: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        stdin: Vec<u8>,
+    ) -> Result<Option<ExecOutput>> {
+        let Some(Attached {
+            mut input,
+            output,
+            decoder,
+            request,
+        }) = self.attach_agent(id).await?
+        else {
+            return Ok(None);
+        };
 
         let start = serde_json::to_vec(&AgentStart {
             role: role.as_str().to_string(),

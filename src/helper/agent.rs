@@ -6,26 +6,34 @@
 //!
 //! Only the host can reach this channel: PID 1 is non-dumpable, so no process of a run can
 //! open its stdin or stdout through /proc, and the processes it starts get pipes of their own.
+//!
+//! The agent also keeps background processes, which outlive the call that started them
+//! (`ProcRequest` frames; see background.rs).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
+use super::background::Background;
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
     HELPER_PATH,
 };
 
+/// Largest background-process request the agent takes (a command line and its environment).
+const MAX_PROC_REQUEST: usize = 1024 * 1024;
+
 /// The agent's stdout, shared by the threads that relay output: one frame per write.
 #[derive(Clone)]
-struct Replies(Arc<Mutex<fs::File>>);
+pub(super) struct Replies(Arc<Mutex<fs::File>>);
 
 impl Replies {
-    fn send(&self, kind: AgentKind, request: u64, payload: &[u8]) {
+    pub(super) fn send(&self, kind: AgentKind, request: u64, payload: &[u8]) {
         let Ok(mut out) = self.0.lock() else { return };
         for frame in encode_agent_frames(kind, request, payload) {
             // Nobody attached, or the shim is gone: output is dropped, as the engine would.
@@ -38,7 +46,7 @@ impl Replies {
 /// `AGENT_CHILDREN_ENV`) which they are, so that a sweep spares them: a run's orphans are
 /// PID 1's children too, and only the agent knows which of its children are adde's.
 #[derive(Clone, Default)]
-struct Children(Arc<Mutex<HashSet<u32>>>);
+pub(super) struct Children(Arc<Mutex<HashSet<u32>>>);
 
 impl Children {
     fn list(&self) -> String {
@@ -51,7 +59,7 @@ impl Children {
             .join(",")
     }
 
-    fn update(&self, pid: u32, running: bool) {
+    pub(super) fn update(&self, pid: u32, running: bool) {
         if let Ok(mut pids) = self.0.lock() {
             if running {
                 pids.insert(pid);
@@ -66,16 +74,30 @@ impl Children {
 /// process that does not read its input (the host bounds what it sends).
 type Inputs = HashMap<u64, Sender<Vec<u8>>>;
 
+/// What the agent keeps between frames.
+struct Agent {
+    replies: Replies,
+    inputs: Inputs,
+    children: Children,
+    background: Background,
+    /// Background-process requests still arriving, by request id.
+    proc_requests: HashMap<u64, Vec<u8>>,
+}
+
 /// Serves requests from stdin until a stop signal arrives from outside (`stopped` reads the
 /// signalfd and says whether to exit).
 pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     // SAFETY: fds 0 and 1 are PID 1's stdin and stdout for its whole life; the Files wrap them
     // and are never closed (the process exits with them).
     let mut input = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(0) });
-    let replies = Replies(Arc::new(Mutex::new(unsafe { fs::File::from_raw_fd(1) })));
+    let mut agent = Agent {
+        replies: Replies(Arc::new(Mutex::new(unsafe { fs::File::from_raw_fd(1) }))),
+        inputs: Inputs::new(),
+        children: Children::default(),
+        background: Background::default(),
+        proc_requests: HashMap::new(),
+    };
     let mut decoder = AgentDecoder::default();
-    let mut inputs = Inputs::new();
-    let children = Children::default();
     let mut stdin_open = true;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -107,7 +129,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
                     decoder.push(&buf[..n]);
                     while let Some(frame) = decoder.next_frame() {
                         if let Ok(frame) = frame {
-                            handle(frame, &replies, &mut inputs, &children);
+                            agent.handle(frame);
                         }
                     }
                 }
@@ -116,34 +138,81 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     }
 }
 
-fn handle(frame: AgentFrame, replies: &Replies, inputs: &mut Inputs, children: &Children) {
-    let request = frame.request;
-    match frame.kind {
-        AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
-        AgentKind::Start => match serde_json::from_slice::<AgentStart>(&frame.payload) {
-            Ok(start) => match spawn(request, start, replies, children) {
-                Ok(stdin) => {
-                    inputs.insert(request, stdin);
-                }
-                Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
+impl Agent {
+    fn handle(&mut self, frame: AgentFrame) {
+        let request = frame.request;
+        let replies = &self.replies;
+        match frame.kind {
+            AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
+            AgentKind::Start => match serde_json::from_slice::<AgentStart>(&frame.payload) {
+                Ok(start) => match spawn(request, start, replies, &self.children) {
+                    Ok(stdin) => {
+                        self.inputs.insert(request, stdin);
+                    }
+                    Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
+                },
+                Err(e) => replies.send(
+                    AgentKind::Failed,
+                    request,
+                    format!("bad start: {e}").as_bytes(),
+                ),
             },
-            Err(e) => replies.send(
-                AgentKind::Failed,
-                request,
-                format!("bad start: {e}").as_bytes(),
-            ),
-        },
-        AgentKind::Stdin => {
-            if let Some(stdin) = inputs.get(&request) {
-                let _ = stdin.send(frame.payload);
+            AgentKind::Stdin => {
+                if let Some(stdin) = self.inputs.get(&request) {
+                    let _ = stdin.send(frame.payload);
+                }
             }
+            AgentKind::StdinEnd => {
+                self.inputs.remove(&request);
+            }
+            AgentKind::ProcRequest => {
+                let pending = self.proc_requests.entry(request).or_default();
+                if pending.len() + frame.payload.len() <= MAX_PROC_REQUEST {
+                    pending.extend_from_slice(&frame.payload);
+                }
+            }
+            AgentKind::ProcRequestEnd => {
+                let payload = self.proc_requests.remove(&request).unwrap_or_default();
+                self.background
+                    .handle(request, &payload, replies, &self.children);
+            }
+            // Frames the agent itself sends, echoed by nobody: ignored.
+            _ => {}
         }
-        AgentKind::StdinEnd => {
-            inputs.remove(&request);
-        }
-        // Frames the agent itself sends, echoed by nobody: ignored.
-        _ => {}
     }
+}
+
+/// The command that starts one of adde's helper roles as the agent's child, with the
+/// environment and working directory a request names. It is told which of PID 1's children
+/// are adde's helpers, so that a sweep it runs spares them.
+pub(super) fn helper_command(
+    role: Role,
+    args: &[&str],
+    env: &[String],
+    workdir: &str,
+    children: &Children,
+) -> Command {
+    let mut command = Command::new(HELPER_PATH);
+    command.args(role.args(args)).current_dir(workdir);
+    for pair in env {
+        if let Some((key, value)) = pair.split_once('=') {
+            command.env(key, value);
+        }
+    }
+    command.env(AGENT_CHILDREN_ENV, children.list());
+    // PID 1 blocks the stop signals (they wait in its signalfd) and a blocked mask survives
+    // fork and exec: without this, every program of a run would start deaf to SIGTERM,
+    // SIGINT, SIGHUP, SIGQUIT and SIGCHLD.
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+    command
 }
 
 /// Starts the helper role a request names, with its stdin fed from the request's `Stdin`
@@ -158,20 +227,10 @@ fn spawn(
         .filter(|role| *role != Role::Idle)
         .ok_or_else(|| format!("the agent starts no role {:?}", start.role))?;
     let args: Vec<&str> = start.args.iter().map(String::as_str).collect();
-    let mut command = Command::new(HELPER_PATH);
-    command
-        .args(role.args(&args))
-        .current_dir(&start.workdir)
+    let mut child = helper_command(role, &args, &start.env, &start.workdir, children)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for pair in &start.env {
-        if let Some((key, value)) = pair.split_once('=') {
-            command.env(key, value);
-        }
-    }
-    command.env(AGENT_CHILDREN_ENV, children.list());
-    let mut child = command
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
     let pid = child.id();

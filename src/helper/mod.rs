@@ -24,6 +24,7 @@
 //! runtime, no engine access.
 
 mod agent;
+mod background;
 mod files;
 mod procs;
 
@@ -41,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{
     encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus, DEPS_DIR,
-    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
-    TIMEOUT_EXIT_CODE, WRITE_OK,
+    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STARTED, TAG_STATUS, TAG_STDERR,
+    TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
 };
 use procs::kill_tree;
 
@@ -246,6 +247,9 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         Err(e) => return setup_failure(format!("cannot start {}: {e}", argv[0])),
     };
 
+    if spec.background {
+        let _ = out.write_all(&encode_frame(TAG_STARTED, child.id().to_string().as_bytes()));
+    }
     if let Some(mut input) = child.stdin.take() {
         // Fed from a thread: a program that reads slowly (or never) cannot stall the relay.
         let len = spec.stdin_len;
@@ -253,7 +257,9 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
             let _ = std::io::copy(&mut std::io::stdin().lock().take(len), &mut input);
         });
     }
-    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let deadline = (!spec.background || spec.timeout_ms > 0)
+        .then(|| started.checked_add(Duration::from_millis(spec.timeout_ms)))
+        .flatten();
     let (exit, duration, timed_out) = relay_until_done(&mut child, started, deadline, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
@@ -294,14 +300,17 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
 
 /// Relays the program's output until it has exited and its pipes are drained. Processes it
 /// leaves behind when it exits are killed: an execution owns everything it started. Returns
-/// how it ended, when, and whether the deadline killed it.
+/// how it ended, when, and whether the deadline (if it has one) killed it.
 fn relay_until_done(
     child: &mut Child,
     started: Instant,
-    deadline: Instant,
+    deadline: Option<Instant>,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let timed_out = start_deadline_watchdog(deadline, child.id());
+    let timed_out = match deadline {
+        Some(deadline) => start_deadline_watchdog(deadline, child.id()),
+        None => Arc::new(AtomicBool::new(false)),
+    };
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));

@@ -12,6 +12,7 @@ pub mod input;
 mod logs;
 mod oneshot;
 pub mod pools;
+mod procs;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -91,6 +92,16 @@ tools! {
         "Write a file into an environment and run it with a timeout that kills its whole process tree.";
     "execute_command" => exec::execute_command, exec::CommandInput, no_fields,
         "Run a shell command line (sh -c) or an argument list in an environment, with the same enforced timeout, capture and history.";
+    "start_process" => procs::start_process, procs::StartProcessInput, no_fields,
+        "Start a command in the background (a server, a watcher): it outlives the call; returns a process_id to read its output, signal, wait for or list it.";
+    "read_process_output" => procs::read_process_output, procs::ReadOutputInput, no_fields,
+        "Read a background process's output so far, from the offsets of the previous read, with its state and exit code.";
+    "signal_process" => procs::signal_process, procs::SignalInput, no_fields,
+        "Send a signal (SIGTERM by default) to a background process and what it started.";
+    "wait_process" => procs::wait_process, procs::WaitInput, no_fields,
+        "Wait up to timeout_sec for a background process to exit; returns its state and exit code.";
+    "list_processes" => procs::list_processes, procs::ListProcessesInput, no_fields,
+        "List an environment's background processes: running ones and the last that exited.";
     "write_file" => files::write_file, files::WriteFileInput, not_ok,
         "Write a file into an environment (text or base64, with a mode) through the archive API.";
     "read_file" => files::read_file, files::ReadFileInput, no_fields,
