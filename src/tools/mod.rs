@@ -5,7 +5,7 @@
 mod admin;
 mod build;
 mod env;
-mod exec;
+pub(crate) mod exec;
 mod files;
 mod images;
 pub mod input;
@@ -92,6 +92,8 @@ tools! {
         "Write a file into an environment and run it with a timeout that kills its whole process tree.";
     "execute_command" => exec::execute_command, exec::CommandInput, no_fields,
         "Run a shell command line (sh -c) or an argument list in an environment, with the same enforced timeout, capture and history.";
+    "install_dependencies" => env::install_dependencies, env::InstallInput, no_fields,
+        "Install packages (pip or npm) into a running environment, the way create_runtime_env does: with a network for the installer only, the code stays offline.";
     "start_process" => procs::start_process, procs::StartProcessInput, no_fields,
         "Start a command in the background (a server, a watcher): it outlives the call; returns a process_id to read its output, signal, wait for or list it.";
     "read_process_output" => procs::read_process_output, procs::ReadOutputInput, no_fields,
