@@ -16,6 +16,7 @@ mod images;
 mod integrity;
 mod mcp;
 mod policy;
+mod processes;
 mod pools;
 mod results;
 mod sessions;
