@@ -13,6 +13,7 @@ mod gate;
 mod history;
 mod ids;
 mod images;
+mod installs;
 mod integrity;
 mod mcp;
 mod policy;
