@@ -388,10 +388,16 @@ pub enum ProcRequest {
         max_bytes: u64,
     },
     /// Sends `signal` to the program's process group.
-    Signal { id: String, signal: i32 },
+    Signal {
+        id: String,
+        signal: i32,
+    },
     List,
     /// Answered when the process ends, or after `timeout_ms`.
-    Wait { id: String, timeout_ms: u64 },
+    Wait {
+        id: String,
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

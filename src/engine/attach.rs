@@ -29,7 +29,8 @@ const MAX_PROC_REPLY: usize = 16 * 1024 * 1024;
 /// receives the agent's output.
 struct Attached {
     input: Pin<Box<dyn AsyncWrite + Send>>,
-    output: Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
+    output:
+        Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
     decoder: AgentDecoder,
     request: u64,
 }

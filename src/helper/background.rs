@@ -410,7 +410,10 @@ mod tests {
         assert_eq!(read.text, "23456789");
         assert_eq!((read.offset, read.skipped, read.more), (10, 2, false));
         let read = kept.read(4, 3, false);
-        assert_eq!((read.text.as_str(), read.offset, read.skipped), ("456", 7, 0));
+        assert_eq!(
+            (read.text.as_str(), read.offset, read.skipped),
+            ("456", 7, 0)
+        );
         assert!(read.more);
         // Past the end: nothing, and the offset stays at the end.
         assert_eq!(kept.read(99, 10, false).offset, 10);

@@ -248,7 +248,10 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
     };
 
     if spec.background {
-        let _ = out.write_all(&encode_frame(TAG_STARTED, child.id().to_string().as_bytes()));
+        let _ = out.write_all(&encode_frame(
+            TAG_STARTED,
+            child.id().to_string().as_bytes(),
+        ));
     }
     if let Some(mut input) = child.stdin.take() {
         // Fed from a thread: a program that reads slowly (or never) cannot stall the relay.

@@ -264,7 +264,10 @@ fn parse_signal(text: &str) -> Result<i32> {
             let names: Vec<String> = SIGNALS.iter().map(|(n, _)| format!("SIG{n}")).collect();
             Error::invalid(
                 "signal",
-                format!("{text:?} is not a signal adde sends; use one of {}", names.join(", ")),
+                format!(
+                    "{text:?} is not a signal adde sends; use one of {}",
+                    names.join(", ")
+                ),
             )
         })
 }
@@ -366,10 +369,13 @@ async fn ask(
                 .into(),
         });
     }
-    let reply = engine.agent_call(id, request).await?.ok_or_else(|| Error::NoAgent {
-        id: id.to_string(),
-        reason: "its agent did not answer within 2 s".into(),
-    })?;
+    let reply = engine
+        .agent_call(id, request)
+        .await?
+        .ok_or_else(|| Error::NoAgent {
+            id: id.to_string(),
+            reason: "its agent did not answer within 2 s".into(),
+        })?;
     match reply {
         ProcReply::Refused(ProcRefusal::NotFound) => Err(Error::ProcessNotFound {
             container: id.to_string(),
@@ -415,7 +421,11 @@ fn info(state: ProcState, container: &str) -> ProcessInfo {
         process_id: state.id,
         container_id: container.to_string(),
         command: state.command,
-        state: if status.is_some() { "exited" } else { "running" },
+        state: if status.is_some() {
+            "exited"
+        } else {
+            "running"
+        },
         started_at,
         exit_code: status.as_ref().map(|s| s.exit_code),
         signal: status.as_ref().and_then(|s| s.signal.clone()),

@@ -34,7 +34,10 @@ fn packages_install_into_a_running_environment_that_stays_offline() {
     assert_eq!(log["stdout"], "hello from adde_demo\n['lo']\n", "{log}");
     let log = adde.exec(&env, "tamper.sh", "touch /opt/adde/deps/python/x", 10.0);
     assert_ne!(log["exit_code"], 0);
-    assert!(log["stderr"].as_str().unwrap().contains("Read-only"), "{log}");
+    assert!(
+        log["stderr"].as_str().unwrap().contains("Read-only"),
+        "{log}"
+    );
     assert_eq!(inspect(&env.id)["HostConfig"]["NetworkMode"], "none");
 }
 
@@ -112,7 +115,11 @@ fn the_policy_governs_live_installs_as_it_does_installs_at_creation() {
     assert_eq!(out.json["rule"], "allow.dependencies");
     assert_eq!(out.json["field"], "packages");
     // A loopback index means the host's network, which a policy must grant.
-    std::fs::write(dir.path().join("policy.toml"), "tools = [\"install_dependencies\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "tools = [\"install_dependencies\"]\n",
+    )
+    .unwrap();
     let out = adde.call_with(
         &[("ADDE_POLICY", &policy)],
         "install_dependencies",

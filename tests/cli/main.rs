@@ -17,7 +17,7 @@ mod installs;
 mod integrity;
 mod mcp;
 mod policy;
-mod processes;
 mod pools;
+mod processes;
 mod results;
 mod sessions;

@@ -8,8 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_error, docker, docker_lines, docker_ok, remove_env_resources, Adde, Out,
-    BUSYBOX,
+    assert_error, docker, docker_lines, docker_ok, remove_env_resources, Adde, Out, BUSYBOX,
 };
 
 /// Calls adde with extra environment variables.

@@ -54,7 +54,10 @@ fn a_background_process_outlives_its_call_and_is_read_by_offset_signalled_and_wa
         json!({"command": "trap 'echo bye; exit 5' TERM; i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done"}),
     );
     let first = read_until(&adde, &env, &process, "line 3\n");
-    assert!(first["stdout"].as_str().unwrap().starts_with("line 0\nline 1\n"));
+    assert!(first["stdout"]
+        .as_str()
+        .unwrap()
+        .starts_with("line 0\nline 1\n"));
     assert!(first["stderr"].as_str().unwrap().starts_with("err 0\n"));
     assert_eq!(first["state"], "running");
     assert_eq!(first["exit_code"], Value::Null);
@@ -108,7 +111,12 @@ fn ordinary_runs_still_lose_their_background_jobs_and_sweeps_spare_the_process()
     let env = adde.busybox();
     let process = start(&adde, &env, json!({"command": ["sleep", "300"]}));
     // An ordinary run's `nohup … &` is killed when its call returns.
-    let log = adde.exec(&env, "bg.sh", "nohup sleep 301 >/dev/null 2>&1 &\necho started", 10.0);
+    let log = adde.exec(
+        &env,
+        "bg.sh",
+        "nohup sleep 301 >/dev/null 2>&1 &\necho started",
+        10.0,
+    );
     assert_eq!(log["stdout"], "started\n");
     // A run that kills its own supervisor makes adde sweep what no live run owns.
     let out = adde.call(
@@ -118,7 +126,12 @@ fn ordinary_runs_still_lose_their_background_jobs_and_sweeps_spare_the_process()
     assert_eq!(out.json["error_code"], "supervisor_died", "{out:?}");
     let left = processes(&env.id);
     assert!(left.iter().any(|p| p == "sleep 300"), "{left:?}");
-    assert!(!left.iter().any(|p| p.starts_with("sleep 30") && p != "sleep 300"), "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.starts_with("sleep 30") && p != "sleep 300"),
+        "{left:?}"
+    );
     let state = wait(&adde, &env, &process, 0.0);
     assert_eq!(state["state"], "running");
 }
@@ -177,11 +190,16 @@ fn bad_requests_and_environments_without_an_agent_have_clear_errors() {
         json!({"container_id": env.id, "command": ["no-such-program"]}),
         "command_not_found",
     );
-    assert!(missing["error"].as_str().unwrap().contains("no-such-program"));
-    assert!(adde.ok("list_processes", json!({"container_id": env.id}))["processes"]
-        .as_array()
+    assert!(missing["error"]
+        .as_str()
         .unwrap()
-        .is_empty());
+        .contains("no-such-program"));
+    assert!(
+        adde.ok("list_processes", json!({"container_id": env.id}))["processes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let unknown = adde.err(
         "read_process_output",
         json!({"container_id": env.id, "process_id": "r1700000000000-1a2b3c4d"}),

@@ -509,7 +509,10 @@ mod tests {
 
     #[test]
     fn dependencies_that_look_like_options_are_refused() {
-        assert_eq!(validate_dependency("dependencies", " requests>=2 ").unwrap(), "requests>=2");
+        assert_eq!(
+            validate_dependency("dependencies", " requests>=2 ").unwrap(),
+            "requests>=2"
+        );
         for bad in ["", "--index-url=http://evil", "-e.", "a\nb"] {
             assert!(validate_dependency("dependencies", bad).is_err(), "{bad:?}");
         }

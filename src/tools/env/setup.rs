@@ -366,6 +366,9 @@ mod tests {
             Some("[31mCollecting six[0m".into())
         );
         assert_eq!(printable_line(b"   \n"), None);
-        assert_eq!(printable_line(&[b'x'; 5000]).unwrap().len(), MAX_PROGRESS_LINE);
+        assert_eq!(
+            printable_line(&[b'x'; 5000]).unwrap().len(),
+            MAX_PROGRESS_LINE
+        );
     }
 }
