@@ -322,7 +322,8 @@ def test_an_install_into_a_bound_environment_reports_progress():
             made.append(result.structured_content["container_id"])
             assert result.structured_content["package_manager"] == "pip"
             assert steps[0] == "install_dependencies started" and steps[-1] == "install_dependencies done"
-            assert any(s.startswith("install: ") and "adde-demo" in s for s in steps), steps
+            # The installer's lines, at most one a progress interval (the latest of each).
+            assert any(s.startswith("install: ") for s in steps), steps
             result = await session.call_tool(
                 "execute_code_block", {"filename": "a.py", "code_content": "import adde_demo; print(adde_demo.GREETING)"}
             )

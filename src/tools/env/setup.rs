@@ -71,15 +71,24 @@ async fn run_to_end(
     let outcome = async {
         helper.ensure(engine, &id, &image).await?;
         engine.start(&id).await?;
+        let deadline = tokio::time::Instant::now() + limit;
         let relay = async {
             if let Some(what) = progress {
                 report_lines(engine, &id, what).await;
             }
-            std::future::pending::<()>().await
         };
+        tokio::pin!(relay);
         let code = tokio::select! {
-            code = engine.wait(&id, limit) => code?,
-            _ = relay => None,
+            code = engine.wait(&id, limit) => {
+                // The last lines may still be on their way.
+                let _ = tokio::time::timeout(LAST_LINES_WAIT, &mut relay).await;
+                code?
+            }
+            // No progress wanted, or the output ended: the container has stopped or is about to.
+            _ = &mut relay => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                engine.wait(&id, left).await?
+            }
         };
         let (stdout, stderr) = engine.logs(&id, None).await?;
         Ok(Finished {
@@ -125,6 +134,9 @@ async fn report_lines(engine: &Engine, id: &str, what: &str) {
         }
     }
 }
+
+/// How long the last lines of a container's output may take to arrive after it stopped.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Longest line of a container's output reported as progress.
 const MAX_PROGRESS_LINE: usize = 1024;
