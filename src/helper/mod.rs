@@ -10,6 +10,8 @@
 //!   starts the program, relays its output as frames, and at the deadline kills the program's
 //!   whole process tree. It is a child subreaper, so descendants that double-fork or call
 //!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill.
+//!   A background run (started by the agent for start_process, see background.rs) also
+//!   announces the program's PID, and may have no deadline.
 //! - `install SPEC`: installs dependencies with the package manager the image has (in a
 //!   short-lived installer container).
 //! - `chown USER`: gives /workspace to USER (in a short-lived container with CAP_CHOWN).
