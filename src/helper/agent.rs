@@ -25,7 +25,8 @@ use crate::protocol::{
     HELPER_PATH,
 };
 
-/// Largest background-process request the agent takes (a command line and its environment).
+/// Largest request the agent takes (a start, or a background-process request: a command
+/// line and its environment).
 const MAX_PROC_REQUEST: usize = 1024 * 1024;
 
 /// The agent's stdout, shared by the threads that relay output: one frame per write.
@@ -82,6 +83,10 @@ struct Agent {
     background: Background,
     /// Background-process requests still arriving, by request id.
     proc_requests: HashMap<u64, Vec<u8>>,
+    /// Starts still arriving: a start bigger than one frame (a long command line) spans
+    /// several, and is whole when the request's first stdin frame comes (the host always
+    /// sends one: `StdinEnd`).
+    starts: HashMap<u64, Vec<u8>>,
 }
 
 /// Serves requests from stdin until a stop signal arrives from outside (`stopped` reads the
@@ -96,6 +101,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
         children: Children::default(),
         background: Background::default(),
         proc_requests: HashMap::new(),
+        starts: HashMap::new(),
     };
     let mut decoder = AgentDecoder::default();
     let mut stdin_open = true;
@@ -144,25 +150,20 @@ impl Agent {
         let replies = &self.replies;
         match frame.kind {
             AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
-            AgentKind::Start => match serde_json::from_slice::<AgentStart>(&frame.payload) {
-                Ok(start) => match spawn(request, start, replies, &self.children) {
-                    Ok(stdin) => {
-                        self.inputs.insert(request, stdin);
-                    }
-                    Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
-                },
-                Err(e) => replies.send(
-                    AgentKind::Failed,
-                    request,
-                    format!("bad start: {e}").as_bytes(),
-                ),
-            },
+            AgentKind::Start => {
+                let pending = self.starts.entry(request).or_default();
+                if pending.len() + frame.payload.len() <= MAX_PROC_REQUEST {
+                    pending.extend_from_slice(&frame.payload);
+                }
+            }
             AgentKind::Stdin => {
+                self.start_whole(request);
                 if let Some(stdin) = self.inputs.get(&request) {
                     let _ = stdin.send(frame.payload);
                 }
             }
             AgentKind::StdinEnd => {
+                self.start_whole(request);
                 self.inputs.remove(&request);
             }
             AgentKind::ProcRequest => {
@@ -178,6 +179,27 @@ impl Agent {
             }
             // Frames the agent itself sends, echoed by nobody: ignored.
             _ => {}
+        }
+    }
+
+    /// Starts the helper a request's start frames name, once they have all arrived.
+    fn start_whole(&mut self, request: u64) {
+        let Some(payload) = self.starts.remove(&request) else {
+            return;
+        };
+        let replies = &self.replies;
+        match serde_json::from_slice::<AgentStart>(&payload) {
+            Ok(start) => match spawn(request, start, replies, &self.children) {
+                Ok(stdin) => {
+                    self.inputs.insert(request, stdin);
+                }
+                Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
+            },
+            Err(e) => replies.send(
+                AgentKind::Failed,
+                request,
+                format!("bad start: {e}").as_bytes(),
+            ),
         }
     }
 }
