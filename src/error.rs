@@ -128,12 +128,17 @@ pub const CODES: &[(&str, &str)] = &[
     ("environment_died", "the environment stopped during the run (the cause and how to recover are in the message); the run is recorded"),
     ("environment_paused", "the environment was paused past the run's deadline; the run is stopped at unpause and recorded"),
     (
-        "agent_unavailable",
-        "the environment has no resident agent (made with `use_image_cmd` or by an older adde), which code contexts need",
-    ),
-    (
         "code_context_not_found",
         "no code-interpreter context of that name in the environment",
+    ),
+    (
+        "no_agent",
+        "the environment has no resident agent (made with `use_image_cmd` or by an older adde, or its agent does not answer); code contexts and background processes need one",
+    ),
+    ("process_not_found", "no background process with that `process_id` in the environment"),
+    (
+        "too_many_processes",
+        "the environment already runs as many background processes as adde keeps (16)",
     ),
     (
         "policy_denied",
@@ -318,11 +323,20 @@ pub enum Error {
     #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
     EnvironmentPaused { run_id: String },
 
-    #[error("environment {id} has no resident agent to keep code contexts: {reason}. Code contexts need an environment created by this adde without use_image_cmd; execute_code_block works everywhere")]
-    AgentUnavailable { id: String, reason: String },
-
     #[error("no code context {context:?} in environment {id}; run_code or context_create makes one, context_list lists them")]
     CodeContextNotFound { id: String, context: String },
+
+    #[error("environment {id} has no resident agent, which code contexts and background processes need: {reason}. They need an environment created by this adde without use_image_cmd; execute_code_block and execute_command work everywhere")]
+    NoAgent { id: String, reason: String },
+
+    #[error("no background process {process_id} in environment {container}; list_processes lists them (an environment forgets them when it stops)")]
+    ProcessNotFound {
+        container: String,
+        process_id: String,
+    },
+
+    #[error("the environment already runs {limit} background processes, as many as adde keeps; stop one with signal_process first")]
+    TooManyProcesses { limit: u32 },
 
     #[error("denied by the policy ({rule}): {message}")]
     PolicyDenied {
@@ -387,8 +401,10 @@ impl Error {
             Error::SupervisorDied { .. } => "supervisor_died",
             Error::EnvironmentDied { .. } => "environment_died",
             Error::EnvironmentPaused { .. } => "environment_paused",
-            Error::AgentUnavailable { .. } => "agent_unavailable",
             Error::CodeContextNotFound { .. } => "code_context_not_found",
+            Error::NoAgent { .. } => "no_agent",
+            Error::ProcessNotFound { .. } => "process_not_found",
+            Error::TooManyProcesses { .. } => "too_many_processes",
             Error::PolicyDenied { .. } => "policy_denied",
             Error::PolicyInvalid { .. } => "policy_invalid",
             Error::Busy { .. } => "busy",
@@ -466,6 +482,9 @@ impl Error {
             }
             Error::SessionConflict { fields, .. } => {
                 map.insert("fields".into(), fields.clone().into());
+            }
+            Error::ProcessNotFound { process_id, .. } => {
+                map.insert("process_id".into(), process_id.clone().into());
             }
             _ => {}
         }
@@ -655,14 +674,19 @@ mod tests {
                 reason: "x".into(),
             },
             Error::EnvironmentPaused { run_id: "x".into() },
-            Error::AgentUnavailable {
-                id: "x".into(),
-                reason: "x".into(),
-            },
             Error::CodeContextNotFound {
                 id: "x".into(),
                 context: "x".into(),
             },
+            Error::NoAgent {
+                id: "x".into(),
+                reason: "x".into(),
+            },
+            Error::ProcessNotFound {
+                container: "x".into(),
+                process_id: "x".into(),
+            },
+            Error::TooManyProcesses { limit: 1 },
             Error::PolicyDenied {
                 field: "x".into(),
                 value: "x".into(),
@@ -730,8 +754,10 @@ mod tests {
             | Error::SupervisorDied { .. }
             | Error::EnvironmentDied { .. }
             | Error::EnvironmentPaused { .. }
-            | Error::AgentUnavailable { .. }
             | Error::CodeContextNotFound { .. }
+            | Error::NoAgent { .. }
+            | Error::ProcessNotFound { .. }
+            | Error::TooManyProcesses { .. }
             | Error::PolicyDenied { .. }
             | Error::PolicyInvalid { .. }
             | Error::Busy { .. }

@@ -97,6 +97,9 @@ pub struct PolicyLimits {
     /// Calls `adde serve` lets wait for a slot; more are refused as `busy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued_calls: Option<usize>,
+    /// Background processes (start_process) running at once in one environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<u32>,
 }
 
 /// What callers may ask for at all.
@@ -336,6 +339,10 @@ impl Policy {
             "limits.max_concurrent_calls",
             self.limits.max_concurrent_calls.map(|v| v as f64),
         )?;
+        positive(
+            "limits.max_processes",
+            self.limits.max_processes.map(f64::from),
+        )?;
         positive("defaults.cpus", self.defaults.cpus)?;
         positive("defaults.timeout_sec", self.defaults.timeout_sec)?;
         if let Some(tools) = &self.tools {
@@ -503,6 +510,13 @@ impl Policy {
                         .map(Value::from),
                 );
             }
+            // A background process has no deadline unless it asks for one.
+            "start_process" => set(
+                "max_output_bytes",
+                d.max_output_bytes
+                    .or_else(|| l.max_output_bytes.filter(|m| *m < DEFAULT_OUTPUT_BYTES))
+                    .map(Value::from),
+            ),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 set(
                     "timeout_sec",
@@ -533,7 +547,10 @@ impl Policy {
                 self.check_host_path(payload, "payload_path")
             }
             "pull_image" => self.check_image(payload),
-            "execute_code_block" | "execute_command" | "run_code" => self.check_run_limits(payload),
+            "install_dependencies" => self.check_install(payload, "packages"),
+            "execute_code_block" | "execute_command" | "start_process" | "run_code" => {
+                self.check_run_limits(payload)
+            }
             "export_files" => self.check_host_path(payload, "dest"),
             "build_image_from_context" | "build_image_from_path" | "build_image_from_git" => {
                 self.check_build(payload)?;
@@ -600,15 +617,7 @@ impl Policy {
                 "publishing ports is not allowed by the policy",
             ));
         }
-        let deps = p.get("dependencies").and_then(Value::as_array);
-        if !self.allow.dependencies && deps.is_some_and(|d| !d.is_empty()) {
-            return Err(denied(
-                "dependencies",
-                &compact(&p["dependencies"]),
-                "allow.dependencies",
-                "installing dependencies is not allowed by the policy",
-            ));
-        }
+        self.check_install(p, "dependencies")?;
         if let Some(user) = p
             .get("user")
             .and_then(Value::as_str)
@@ -657,22 +666,6 @@ impl Policy {
         {
             return Err(denied("workspace", "volume", "allow.workspace_volume", "a volume workspace (no size bound on this kind of storage) is not allowed by the policy; use workspace: \"tmpfs\""));
         }
-        if !self.allow.host_network
-            && !p
-                .get("dependencies")
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
-        {
-            let explicit = p.get("install_network").and_then(Value::as_str);
-            let automatic = explicit.is_none()
-                && crate::tools::loopback_index(
-                    p.get("pip_index_url").and_then(Value::as_str),
-                    p.get("npm_registry").and_then(Value::as_str),
-                );
-            if explicit == Some("host") || automatic {
-                return Err(denied("install_network", "host", "allow.host_network", "the install would run with the host's network (it reaches the host's loopback services); the policy does not grant the host network"));
-            }
-        }
         if let Some(mounts) = p
             .get("mounts")
             .and_then(Value::as_array)
@@ -703,6 +696,33 @@ impl Policy {
                 }
                 self.check_path_value("mounts", source)?;
             }
+        }
+        Ok(())
+    }
+
+    /// An install of the packages in `field` (create_runtime_env's `dependencies`,
+    /// install_dependencies' `packages`): allowed at all, and on which network.
+    fn check_install(&self, p: &Value, field: &str) -> Result<()> {
+        let packages = p.get(field).and_then(Value::as_array);
+        if packages.is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        if !self.allow.dependencies {
+            return Err(denied(
+                field,
+                &compact(&p[field]),
+                "allow.dependencies",
+                "installing dependencies is not allowed by the policy",
+            ));
+        }
+        let explicit = p.get("install_network").and_then(Value::as_str);
+        let automatic = explicit.is_none()
+            && crate::tools::loopback_index(
+                p.get("pip_index_url").and_then(Value::as_str),
+                p.get("npm_registry").and_then(Value::as_str),
+            );
+        if !self.allow.host_network && (explicit == Some("host") || automatic) {
+            return Err(denied("install_network", "host", "allow.host_network", "the install would run with the host's network (it reaches the host's loopback services); the policy does not grant the host network"));
         }
         Ok(())
     }

@@ -115,6 +115,8 @@ pub struct InstallSpec {
 pub const TAG_STDOUT: u8 = 1;
 pub const TAG_STDERR: u8 = 2;
 pub const TAG_STATUS: u8 = 3;
+/// A background run's supervisor has started the program: its PID, in decimal.
+pub const TAG_STARTED: u8 = 4;
 
 /// One execution, as the helper receives it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,6 +130,11 @@ pub struct RunSpec {
     /// Command lines to try in order; the first whose program exists is run.
     pub candidates: Vec<Vec<String>>,
     pub timeout_ms: u64,
+    /// A background process (started by the agent, outliving the call that asked for it):
+    /// the supervisor announces the program's PID in a [`TAG_STARTED`] frame, and a
+    /// `timeout_ms` of 0 means no deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub background: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -305,10 +312,17 @@ pub enum AgentKind {
     ContextCancel,
     /// agent → host: part of the [`ContextReply`] (JSON); `End` follows the last part.
     ContextReply,
+    /// host → agent: part of a [`ProcRequest`] (JSON), about the background processes the
+    /// agent keeps; the request may span several frames.
+    ProcRequest,
+    /// host → agent: the request is whole; the agent answers it.
+    ProcRequestEnd,
+    /// agent → host: part of the [`ProcReply`] (JSON) to a request; `End` follows the last.
+    ProcReply,
 }
 
 impl AgentKind {
-    const ALL: [AgentKind; 13] = [
+    const ALL: [AgentKind; 16] = [
         AgentKind::Hello,
         AgentKind::Start,
         AgentKind::Stdin,
@@ -322,6 +336,9 @@ impl AgentKind {
         AgentKind::ContextRequestEnd,
         AgentKind::ContextCancel,
         AgentKind::ContextReply,
+        AgentKind::ProcRequest,
+        AgentKind::ProcRequestEnd,
+        AgentKind::ProcReply,
     ];
 
     fn byte(self) -> u8 {
@@ -330,6 +347,8 @@ impl AgentKind {
             AgentKind::Start => 2,
             AgentKind::Stdin => 3,
             AgentKind::StdinEnd => 4,
+            AgentKind::ProcRequest => 5,
+            AgentKind::ProcRequestEnd => 6,
             AgentKind::Ready => 16,
             AgentKind::Stdout => 17,
             AgentKind::Stderr => 18,
@@ -339,6 +358,7 @@ impl AgentKind {
             AgentKind::ContextRequestEnd => 9,
             AgentKind::ContextCancel => 10,
             AgentKind::ContextReply => 24,
+            AgentKind::ProcReply => 21,
         }
     }
 
@@ -512,6 +532,102 @@ pub struct CellOutcome {
     pub results_truncated: bool,
     pub duration_ms: u64,
     pub interpreter: String,
+}
+
+/// What the host asks the agent about background processes: programs the agent keeps
+/// running (each under its own supervisor, the `run` role) after the call that started them
+/// returned, with their output (the last `max_output_bytes` of each stream) and how they
+/// ended. Only the host can ask: the channel is PID 1's stdin and stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ProcRequest {
+    /// Start `spec` (a background [`RunSpec`], its `run_id` the process id) unless
+    /// `max_running` (the operator's cap) processes already run. Answered once the program
+    /// has started, or has failed to.
+    Start {
+        spec: RunSpec,
+        env: Vec<String>,
+        workdir: String,
+        max_output_bytes: u64,
+        max_running: Option<u32>,
+    },
+    /// Output from these offsets (bytes since the process started), at most `max_bytes` of
+    /// each stream.
+    Read {
+        id: String,
+        stdout_offset: u64,
+        stderr_offset: u64,
+        max_bytes: u64,
+    },
+    /// Sends `signal` to the program's process group.
+    Signal {
+        id: String,
+        signal: i32,
+    },
+    List,
+    /// Answered when the process ends, or after `timeout_ms`.
+    Wait {
+        id: String,
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcReply {
+    State(ProcState),
+    Output(ProcOutput),
+    List(Vec<ProcState>),
+    Refused(ProcRefusal),
+}
+
+/// One background process as the agent knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcState {
+    pub id: String,
+    /// The command line as asked for (the status has the one that ran).
+    pub command: Vec<String>,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    /// How it ended; `None` while it runs.
+    pub status: Option<RunStatus>,
+    /// Bytes written so far on each stream, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcOutput {
+    pub state: ProcState,
+    pub stdout: StreamRead,
+    pub stderr: StreamRead,
+}
+
+/// A read of one stream of a background process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamRead {
+    pub text: String,
+    /// Where the next read starts.
+    pub offset: u64,
+    /// Bytes between the offset asked for and the first byte still kept: dropped to keep
+    /// the output bounded.
+    pub skipped: u64,
+    /// More output is there to read now.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcRefusal {
+    NotFound,
+    /// `by_policy`: the operator's cap, else the agent's own.
+    TooMany {
+        running: u32,
+        limit: u32,
+        by_policy: bool,
+    },
+    /// The request cannot be done (the payload says why).
+    Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,6 +27,7 @@ from typing import Any, Callable, Coroutine, Dict, Generic, List, Optional, Para
 from . import _tools
 from ._errors import AddeError, AddeTimeout, error_from_result
 from ._run import Call
+from ._types import OutputEvent
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,16 +53,13 @@ def default_socket() -> Path:
     return root / "serve.sock"
 
 
-def _request(call: Call[Any], id: int, stream: bool) -> bytes:
-    args = dict(call.payload)
-    if stream:
-        args["stream"] = True
-    return (json.dumps({"tool": call.tool, "args": args, "id": id}) + "\n").encode("utf-8")
+def _request(call: Call[Any], id: int) -> bytes:
+    return (json.dumps({"tool": call.tool, "args": call.payload, "id": id}) + "\n").encode("utf-8")
 
 
-def _outcome(call: Call[R], line: bytes, on_stdout: Optional[Output], on_stderr: Optional[Output]) -> Optional[R]:
+def _outcome(call: Call[R], line: bytes) -> Optional[R]:
     """The result when `line` is the last of a call's answer, else None (an event, passed to
-    its callback)."""
+    the call's callback)."""
     try:
         answer = json.loads(line)
     except ValueError:
@@ -69,15 +67,20 @@ def _outcome(call: Call[R], line: bytes, on_stdout: Optional[Output], on_stderr:
     if not isinstance(answer, dict):
         raise AddeError(f"adde serve answered with {answer!r}", "bad_output")
     answer.pop("id", None)
-    event = answer.get("event")
-    if event is not None:
-        callback = on_stdout if event == "stdout" else on_stderr if event == "stderr" else None
-        if callback is not None:
-            callback(str(answer.get("data", "")))
+    if answer.get("event") is not None:
+        if call.on_output is not None and answer["event"] in ("stdout", "stderr"):
+            call.on_output(cast(OutputEvent, answer))
         return None
     if "error_code" in answer:
         raise error_from_result(answer, "")
     return cast(R, answer)
+
+
+def _any_call(
+    tool: str, args: Optional[Dict[str, Any]], on_stdout: Optional[Output], on_stderr: Optional[Output]
+) -> Call[Dict[str, Any]]:
+    """A call of any tool by name; streamed when a callback wants the output as it comes."""
+    return cast(Call[Dict[str, Any]], _tools._run_call(tool, dict(args or {}), None, on_stdout, on_stderr))
 
 
 def _not_serving(path: Path, e: OSError) -> AddeError:
@@ -152,21 +155,19 @@ class Client:
             raise _not_serving(self.path, e) from None
         return conn
 
-    def send(
-        self, call: Call[R], *, on_stdout: Optional[Output] = None, on_stderr: Optional[Output] = None
-    ) -> R:
+    def send(self, call: Call[R]) -> R:
         """Makes one call: a spec from adde's tool functions (what the methods do)."""
         id = next(self._ids)
         conn = self._connection()
         conn.settimeout(call.timeout)
         reader = conn.makefile("rb")
         try:
-            conn.sendall(_request(call, id, on_stdout is not None or on_stderr is not None))
+            conn.sendall(_request(call, id))
             while True:
                 line = reader.readline(MAX_LINE)
                 if not line:
                     raise AddeError("adde serve closed the connection before answering", "server_unavailable")
-                result = _outcome(call, line, on_stdout, on_stderr)
+                result = _outcome(call, line)
                 if result is not None:
                     break
         except SocketTimeout:
@@ -193,8 +194,7 @@ class Client:
     ) -> Dict[str, Any]:
         """Any tool by name, with its JSON arguments; `on_stdout`/`on_stderr` get a run's
         output as it arrives."""
-        payload = dict(args or {})
-        return self.send(_tools.call(tool, payload, None), on_stdout=on_stdout, on_stderr=on_stderr)
+        return self.send(_any_call(tool, args, on_stdout, on_stderr))
 
     @staticmethod
     def _abandon(conn: Socket, id: int) -> None:
@@ -249,6 +249,12 @@ class Client:
     context_list = _SyncTool(_tools.context_list)
     context_reset = _SyncTool(_tools.context_reset)
     context_close = _SyncTool(_tools.context_close)
+    install_dependencies = _SyncTool(_tools.install_dependencies)
+    start_process = _SyncTool(_tools.start_process)
+    read_process_output = _SyncTool(_tools.read_process_output)
+    signal_process = _SyncTool(_tools.signal_process)
+    wait_process = _SyncTool(_tools.wait_process)
+    list_processes = _SyncTool(_tools.list_processes)
 
 
 class AsyncClient:
@@ -268,21 +274,19 @@ class AsyncClient:
         except OSError as e:
             raise _not_serving(self.path, e) from None
 
-    async def send(
-        self, call: Call[R], *, on_stdout: Optional[Output] = None, on_stderr: Optional[Output] = None
-    ) -> R:
+    async def send(self, call: Call[R]) -> R:
         """Makes one call: a spec from adde's tool functions (what the methods do)."""
         id = next(self._ids)
         reader, writer = await self._connection()
 
         async def exchange() -> R:
-            writer.write(_request(call, id, on_stdout is not None or on_stderr is not None))
+            writer.write(_request(call, id))
             await writer.drain()
             while True:
                 line = await reader.readline()
                 if not line:
                     raise AddeError("adde serve closed the connection before answering", "server_unavailable")
-                result = _outcome(call, line, on_stdout, on_stderr)
+                result = _outcome(call, line)
                 if result is not None:
                     return result
 
@@ -307,8 +311,7 @@ class AsyncClient:
     ) -> Dict[str, Any]:
         """Any tool by name, with its JSON arguments; `on_stdout`/`on_stderr` get a run's
         output as it arrives."""
-        payload = dict(args or {})
-        return await self.send(_tools.call(tool, payload, None), on_stdout=on_stdout, on_stderr=on_stderr)
+        return await self.send(_any_call(tool, args, on_stdout, on_stderr))
 
     @staticmethod
     async def _abandon(writer: asyncio.StreamWriter, id: int) -> None:
@@ -362,3 +365,9 @@ class AsyncClient:
     context_list = _AsyncTool(_tools.context_list)
     context_reset = _AsyncTool(_tools.context_reset)
     context_close = _AsyncTool(_tools.context_close)
+    install_dependencies = _AsyncTool(_tools.install_dependencies)
+    start_process = _AsyncTool(_tools.start_process)
+    read_process_output = _AsyncTool(_tools.read_process_output)
+    signal_process = _AsyncTool(_tools.signal_process)
+    wait_process = _AsyncTool(_tools.wait_process)
+    list_processes = _AsyncTool(_tools.list_processes)

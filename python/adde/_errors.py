@@ -72,6 +72,7 @@ _BY_CODE: dict[str, type[AddeError]] = {
     "run_not_found": NotFound,
     "no_runs": NotFound,
     "file_not_found": NotFound,
+    "process_not_found": NotFound,
     "invalid_json": InvalidInput,
     "invalid_payload": InvalidInput,
     "invalid_argument": InvalidInput,

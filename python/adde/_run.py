@@ -5,7 +5,11 @@ whatever the locale.
 stderr is adde's text for people ("adde: error: ...", progress lines). A library must not
 print on its host application's stderr, so it is captured: each line goes to the "adde"
 logger at DEBUG level, to stderr as well when ADDE_VERBOSE=1, and onto the exception
-(`AddeError.stderr`) when the call fails."""
+(`AddeError.stderr`) when the call fails.
+
+A streamed run (`"stream": true` in the payload) prints one JSON event per line as the
+program writes (`{"event": "stdout", "data": ...}`) and its result as the last line: the
+callbacks get the events as they come, and `stream_async` yields them."""
 
 from __future__ import annotations
 
@@ -19,10 +23,26 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Coroutine, Dict, Generic, List, Optional, ParamSpec, TypeVar, cast
+import queue
+import time
+from typing import (
+    IO,
+    Any,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Dict,
+    Generic,
+    List,
+    Optional,
+    ParamSpec,
+    TypeVar,
+    cast,
+)
 
 from ._errors import AddeError, AddeTimeout, error_from_result
 from ._find import find_adde_bin
+from ._types import ExecuteResult, OutputEvent, ResultEvent, RunEvent
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +62,8 @@ class Call(Generic[R]):
     payload: Dict[str, Any]
     timeout: Optional[float]
     bin_path: Optional[str]
+    # For a streamed run: called with each output event as it arrives.
+    on_output: Optional[Callable[[OutputEvent], None]] = None
 
 
 def verbose() -> bool:
@@ -122,10 +144,13 @@ def run_sync(call: Call[R]) -> R:
     reader.start()
     proc.stderr = None  # communicate() handles stdin and stdout only
     try:
-        stdout, _ = proc.communicate(data, timeout=call.timeout)
+        if call.on_output is not None:
+            stdout = _relay_sync(call, proc, data, call.on_output)
+        else:
+            stdout, _ = proc.communicate(data, timeout=call.timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
+        proc.wait()
         reader.join(5)
         raise _timed_out(call, err.text()) from None
     except BaseException:
@@ -135,6 +160,65 @@ def run_sync(call: Call[R]) -> R:
         raise
     reader.join(5)
     return _parse(call, proc.returncode, stdout, err.text())
+
+
+def _event(line: bytes) -> Optional[OutputEvent]:
+    """A line of a streamed run's stdout as an output event; None for the result line."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and value.get("event") in ("stdout", "stderr") and isinstance(value.get("data"), str):
+        return cast(OutputEvent, value)
+    return None
+
+
+def _relay_sync(
+    call: Call[Any], proc: subprocess.Popen[bytes], data: bytes, on_output: Callable[[OutputEvent], None]
+) -> bytes:
+    """Feeds stdin, hands each output event to `on_output` as it arrives, and returns the
+    last line (the result) once adde has exited; past the call's timeout, TimeoutExpired."""
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def feed() -> None:
+        try:
+            stdin.write(data)
+        except OSError:
+            pass  # adde stopped reading (it failed early): its answer says why
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    lines: "queue.Queue[Optional[bytes]]" = queue.Queue()
+
+    def read() -> None:
+        with stdout:
+            for line in stdout:
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=feed, daemon=True).start()
+    threading.Thread(target=read, daemon=True).start()
+    deadline = None if call.timeout is None else time.monotonic() + call.timeout
+    last = b""
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            raise subprocess.TimeoutExpired(proc.args, call.timeout or 0.0) from None
+        if line is None:
+            break
+        event = _event(line)
+        if event is None:
+            last = line
+        else:
+            on_output(event)
+    proc.wait()
+    return last
 
 
 def _interrupt(proc: subprocess.Popen[bytes]) -> None:
@@ -148,6 +232,12 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def run_async(call: Call[R]) -> R:
+    if call.on_output is not None:
+        async for event in stream_async(cast(Call[ExecuteResult], call)):
+            if event["event"] == "result":
+                return cast(R, event["result"])
+            call.on_output(event)
+        raise AddeError(f"adde {call.tool} ended without a result", "bad_output")
     data = json.dumps(call.payload).encode("utf-8")
     argv = _argv(call)
     err = _Stderr(call.tool)
@@ -198,6 +288,73 @@ async def run_async(call: Call[R]) -> R:
     return _parse(call, proc.returncode if proc.returncode is not None else 0, out, err.text())
 
 
+async def stream_async(call: Call[ExecuteResult]) -> AsyncIterator[RunEvent]:
+    """A streamed run's events as they arrive, then `{"event": "result", "result": ...}`.
+    Leaving the loop early (or cancelling) interrupts adde, which stops the run in the
+    container; a failed call raises its AddeError after the output it printed."""
+    data = json.dumps({**call.payload, "stream": True}).encode("utf-8")
+    argv = _argv(call)
+    err = _Stderr(call.tool)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=1 << 26
+        )
+    except OSError as e:
+        raise _not_runnable(e) from e
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+
+    async def send() -> None:
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            stdin.close()
+
+    async def drain() -> None:
+        async for raw in stderr:
+            err.line(raw)
+
+    helpers = [asyncio.ensure_future(send()), asyncio.ensure_future(drain())]
+    deadline = None if call.timeout is None else time.monotonic() + call.timeout
+    last = b""
+    finished = False
+    try:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                line = await asyncio.wait_for(stdout.readline(), left)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise _timed_out(call, err.text()) from None
+            if not line:
+                break
+            event = _event(line)
+            if event is None:
+                last = line
+            else:
+                yield event
+        await proc.wait()
+        await asyncio.gather(*helpers)
+        finished = True
+    finally:
+        if not finished and proc.returncode is None:
+            # The consumer left early or was cancelled: stop the run, as Ctrl-C does.
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), INTERRUPT_GRACE_SEC)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for helper in helpers:
+            helper.cancel()
+    result = _parse(call, proc.returncode if proc.returncode is not None else 0, last, err.text())
+    yield ResultEvent(event="result", result=result)
+
+
 def sync_tool(spec: Callable[P, Call[R]]) -> Callable[P, R]:
     @functools.wraps(spec)
     def tool(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -210,5 +367,15 @@ def async_tool(spec: Callable[P, Call[R]]) -> Callable[P, Coroutine[Any, Any, R]
     @functools.wraps(spec)
     async def tool(*args: P.args, **kwargs: P.kwargs) -> R:
         return await run_async(spec(*args, **kwargs))
+
+    return tool
+
+
+def stream_tool(spec: Callable[P, Call[ExecuteResult]]) -> Callable[P, AsyncIterator[RunEvent]]:
+    """The async iterator of a run's events, with the run function's own arguments."""
+
+    @functools.wraps(spec)
+    def tool(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[RunEvent]:
+        return stream_async(spec(*args, **kwargs))
 
     return tool

@@ -10,7 +10,7 @@ takes `bin_path`, the adde executable (found automatically when None)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
 from ._run import Call
 from ._types import (
@@ -32,9 +32,11 @@ from ._types import (
     ImageList,
     InstallNetwork,
     Language,
+    InstallResult,
     ListFilesResult,
     LogsResult,
     Mount,
+    OutputEvent,
     PackageManager,
     PingResult,
     PolicyView,
@@ -42,12 +44,17 @@ from ._types import (
     PoolList,
     PoolRemoveResult,
     PrepareResult,
+    ProcessInfo,
+    ProcessList,
+    ProcessOutput,
     PruneResult,
     PullPolicy,
     PullResult,
     ReadFileResult,
     ReapResult,
     RunContainerResult,
+    Signal,
+    SignalResult,
     ToolList,
     WriteFileResult,
 )
@@ -58,6 +65,8 @@ DEFAULT_BUILD_TIMEOUT_SEC = 1800.0
 
 StrPath = Union[str, "os.PathLike[str]"]
 BinPath = Optional[StrPath]
+# Called with each piece of a run's output as it arrives (text; a character is never cut).
+OnOutput = Optional[Callable[[str], object]]
 
 
 def _payload(fields: Mapping[str, Any]) -> Dict[str, Any]:
@@ -78,7 +87,7 @@ def _payload(fields: Mapping[str, Any]) -> Dict[str, Any]:
 def timeout_for(tool: str, payload: Mapping[str, Any]) -> Optional[float]:
     """How long to wait for adde: a run's or a build's own limit plus a margin, else no limit
     (pulls and installs take as long as they take)."""
-    if tool in ("execute_code_block", "execute_command", "run_container", "run_code"):
+    if tool in ("execute_code_block", "execute_command", "run_container", "run_code", "wait_process"):
         return float(payload.get("timeout_sec", 30)) + MARGIN_SEC
     if tool.startswith("build_image_from_"):
         return float(payload.get("timeout_sec", DEFAULT_BUILD_TIMEOUT_SEC)) + MARGIN_SEC
@@ -88,6 +97,22 @@ def timeout_for(tool: str, payload: Mapping[str, Any]) -> Optional[float]:
 def call(tool: str, payload: Dict[str, Any], bin_path: BinPath) -> Call[Any]:
     """A call of any tool with a ready payload (what the LangChain tools use)."""
     return Call(tool, payload, timeout_for(tool, payload), os.fspath(bin_path) if bin_path is not None else None)
+
+
+def _run_call(tool: str, fields: Mapping[str, Any], bin_path: BinPath, on_stdout: OnOutput, on_stderr: OnOutput) -> Call[ExecuteResult]:
+    """A run, streamed when a callback wants its output as it comes."""
+    run: Call[ExecuteResult] = call(tool, _payload(fields), bin_path)
+    if on_stdout is None and on_stderr is None:
+        return run
+    run.payload["stream"] = True
+
+    def on_output(event: OutputEvent) -> None:
+        target = on_stdout if event["event"] == "stdout" else on_stderr
+        if target is not None:
+            target(event["data"])
+
+    run.on_output = on_output
+    return run
 
 
 def pull_image(image: str, *, platform: Optional[str] = None, bin_path: BinPath = None) -> Call[PullResult]:
@@ -173,13 +198,16 @@ def execute_code_block(
     *,
     command: Optional[Sequence[str]] = None,
     max_output_bytes: Optional[int] = None,
+    on_stdout: OnOutput = None,
+    on_stderr: OnOutput = None,
     bin_path: BinPath = None,
 ) -> Call[ExecuteResult]:
     """Write `code_content` to /workspace/`filename` and run it; after `timeout_sec` the run
     and everything it started are killed. Returns {"log": {"exit_code", "stdout", "stderr",
     "execution_time", "timed_out", ...}}: a program that fails or times out is a result, not
     an exception. `command`: an argv to run instead of the interpreter the extension picks;
-    `max_output_bytes`: bytes kept of each stream."""
+    `max_output_bytes`: bytes kept of each stream; `on_stdout`, `on_stderr`: called with the
+    program's output as it arrives (`adde.aio.stream_code_block` yields it instead)."""
     fields = {
         "container_id": container_id,
         "filename": filename,
@@ -188,7 +216,7 @@ def execute_code_block(
         "command": command,
         "max_output_bytes": max_output_bytes,
     }
-    return call("execute_code_block", _payload(fields), bin_path)
+    return _run_call("execute_code_block", fields, bin_path, on_stdout, on_stderr)
 
 
 def get_container_logs(
@@ -374,10 +402,13 @@ def execute_command(
     env: Optional[Mapping[str, str]] = None,
     stdin: Optional[str] = None,
     max_output_bytes: Optional[int] = None,
+    on_stdout: OnOutput = None,
+    on_stderr: OnOutput = None,
     bin_path: BinPath = None,
 ) -> Call[ExecuteResult]:
     """Run a shell command line (a string, through sh -c) or an argument list (no shell),
-    with the same enforced timeout and log as execute_code_block."""
+    with the same enforced timeout and log as execute_code_block (and its `on_stdout` and
+    `on_stderr`; `adde.aio.stream_command` yields the output instead)."""
     fields = {
         "container_id": container_id,
         "command": command,
@@ -387,7 +418,7 @@ def execute_command(
         "stdin": stdin,
         "max_output_bytes": max_output_bytes,
     }
-    return call("execute_command", _payload(fields), bin_path)
+    return _run_call("execute_command", fields, bin_path, on_stdout, on_stderr)
 
 
 def write_file(
@@ -603,6 +634,101 @@ def context_close(container_id: str, context: str = "default", *, bin_path: BinP
     return call("context_close", {"container_id": container_id, "context": context}, bin_path)
 
 
+def install_dependencies(
+    container_id: str,
+    packages: Sequence[str],
+    manager: Optional[PackageManager] = None,
+    *,
+    pip_index_url: Optional[str] = None,
+    npm_registry: Optional[str] = None,
+    install_network: Optional[InstallNetwork] = None,
+    install_timeout_sec: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[InstallResult]:
+    """Install `packages` into a running environment, as create_runtime_env's `dependencies`
+    are: the installer gets a network, the code never does. Returns {"package_manager",
+    "packages", "execution_time", ...}; raises AddeError (dependency_install_failed, with the
+    installer's output in .result) when the install fails."""
+    fields = {
+        "container_id": container_id,
+        "packages": packages,
+        "manager": manager,
+        "pip_index_url": pip_index_url,
+        "npm_registry": npm_registry,
+        "install_network": install_network,
+        "install_timeout_sec": install_timeout_sec,
+    }
+    return call("install_dependencies", _payload(fields), bin_path)
+
+
+def start_process(
+    container_id: str,
+    command: CommandLine,
+    *,
+    workdir: Optional[str] = None,
+    env: Optional[Mapping[str, str]] = None,
+    timeout_sec: Optional[float] = None,
+    max_output_bytes: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[ProcessInfo]:
+    """Start a command in the background (a server, a watcher): it outlives the call, until
+    it exits, is signalled, reaches `timeout_sec` (none by default) or the environment is
+    removed. Returns {"process_id", "state": "running", ...}. The last `max_output_bytes` of
+    each stream are kept."""
+    fields = {
+        "container_id": container_id,
+        "command": command,
+        "workdir": workdir,
+        "env": env,
+        "timeout_sec": timeout_sec,
+        "max_output_bytes": max_output_bytes,
+    }
+    return call("start_process", _payload(fields), bin_path)
+
+
+def read_process_output(
+    container_id: str,
+    process_id: str,
+    stdout_offset: int = 0,
+    stderr_offset: int = 0,
+    *,
+    max_bytes: Optional[int] = None,
+    bin_path: BinPath = None,
+) -> Call[ProcessOutput]:
+    """A background process's output from these offsets, with its state: pass the result's
+    `stdout_offset` and `stderr_offset` to the next read to get only what is new."""
+    fields = {
+        "container_id": container_id,
+        "process_id": process_id,
+        "stdout_offset": stdout_offset,
+        "stderr_offset": stderr_offset,
+        "max_bytes": max_bytes,
+    }
+    return call("read_process_output", _payload(fields), bin_path)
+
+
+def signal_process(
+    container_id: str, process_id: str, signal: Signal = "SIGTERM", *, bin_path: BinPath = None
+) -> Call[SignalResult]:
+    """Send `signal` to a background process and what it started; {"sent": False} when it
+    had already exited."""
+    fields = {"container_id": container_id, "process_id": process_id, "signal": signal}
+    return call("signal_process", _payload(fields), bin_path)
+
+
+def wait_process(
+    container_id: str, process_id: str, timeout_sec: float = 30, *, bin_path: BinPath = None
+) -> Call[ProcessInfo]:
+    """Wait up to `timeout_sec` for a background process to exit; its state either way."""
+    fields = {"container_id": container_id, "process_id": process_id, "timeout_sec": timeout_sec}
+    return call("wait_process", _payload(fields), bin_path)
+
+
+def list_processes(container_id: str, *, bin_path: BinPath = None) -> Call[ProcessList]:
+    """An environment's background processes: running ones and the last that exited."""
+    return call("list_processes", {"container_id": container_id}, bin_path)
+
+
 NAMES: List[str] = [
     "pull_image",
     "create_runtime_env",
@@ -636,4 +762,10 @@ NAMES: List[str] = [
     "context_list",
     "context_reset",
     "context_close",
+    "install_dependencies",
+    "start_process",
+    "read_process_output",
+    "signal_process",
+    "wait_process",
+    "list_processes",
 ]

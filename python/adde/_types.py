@@ -37,6 +37,7 @@ __all__ = [
     "Finding",
     "ImageList",
     "InstallNetwork",
+    "InstallResult",
     "InstalledDeps",
     "Limits",
     "ListEntry",
@@ -44,18 +45,26 @@ __all__ = [
     "LogsResult",
     "Mount",
     "MountInfo",
+    "OutputEvent",
     "PackageManager",
     "PingResult",
     "PrepareResult",
+    "ProcessInfo",
+    "ProcessList",
+    "ProcessOutput",
     "PruneResult",
     "PullPolicy",
     "PullResult",
     "ReadFileResult",
     "ReapResult",
+    "ResultEvent",
     "RunContainerResult",
     "RunError",
+    "RunEvent",
     "RunLog",
     "Security",
+    "Signal",
+    "SignalResult",
     "ToolInfo",
     "ToolList",
     "WriteFileResult",
@@ -500,3 +509,83 @@ class ContextList(TypedDict):
 class ContextClosed(TypedDict):
     ok: bool
     context: str
+
+
+class _ProcessRequired(TypedDict):
+    process_id: str
+    container_id: str
+    command: List[str]
+    state: Literal["running", "exited"]
+    started_at: str
+    exit_code: Optional[int]
+    stdout_bytes: int
+    stderr_bytes: int
+
+
+class ProcessInfo(_ProcessRequired, total=False):
+    """A background process (start_process, wait_process, list_processes). Once it has
+    exited: `exit_code`, and `signal`, `timed_out`, `oom_killed`, `execution_time` when they
+    apply; `error` when adde lost track of it."""
+
+    signal: str
+    timed_out: bool
+    oom_killed: bool
+    execution_time: str
+    error: str
+
+
+class _OutputRequired(ProcessInfo):
+    stdout: str
+    stderr: str
+    stdout_offset: int
+    stderr_offset: int
+    more: bool
+
+
+class ProcessOutput(_OutputRequired, total=False):
+    """read_process_output: the output from the offsets asked for; pass `stdout_offset` and
+    `stderr_offset` to the next read. `*_skipped`: bytes dropped to keep the output bounded."""
+
+    stdout_skipped: int
+    stderr_skipped: int
+
+
+class SignalResult(ProcessInfo):
+    """signal_process: whether the signal was sent, and the process as it was then."""
+
+    sent: bool
+
+
+class ProcessList(TypedDict):
+    """list_processes."""
+
+    processes: List[ProcessInfo]
+
+
+class InstallResult(TypedDict):
+    """install_dependencies."""
+
+    container_id: str
+    package_manager: str
+    packages: List[str]
+    execution_time: str
+
+
+Signal = Literal["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"]
+
+
+class OutputEvent(TypedDict):
+    """Output of a run as it arrives (the streaming variants, `on_stdout`/`on_stderr`)."""
+
+    event: Literal["stdout", "stderr"]
+    data: str
+
+
+class ResultEvent(TypedDict):
+    """The last event of a streamed run: its result."""
+
+    event: Literal["result"]
+    result: ExecuteResult
+
+
+RunEvent = Union[OutputEvent, ResultEvent]

@@ -2,11 +2,21 @@
 tools concurrently. Cancelling one interrupts adde, which stops the run in the container.
 
 Each function returns a coroutine (`Coroutine[Any, Any, T]`, T the same TypedDict as the sync
-function's result), so `asyncio.create_task(adde.aio.execute_code_block(...))` type-checks."""
+function's result), so `asyncio.create_task(adde.aio.execute_code_block(...))` type-checks.
+
+`stream_code_block` and `stream_command` take execute_code_block's and execute_command's
+arguments and yield the run's output as it arrives, then its result:
+
+    async for event in adde.aio.stream_code_block(cid, "main.py", code):
+        if event["event"] == "result":
+            log = event["result"]["log"]
+        else:
+            print(event["event"], event["data"], end="")
+"""
 
 from . import _tools
 from ._context import AsyncContext as Context
-from ._run import async_tool
+from ._run import async_tool, stream_tool
 
 pull_image = async_tool(_tools.pull_image)
 create_runtime_env = async_tool(_tools.create_runtime_env)
@@ -40,5 +50,14 @@ context_create = async_tool(_tools.context_create)
 context_list = async_tool(_tools.context_list)
 context_reset = async_tool(_tools.context_reset)
 context_close = async_tool(_tools.context_close)
+install_dependencies = async_tool(_tools.install_dependencies)
+start_process = async_tool(_tools.start_process)
+read_process_output = async_tool(_tools.read_process_output)
+signal_process = async_tool(_tools.signal_process)
+wait_process = async_tool(_tools.wait_process)
+list_processes = async_tool(_tools.list_processes)
 
-__all__ = list(_tools.NAMES) + ["Context"]
+stream_code_block = stream_tool(_tools.execute_code_block)
+stream_command = stream_tool(_tools.execute_command)
+
+__all__ = list(_tools.NAMES) + ["Context", "stream_code_block", "stream_command"]

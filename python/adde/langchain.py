@@ -9,7 +9,8 @@
 
 By default the tools are a curated agent set: create an environment, run code, run a
 command, run cells in a persistent code context (and list and reset contexts), write, read
-and list files, read the logs, clean up. Their schemas are the binary's
+and list files, read the logs, install packages, run background processes (start, read their
+output, signal, wait, list), clean up. Their schemas are the binary's
 own JSON Schemas less the operator's fields (mounts, network, ports, limits, runtime, user,
 labels, ...): the model cannot set those, and a call that sends one anyway is refused. The
 operator sets them for every environment the agent creates with `create_options`. An agent
@@ -56,6 +57,12 @@ AGENT_FIELDS: Dict[str, List[str]] = {
     "read_file": ["container_id", "path", "offset", "line_count", "max_bytes", "encoding"],
     "list_files": ["container_id", "path", "recursive"],
     "get_container_logs": ["container_id", "tail_lines", "run_id", "all"],
+    "install_dependencies": ["container_id", "packages", "manager"],
+    "start_process": ["container_id", "command", "workdir", "env", "timeout_sec"],
+    "read_process_output": ["container_id", "process_id", "stdout_offset", "stderr_offset", "max_bytes"],
+    "signal_process": ["container_id", "process_id", "signal"],
+    "wait_process": ["container_id", "process_id", "timeout_sec"],
+    "list_processes": ["container_id"],
     "cleanup_env": ["container_id"],
 }
 AGENT_TOOLS: List[str] = list(AGENT_FIELDS)

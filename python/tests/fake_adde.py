@@ -39,6 +39,19 @@ elif mode == "noisy":
 elif mode == "noisy-ok":
     sys.stderr.write("adde: pulling 3 layers\n")
     out.write(json.dumps({"ok": True}).encode())
+elif mode == "stream":
+    # A streamed run: one event per line as the output comes, then the result.
+    request = json.loads(payload)
+    if request.get("stream"):
+        for event, data in [("stdout", "a\n"), ("stderr", "oops\n"), ("stdout", "\u00e9\n")]:
+            out.write((json.dumps({"event": event, "data": data}) + "\n").encode())
+            out.flush()
+            time.sleep(0.05)
+    code = os.environ.get("FAKE_ADDE_CODE")
+    if code:
+        out.write(json.dumps({"error": f"failed with {code}", "error_code": code}).encode() + b"\n")
+        sys.exit(1)
+    out.write(json.dumps({"log": {"stdout": "a\n\u00e9\n", "stderr": "oops\n", "exit_code": 0}, "payload": request}).encode())
 elif mode == "agent":
     # list_tools with schemas shaped like the binary's; every other tool echoes its payload,
     # and create_runtime_env answers with an environment.

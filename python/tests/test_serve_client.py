@@ -71,10 +71,14 @@ def test_output_streams_to_callbacks_while_the_run_goes_on(server, env):
             on_stdout=lambda text: seen.append(("out", text, time.monotonic())),
             on_stderr=lambda text: seen.append(("err", text, time.monotonic())),
         )
-    finished = time.monotonic()
-    assert [(kind, text) for kind, text, _ in seen] == [("out", "one\n"), ("err", "two\n")]
-    assert finished - seen[0][2] >= 0.5, "the first line arrived before the run ended"
-    assert result["log"]["stdout"] == "one\n"
+        finished = time.monotonic()
+        assert [(kind, text) for kind, text, _ in seen] == [("out", "one\n"), ("err", "two\n")]
+        assert finished - seen[0][2] >= 0.5, "the first line arrived before the run ended"
+        assert result["log"]["stdout"] == "one\n"
+        # The typed methods take the same callbacks as the module's functions.
+        chunks = []
+        log = client.execute_command(env, "echo a; echo b", on_stdout=chunks.append)["log"]
+        assert "".join(chunks) == log["stdout"] == "a\nb\n"
 
 
 def test_threads_share_one_client(server, env):

@@ -2,19 +2,20 @@
 //! through it, with the same stream an Engine-API exec gives (`ExecOutput`), so the callers
 //! cannot tell the two apart except by speed.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::AttachContainerOptionsBuilder;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::containers::ExecOutput;
 use super::{classify, container_path_id, Engine, OutputChunk, Subject};
 use crate::error::{Error, Result};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, ContextReply,
-    ContextRequest, Role,
+    ContextRequest, ProcReply, ProcRequest, Role,
 };
 
 /// What a context request brings back: the cell's output as it comes, then the reply.
@@ -38,17 +39,15 @@ const READY_WAIT: Duration = Duration::from_secs(2);
 /// How often `Hello` is repeated until the engine has wired this attachment to PID 1's
 /// output (it may still be doing so when the connection is upgraded).
 const HELLO_EVERY: Duration = Duration::from_millis(25);
+/// Largest reply about background processes the host takes (a read is bounded well below).
+const MAX_PROC_REPLY: usize = 16 * 1024 * 1024;
 
 /// An attachment to an environment's agent that has answered `Hello`: from here on it sees
 /// the agent's output. `request` is the random id its frames carry.
 struct Attached {
-    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    output: std::pin::Pin<
-        Box<
-            dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
-                + Send,
-        >,
-    >,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    output:
+        Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
     decoder: AgentDecoder,
     request: u64,
 }
@@ -196,6 +195,51 @@ impl Engine {
             }
         });
         Ok(Some((events, cancel)))
+    }
+
+    /// Asks the environment's agent about its background processes and returns its reply
+    /// (at most `MAX_PROC_REPLY` bytes); `None` when the agent does not answer `Hello`.
+    pub async fn agent_call(&self, id: &str, request: &ProcRequest) -> Result<Option<ProcReply>> {
+        let Some(attached) = self.attach_agent(id).await? else {
+            return Ok(None);
+        };
+        let payload = serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?;
+        let frames = encode_agent_frames(AgentKind::ProcRequest, attached.request, &payload)
+            .into_iter()
+            .chain(encode_agent_frames(
+                AgentKind::ProcRequestEnd,
+                attached.request,
+                &[],
+            ))
+            .collect();
+        let mut reply = Vec::new();
+        let (mut replies, _cancel) =
+            self.agent_stream(id, attached, frames, move |frame| match frame.kind {
+                AgentKind::ProcReply if reply.len() + frame.payload.len() > MAX_PROC_REPLY => {
+                    Some(Err(Error::Helper(format!(
+                        "the agent's reply is over {} MiB",
+                        MAX_PROC_REPLY >> 20
+                    ))))
+                }
+                AgentKind::ProcReply => {
+                    reply.extend_from_slice(&frame.payload);
+                    None
+                }
+                AgentKind::End => Some(
+                    serde_json::from_slice(&std::mem::take(&mut reply)).map_err(|e| {
+                        Error::Helper(format!("the agent's reply is unreadable: {e}"))
+                    }),
+                ),
+                _ => None,
+            });
+        match replies.next().await {
+            Some(reply) => reply.map(Some),
+            None => Err(Error::Helper(
+                "the environment's agent went away before it answered (the environment \
+                 stopped?)"
+                    .into(),
+            )),
+        }
     }
 
     /// Writes `frames` to the agent and streams the frames of the attachment's request, as

@@ -851,6 +851,22 @@ impl Engine {
         Ok((stdout, stderr))
     }
 
+    /// The container's stdout and stderr as they are written, until it stops.
+    pub fn follow_logs(&self, id: &str) -> Result<ExecOutput> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .build();
+        let docker = self.docker()?;
+        let addr = self.addr.clone();
+        let subject = id.to_string();
+        let stream = docker.logs(container_path_id(id)?, Some(options));
+        Ok(Box::pin(stream.filter_map(move |item| {
+            std::future::ready(output_chunk(item, &addr, &subject))
+        })))
+    }
+
     /// Unpacks a tar archive at `path` in the container (works before it is started).
     pub async fn upload(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<()> {
         let options = UploadToContainerOptionsBuilder::default()
@@ -1019,15 +1035,23 @@ impl Engine {
         let addr = self.addr.clone();
         let id = id.to_string();
         Ok(Box::pin(output.filter_map(move |item| {
-            let chunk = match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    Some(Ok(OutputChunk::Stdout(message)))
-                }
-                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(classify(e, &addr, Subject::Container(&id)))),
-            };
-            std::future::ready(chunk)
+            std::future::ready(output_chunk(item, &addr, &id))
         })))
+    }
+}
+
+/// One item of an attached or logs stream as adde's output (an echo of stdin is dropped).
+fn output_chunk(
+    item: std::result::Result<LogOutput, bollard::errors::Error>,
+    addr: &str,
+    id: &str,
+) -> Option<Result<OutputChunk>> {
+    match item {
+        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+            Some(Ok(OutputChunk::Stdout(message)))
+        }
+        Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
+        Ok(LogOutput::StdIn { .. }) => None,
+        Err(e) => Some(Err(classify(e, addr, Subject::Container(id)))),
     }
 }

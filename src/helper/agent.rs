@@ -7,20 +7,29 @@
 //! Only the host can reach this channel: PID 1 is non-dumpable, so no process of a run can
 //! open its stdin or stdout through /proc, and the processes it starts get pipes of their own.
 //! Code-interpreter contexts, which outlive the requests they serve, are contexts.rs's.
+//!
+//! The agent also keeps background processes, which outlive the call that started them
+//! (`ProcRequest` frames; see background.rs).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
+use super::background::Background;
 use super::contexts::Contexts;
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
     HELPER_PATH,
 };
+
+/// Largest request the agent takes (a start, or a background-process request: a command
+/// line and its environment).
+const MAX_PROC_REQUEST: usize = 1024 * 1024;
 
 /// The agent's stdout, shared by the threads that relay output: one frame per write.
 #[derive(Clone)]
@@ -68,17 +77,37 @@ impl Children {
 /// process that does not read its input (the host bounds what it sends).
 type Inputs = HashMap<u64, Sender<Vec<u8>>>;
 
+/// What the agent keeps between frames.
+struct Agent {
+    replies: Replies,
+    inputs: Inputs,
+    children: Children,
+    background: Background,
+    contexts: Contexts,
+    /// Background-process requests still arriving, by request id.
+    proc_requests: HashMap<u64, Vec<u8>>,
+    /// Starts still arriving: a start bigger than one frame (a long command line) spans
+    /// several, and is whole when the request's first stdin frame comes (the host always
+    /// sends one: `StdinEnd`).
+    starts: HashMap<u64, Vec<u8>>,
+}
+
 /// Serves requests from stdin until a stop signal arrives from outside (`stopped` reads the
 /// signalfd and says whether to exit).
 pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     // SAFETY: fds 0 and 1 are PID 1's stdin and stdout for its whole life; the Files wrap them
     // and are never closed (the process exits with them).
     let mut input = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(0) });
-    let replies = Replies(Arc::new(Mutex::new(unsafe { fs::File::from_raw_fd(1) })));
+    let mut agent = Agent {
+        replies: Replies(Arc::new(Mutex::new(unsafe { fs::File::from_raw_fd(1) }))),
+        inputs: Inputs::new(),
+        children: Children::default(),
+        background: Background::default(),
+        contexts: Contexts::default(),
+        proc_requests: HashMap::new(),
+        starts: HashMap::new(),
+    };
     let mut decoder = AgentDecoder::default();
-    let mut inputs = Inputs::new();
-    let children = Children::default();
-    let mut contexts = Contexts::default();
     let mut stdin_open = true;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -109,12 +138,8 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
                 Ok(n) => {
                     decoder.push(&buf[..n]);
                     while let Some(frame) = decoder.next_frame() {
-                        match frame {
-                            Ok(frame) if frame.kind.is_context() => {
-                                contexts.handle(frame, &replies, &children)
-                            }
-                            Ok(frame) => handle(frame, &replies, &mut inputs, &children),
-                            Err(_) => {}
+                        if let Ok(frame) = frame {
+                            agent.handle(frame);
                         }
                     }
                 }
@@ -123,14 +148,57 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     }
 }
 
-fn handle(frame: AgentFrame, replies: &Replies, inputs: &mut Inputs, children: &Children) {
-    let request = frame.request;
-    match frame.kind {
-        AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
-        AgentKind::Start => match serde_json::from_slice::<AgentStart>(&frame.payload) {
-            Ok(start) => match spawn(request, start, replies, children) {
+impl Agent {
+    fn handle(&mut self, frame: AgentFrame) {
+        if frame.kind.is_context() {
+            return self.contexts.handle(frame, &self.replies, &self.children);
+        }
+        let request = frame.request;
+        let replies = &self.replies;
+        match frame.kind {
+            AgentKind::Hello => replies.send(AgentKind::Ready, request, &[]),
+            AgentKind::Start => {
+                let pending = self.starts.entry(request).or_default();
+                if pending.len() + frame.payload.len() <= MAX_PROC_REQUEST {
+                    pending.extend_from_slice(&frame.payload);
+                }
+            }
+            AgentKind::Stdin => {
+                self.start_whole(request);
+                if let Some(stdin) = self.inputs.get(&request) {
+                    let _ = stdin.send(frame.payload);
+                }
+            }
+            AgentKind::StdinEnd => {
+                self.start_whole(request);
+                self.inputs.remove(&request);
+            }
+            AgentKind::ProcRequest => {
+                let pending = self.proc_requests.entry(request).or_default();
+                if pending.len() + frame.payload.len() <= MAX_PROC_REQUEST {
+                    pending.extend_from_slice(&frame.payload);
+                }
+            }
+            AgentKind::ProcRequestEnd => {
+                let payload = self.proc_requests.remove(&request).unwrap_or_default();
+                self.background
+                    .handle(request, &payload, replies, &self.children);
+            }
+            // Frames the agent itself sends, echoed by nobody: ignored.
+            _ => {}
+        }
+    }
+
+    /// Starts the helper a request's start frames name, once they have all arrived.
+    fn start_whole(&mut self, request: u64) {
+        let Some(payload) = self.starts.remove(&request) else {
+            return;
+        };
+        let replies = &self.replies;
+        match serde_json::from_slice::<AgentStart>(&payload) {
+            Ok(start) => match spawn(request, start, replies, &self.children) {
                 Ok(stdin) => {
-                    inputs.insert(request, stdin);
+                    self.inputs.insert(request, stdin);
                 }
                 Err(e) => replies.send(AgentKind::Failed, request, e.as_bytes()),
             },
@@ -139,18 +207,41 @@ fn handle(frame: AgentFrame, replies: &Replies, inputs: &mut Inputs, children: &
                 request,
                 format!("bad start: {e}").as_bytes(),
             ),
-        },
-        AgentKind::Stdin => {
-            if let Some(stdin) = inputs.get(&request) {
-                let _ = stdin.send(frame.payload);
-            }
         }
-        AgentKind::StdinEnd => {
-            inputs.remove(&request);
-        }
-        // Frames the agent itself sends, echoed by nobody: ignored.
-        _ => {}
     }
+}
+
+/// The command that starts one of adde's helper roles as the agent's child, with the
+/// environment and working directory a request names. It is told which of PID 1's children
+/// are adde's helpers, so that a sweep it runs spares them.
+pub(super) fn helper_command(
+    role: Role,
+    args: &[&str],
+    env: &[String],
+    workdir: &str,
+    children: &Children,
+) -> Command {
+    let mut command = Command::new(HELPER_PATH);
+    command.args(role.args(args)).current_dir(workdir);
+    for pair in env {
+        if let Some((key, value)) = pair.split_once('=') {
+            command.env(key, value);
+        }
+    }
+    command.env(AGENT_CHILDREN_ENV, children.list());
+    // PID 1 blocks the stop signals (they wait in its signalfd) and a blocked mask survives
+    // fork and exec: without this, every program of a run would start deaf to SIGTERM,
+    // SIGINT, SIGHUP, SIGQUIT and SIGCHLD.
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+    command
 }
 
 /// Starts the helper role a request names, with its stdin fed from the request's `Stdin`
@@ -165,20 +256,10 @@ fn spawn(
         .filter(|role| *role != Role::Idle)
         .ok_or_else(|| format!("the agent starts no role {:?}", start.role))?;
     let args: Vec<&str> = start.args.iter().map(String::as_str).collect();
-    let mut command = Command::new(HELPER_PATH);
-    command
-        .args(role.args(&args))
-        .current_dir(&start.workdir)
+    let mut child = helper_command(role, &args, &start.env, &start.workdir, children)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for pair in &start.env {
-        if let Some((key, value)) = pair.split_once('=') {
-            command.env(key, value);
-        }
-    }
-    command.env(AGENT_CHILDREN_ENV, children.list());
-    let mut child = command
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
     let pid = child.id();

@@ -12,6 +12,8 @@
 //!   setsid are re-parented to it rather than to PID 1 and cannot escape the kill; where
 //!   subreapers are unsupported (gVisor), it kills the orphans its run left to PID 1 instead
 //!   (see `procs::RunScope`).
+//!   A background run (started by the agent for start_process, see background.rs) also
+//!   announces the program's PID, and may have no deadline.
 //! - `install SPEC`: installs dependencies with the package manager the image has (in a
 //!   short-lived installer container).
 //! - `chown USER`: gives /workspace to USER (in a short-lived container with CAP_CHOWN).
@@ -28,6 +30,7 @@
 //! runtime, no engine access.
 
 mod agent;
+mod background;
 mod context_host;
 mod contexts;
 mod files;
@@ -47,8 +50,8 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{
     encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus, DEPS_DIR,
-    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STATUS, TAG_STDERR, TAG_STDOUT,
-    TIMEOUT_EXIT_CODE, WRITE_OK,
+    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STARTED, TAG_STATUS, TAG_STDERR,
+    TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
 };
 use procs::RunScope;
 
@@ -260,6 +263,12 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         Err(e) => return setup_failure(format!("cannot start {}: {e}", argv[0])),
     };
 
+    if spec.background {
+        let _ = out.write_all(&encode_frame(
+            TAG_STARTED,
+            child.id().to_string().as_bytes(),
+        ));
+    }
     if let Some(mut input) = child.stdin.take() {
         // Fed from a thread: a program that reads slowly (or never) cannot stall the relay.
         let len = spec.stdin_len;
@@ -267,7 +276,9 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
             let _ = std::io::copy(&mut std::io::stdin().lock().take(len), &mut input);
         });
     }
-    let deadline = started + Duration::from_millis(spec.timeout_ms);
+    let deadline = (!spec.background || spec.timeout_ms > 0)
+        .then(|| started.checked_add(Duration::from_millis(spec.timeout_ms)))
+        .flatten();
     let (exit, duration, timed_out) = relay_until_done(&mut child, &scope, started, deadline, out);
     // The kernel may kill any process of the run (a child, not the program itself), so the
     // cgroup's OOM-kill count is the evidence, not how the program ended.
@@ -308,15 +319,18 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
 
 /// Relays the program's output until it has exited and its pipes are drained. Processes it
 /// leaves behind when it exits are killed: an execution owns everything it started. Returns
-/// how it ended, when, and whether the deadline killed it.
+/// how it ended, when, and whether the deadline (if it has one) killed it.
 fn relay_until_done(
     child: &mut Child,
     scope: &Arc<RunScope>,
     started: Instant,
-    deadline: Instant,
+    deadline: Option<Instant>,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let timed_out = start_deadline_watchdog(scope.clone(), deadline, child.id());
+    let timed_out = match deadline {
+        Some(deadline) => start_deadline_watchdog(scope.clone(), deadline, child.id()),
+        None => Arc::new(AtomicBool::new(false)),
+    };
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));

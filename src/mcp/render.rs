@@ -89,6 +89,33 @@ fn result(content: Vec<ContentBlock>, structured: Value, is_error: bool) -> Call
 pub fn summary(tool: &str, value: &Value) -> String {
     match tool {
         "execute_code_block" | "execute_command" | "run_container" => run(&value["log"]),
+        "start_process" | "signal_process" | "wait_process" => process(value),
+        "read_process_output" => {
+            let mut text = process(value);
+            for stream in ["stdout", "stderr"] {
+                let output = value[stream].as_str().unwrap_or("");
+                if let Some(skipped) = value[format!("{stream}_skipped")].as_u64() {
+                    text.push_str(&format!("[{skipped} earlier bytes of {stream} dropped]\n"));
+                }
+                if !output.is_empty() {
+                    text.push_str(&format!("{stream}:\n{output}"));
+                    if !output.ends_with('\n') {
+                        text.push('\n');
+                    }
+                }
+            }
+            text.push_str(&format!(
+                "next: stdout_offset {}, stderr_offset {}{}",
+                value["stdout_offset"],
+                value["stderr_offset"],
+                if value["more"] == true {
+                    " (more now)"
+                } else {
+                    ""
+                }
+            ));
+            text
+        }
         "read_file" if value["encoding"] == "utf8" && value["content"].is_string() => {
             let content = value["content"].as_str().unwrap_or("");
             let whole = value["offset"] == 0 && value["has_more"] == false;
@@ -188,6 +215,31 @@ fn cell(value: &Value) -> String {
     text
 }
 
+/// A background process in one line: its id and state, and how it ended.
+fn process(value: &Value) -> String {
+    let mut text = format!(
+        "process {} {}",
+        value["process_id"].as_str().unwrap_or(""),
+        value["state"].as_str().unwrap_or("")
+    );
+    if value["state"] == "exited" {
+        text.push_str(&format!(", exit_code {}", value["exit_code"]));
+        for field in ["signal", "execution_time", "error"] {
+            if let Some(more) = value[field].as_str() {
+                text.push_str(&format!(", {more}"));
+            }
+        }
+        if value["timed_out"] == true {
+            text.push_str(", timed out");
+        }
+    }
+    if value["sent"] == false {
+        text.push_str(" (no signal sent)");
+    }
+    text.push('\n');
+    text
+}
+
 /// A run in a few lines: how it ended, then stdout and stderr as they are.
 fn run(log: &Value) -> String {
     let mut text = format!(
@@ -245,6 +297,23 @@ mod tests {
         assert_eq!(
             summary("execute_command", &log),
             "exit_code 137 (1.00s), timed out\nstderr (truncated; 9 bytes in all):\nx\n"
+        );
+    }
+
+    #[test]
+    fn a_process_reads_as_its_state_and_new_output() {
+        let out = json!({"process_id": "r1", "state": "running", "stdout": "a\n", "stderr": "",
+            "stdout_offset": 2, "stderr_offset": 0, "stdout_skipped": 10, "more": false});
+        assert_eq!(
+            summary("read_process_output", &out),
+            "process r1 running\n[10 earlier bytes of stdout dropped]\nstdout:\na\n\
+             next: stdout_offset 2, stderr_offset 0"
+        );
+        let ended = json!({"process_id": "r1", "state": "exited", "exit_code": 143,
+            "signal": "SIGTERM", "execution_time": "1.00s"});
+        assert_eq!(
+            summary("wait_process", &ended),
+            "process r1 exited, exit_code 143, SIGTERM, 1.00s\n"
         );
     }
 

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::tools::{ToolInfo, TOOLS};
 
-/// The tools a model drives: run code, handle files, read the history, and (when the server
-/// is not bound to one environment) make and remove environments.
+/// The tools a model drives: run code, handle files, read the history, install packages,
+/// run background processes, and (when the server is not bound to one environment) make and
+/// remove environments.
 const AGENT_TOOLS: &[&str] = &[
     "execute_code_block",
     "execute_command",
@@ -23,6 +24,12 @@ const AGENT_TOOLS: &[&str] = &[
     "read_file",
     "list_files",
     "get_container_logs",
+    "install_dependencies",
+    "start_process",
+    "read_process_output",
+    "signal_process",
+    "wait_process",
+    "list_processes",
     "create_runtime_env",
     "cleanup_env",
 ];
@@ -41,6 +48,12 @@ const BINDABLE: &[&str] = &[
     "list_files",
     "get_container_logs",
     "export_files",
+    "install_dependencies",
+    "start_process",
+    "read_process_output",
+    "signal_process",
+    "wait_process",
+    "list_processes",
 ];
 
 /// Fields that are the operator's to set (host mounts, network, resources, identity, the
@@ -73,6 +86,15 @@ const OPERATOR_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("cleanup_env", &["all", "all_owners", "labels"]),
+    (
+        "install_dependencies",
+        &[
+            "install_network",
+            "install_timeout_sec",
+            "pip_index_url",
+            "npm_registry",
+        ],
+    ),
 ];
 
 /// What the operator chose on the command line.
@@ -177,9 +199,20 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
     use rmcp::model::ToolAnnotations as A;
     let read_only = || A::new().read_only(true).open_world(false);
     match name {
-        "read_file" | "list_files" | "get_container_logs" | "list_agent_images"
-        | "context_list" | "list_runtime_envs" | "list_tools" | "list_error_codes" | "ping"
-        | "pool_list" | "show_policy" => read_only(),
+        "read_file"
+        | "list_files"
+        | "get_container_logs"
+        | "list_agent_images"
+        | "context_list"
+        | "list_runtime_envs"
+        | "list_tools"
+        | "list_error_codes"
+        | "ping"
+        | "pool_list"
+        | "show_policy"
+        | "read_process_output"
+        | "wait_process"
+        | "list_processes" => read_only(),
         "cleanup_env" | "delete_image" | "prune_build_cache" | "reap" | "pool_remove"
         | "context_reset" | "context_close" => A::new()
             .read_only(false)
@@ -192,12 +225,13 @@ fn annotations(name: &str) -> rmcp::model::ToolAnnotations {
             .destructive(true)
             .idempotent(true)
             .open_world(false),
-        // Code may do anything inside its environment.
-        "execute_code_block" | "execute_command" | "run_container" | "run_code" => A::new()
+        // Code may do anything inside its environment; so may a signal to it.
+        "execute_code_block" | "execute_command" | "run_container" | "run_code"
+        | "start_process" | "signal_process" => A::new()
             .read_only(false)
             .destructive(true)
             .idempotent(false),
-        "pull_image" | "pool_create" => A::new()
+        "pull_image" | "pool_create" | "install_dependencies" => A::new()
             .read_only(false)
             .destructive(false)
             .idempotent(true),

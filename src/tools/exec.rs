@@ -141,13 +141,7 @@ pub struct CommandInput {
 }
 
 pub async fn execute_command(engine: &Engine, input: CommandInput) -> Result<ExecuteOutput> {
-    let argv = match input.command {
-        CommandLine::Shell(line) if line.trim().is_empty() => {
-            return Err(Error::invalid("command", "command is empty"))
-        }
-        CommandLine::Shell(line) => vec!["sh".to_string(), "-c".to_string(), line],
-        CommandLine::Argv(argv) => validate_argv(argv)?,
-    };
+    let argv = input.command.into_argv()?;
     let stdin = input.stdin.unwrap_or_default().into_bytes();
     let run = Run {
         container: input.container_id,
@@ -163,6 +157,19 @@ pub async fn execute_command(engine: &Engine, input: CommandInput) -> Result<Exe
     Ok(ExecuteOutput {
         log: execute(engine, run).await?,
     })
+}
+
+impl CommandLine {
+    /// The argument vector to run: a shell line goes to `sh -c`.
+    pub fn into_argv(self) -> Result<Vec<String>> {
+        match self {
+            CommandLine::Shell(line) if line.trim().is_empty() => {
+                Err(Error::invalid("command", "command is empty"))
+            }
+            CommandLine::Shell(line) => Ok(vec!["sh".to_string(), "-c".to_string(), line]),
+            CommandLine::Argv(argv) => validate_argv(argv),
+        }
+    }
 }
 
 fn validate_argv(argv: Vec<String>) -> Result<Vec<String>> {
@@ -214,30 +221,11 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         stdin_len: run.stdin_len,
         candidates: run.candidates,
         timeout_ms: (run.timeout_sec * 1000.0).ceil() as u64,
+        background: false,
     };
 
-    let inspect = engine.inspect_managed(&container).await?;
+    let (inspect, workdir) = running_env(engine, &container, run.workdir).await?;
     let id = inspect.id.clone();
-    if !is_running(&inspect) {
-        let reason = why_not_running(&inspect);
-        return Err(Error::ContainerNotRunning { id, reason });
-    }
-    let workdir = match run.workdir {
-        Workdir::Workspace => WORKSPACE.to_string(),
-        Workdir::Default => inspect
-            .workdir
-            .clone()
-            .unwrap_or_else(|| WORKSPACE.to_string()),
-        Workdir::Given(dir) => {
-            if engine.path_size(&id, &dir).await?.is_none() {
-                return Err(Error::invalid(
-                    "workdir",
-                    format!("there is no folder {dir} in the environment"),
-                ));
-            }
-            dir
-        }
-    };
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let filename = run.file.map(|f| f.path).unwrap_or_default();
@@ -354,6 +342,58 @@ pub(super) fn check_run_limits(timeout_sec: f64, max_output_bytes: usize) -> Res
     .map(drop)
 }
 
+/// Refuses an environment with no resident agent: code contexts and background processes
+/// live in it.
+pub fn require_agent(env: &ContainerInfo) -> Result<()> {
+    if env.helper_target().agent {
+        return Ok(());
+    }
+    Err(Error::NoAgent {
+        id: env.id.clone(),
+        reason: "it runs the image's own command (use_image_cmd), or was made by an older adde"
+            .into(),
+    })
+}
+
+/// What an agent that did not answer `Hello` in time means to the caller.
+pub fn agent_silent(id: &str) -> Error {
+    Error::NoAgent {
+        id: id.to_string(),
+        reason: "its agent did not answer within 2 s (wedged, or killed)".into(),
+    }
+}
+
+/// The environment, which must be running, and the folder a run starts in there.
+pub async fn running_env(
+    engine: &Engine,
+    container: &str,
+    workdir: Workdir,
+) -> Result<(ContainerInfo, String)> {
+    let inspect = engine.inspect_managed(container).await?;
+    if !is_running(&inspect) {
+        let reason = why_not_running(&inspect);
+        let id = inspect.id.clone();
+        return Err(Error::ContainerNotRunning { id, reason });
+    }
+    let workdir = match workdir {
+        Workdir::Workspace => WORKSPACE.to_string(),
+        Workdir::Default => inspect
+            .workdir
+            .clone()
+            .unwrap_or_else(|| WORKSPACE.to_string()),
+        Workdir::Given(dir) => {
+            if engine.path_size(&inspect.id, &dir).await?.is_none() {
+                return Err(Error::invalid(
+                    "workdir",
+                    format!("there is no folder {dir} in the environment"),
+                ));
+            }
+            dir
+        }
+    };
+    Ok((inspect, workdir))
+}
+
 /// Completes when adde is asked to stop: Ctrl-C (SIGINT), a closed terminal (SIGHUP) or a
 /// cancelled CI job (SIGTERM), or when the caller cancels the call (an MCP client's
 /// `notifications/cancelled`). Listening replaces the default action (dying with no JSON and
@@ -414,7 +454,12 @@ impl Progress {
 /// A run's duration, in milliseconds and in ADDE's format ("0.09s").
 pub(super) fn set_duration(log: &mut RunLog, ms: u64) {
     log.duration_ms = ms;
-    log.execution_time = format!("{:.2}s", ms as f64 / 1000.0);
+    log.execution_time = execution_time(ms);
+}
+
+/// A duration in ADDE's format: seconds with two decimals ("0.09s").
+pub fn execution_time(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
 }
 
 /// Puts captured output into a run's record.

@@ -11,8 +11,9 @@ use serde_json::Value;
 use tokio::time::{Duration, Instant};
 
 use super::exec::{
-    check_run_limits, default_output_cap, default_timeout, environment_removed, interruption,
-    is_running, progress_output, set_duration, why_not_running,
+    agent_silent, check_run_limits, default_output_cap, default_timeout, environment_removed,
+    interruption, is_running, progress_output, require_agent, running_env, set_duration,
+    why_not_running, Workdir,
 };
 use super::input::{container_path, in_range};
 use crate::call::Event;
@@ -23,7 +24,6 @@ use crate::history::{History, RunLog};
 use crate::ids::new_run_id;
 use crate::protocol::{
     Cell, CellOutcome, ContextInfo, ContextRefusal, ContextReply, ContextRequest, Language,
-    WORKSPACE,
 };
 use crate::refs;
 
@@ -155,7 +155,7 @@ pub async fn run_code(engine: &Engine, input: RunCodeInput) -> Result<CodeResult
         cell,
     };
     let Some((mut events, cancel)) = engine.context_call(&id, &request).await? else {
-        return Err(no_answer(&id));
+        return Err(agent_silent(&id));
     };
     let mut stdout = HeadTail::new(input.max_output_bytes);
     let mut stderr = HeadTail::new(input.max_output_bytes);
@@ -416,35 +416,15 @@ fn context_name(name: &str) -> Result<String> {
 
 /// The running environment's full id and working directory, if its agent can keep contexts.
 async fn reach(engine: &Engine, container: &str) -> Result<(String, String)> {
-    let inspect = engine.inspect_managed(container).await?;
-    let id = inspect.id.clone();
-    if !is_running(&inspect) {
-        let reason = why_not_running(&inspect);
-        return Err(Error::ContainerNotRunning { id, reason });
-    }
-    if !inspect.helper_target().agent {
-        return Err(Error::AgentUnavailable {
-            id,
-            reason: "it was created with use_image_cmd (the image's command is its main \
-                     process) or by an older adde"
-                .into(),
-        });
-    }
-    let workdir = inspect.workdir.unwrap_or_else(|| WORKSPACE.to_string());
-    Ok((id, workdir))
-}
-
-fn no_answer(id: &str) -> Error {
-    Error::AgentUnavailable {
-        id: id.to_string(),
-        reason: "its agent did not answer within 2 s (wedged, or killed)".into(),
-    }
+    let (env, workdir) = running_env(engine, container, Workdir::Default).await?;
+    require_agent(&env)?;
+    Ok((env.id, workdir))
 }
 
 /// A request with no cell: its reply.
 async fn ask(engine: &Engine, id: &str, request: &ContextRequest) -> Result<ContextReply> {
     let Some((mut events, _cancel)) = engine.context_call(id, request).await? else {
-        return Err(no_answer(id));
+        return Err(agent_silent(id));
     };
     // A reset waits for the interpreter to start (30 s at most) behind nothing else.
     let reply = tokio::time::timeout(Duration::from_secs(60), async {

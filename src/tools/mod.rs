@@ -5,7 +5,7 @@
 mod admin;
 mod build;
 mod env;
-mod exec;
+pub(crate) mod exec;
 mod files;
 mod images;
 pub mod input;
@@ -13,6 +13,7 @@ mod interp;
 mod logs;
 mod oneshot;
 pub mod pools;
+mod procs;
 
 pub use admin::remove_expired;
 
@@ -104,6 +105,18 @@ tools! {
         "Restart a code context: its variables and everything it runs are gone, its name stays.";
     "context_close" => interp::context_close, interp::ContextNameInput, no_fields,
         "End a code context and everything it runs.";
+    "install_dependencies" => env::install_dependencies, env::InstallInput, no_fields,
+        "Install packages (pip or npm) into a running environment, the way create_runtime_env does: with a network for the installer only, the code stays offline.";
+    "start_process" => procs::start_process, procs::StartProcessInput, no_fields,
+        "Start a command in the background (a server, a watcher): it outlives the call; returns a process_id to read its output, signal, wait for or list it.";
+    "read_process_output" => procs::read_process_output, procs::ReadOutputInput, no_fields,
+        "Read a background process's output so far, from the offsets of the previous read, with its state and exit code.";
+    "signal_process" => procs::signal_process, procs::SignalInput, no_fields,
+        "Send a signal (SIGTERM by default) to a background process and what it started.";
+    "wait_process" => procs::wait_process, procs::WaitInput, no_fields,
+        "Wait up to timeout_sec for a background process to exit; returns its state and exit code.";
+    "list_processes" => procs::list_processes, procs::ListProcessesInput, no_fields,
+        "List an environment's background processes: running ones and the last that exited.";
     "write_file" => files::write_file, files::WriteFileInput, not_ok,
         "Write a file into an environment (text or base64, with a mode) through the archive API.";
     "read_file" => files::read_file, files::ReadFileInput, no_fields,

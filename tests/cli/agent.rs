@@ -131,3 +131,35 @@ fn environments_running_the_image_s_command_use_the_exec_path() {
     assert_eq!(out["log"]["stdout"], "42\n");
     assert_eq!(out["log"]["transport"], "exec");
 }
+
+/// A start bigger than one frame (a command line of a few KiB) used to be parsed frame by
+/// frame by the agent: "bad start: EOF while parsing a string".
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_command_line_longer_than_a_frame_runs_through_the_agent() {
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let word = "x".repeat(12_000);
+    let out = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": format!("printf %s {word} | wc -c")}),
+    );
+    assert_eq!(out["log"]["stdout"].as_str().unwrap().trim(), "12000");
+    assert_eq!(out["log"]["transport"], "agent");
+    // A background process's request spans frames the same way.
+    let started = adde.ok(
+        "start_process",
+        json!({"container_id": env.id, "command": format!("printf %s {word} | wc -c")}),
+    );
+    let process = started["process_id"].as_str().unwrap();
+    let ended = adde.ok(
+        "wait_process",
+        json!({"container_id": env.id, "process_id": process, "timeout_sec": 10}),
+    );
+    assert_eq!(ended["exit_code"], 0, "{ended}");
+    let out = adde.ok(
+        "read_process_output",
+        json!({"container_id": env.id, "process_id": process}),
+    );
+    assert_eq!(out["stdout"].as_str().unwrap().trim(), "12000");
+}

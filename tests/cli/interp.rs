@@ -357,7 +357,7 @@ fn contexts_are_created_listed_reset_and_closed() {
     adde.err(
         "run_code",
         json!({"container_id": served.id, "code": "1"}),
-        "agent_unavailable",
+        "no_agent",
     );
 }
 

@@ -8,22 +8,12 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_error, docker, docker_lines, docker_ok, parse_output, remove_env_resources, Adde, Out,
-    BUSYBOX,
+    assert_error, docker, docker_lines, docker_ok, remove_env_resources, Adde, Out, BUSYBOX,
 };
 
 /// Calls adde with extra environment variables.
 fn call_with(adde: &Adde, vars: &[(&str, &str)], tool: &str, payload: Value) -> Out {
-    let mut cmd = adde.command();
-    for (key, value) in vars {
-        cmd.env(key, value);
-    }
-    parse_output(
-        cmd.arg(tool)
-            .arg(payload.to_string())
-            .output()
-            .expect("run adde"),
-    )
+    adde.call_with(vars, tool, payload)
 }
 
 /// A policy file in a temp folder.

@@ -131,9 +131,10 @@ fn racing_claims_each_get_a_different_fresh_environment_and_the_pool_refills() {
         "cleanup_env",
         json!({"container_id": first["container_id"]}),
     );
+    // Its workspace and its dependency folder.
     assert_eq!(
         cleaned["volumes_removed"].as_array().unwrap().len(),
-        1,
+        2,
         "{cleaned}"
     );
     // Claimed environments are listed; ready ones are not anyone's yet.

@@ -96,6 +96,20 @@ impl Adde {
         parse_output(output)
     }
 
+    /// Calls a tool with extra environment variables (a policy, say).
+    pub fn call_with(&self, vars: &[(&str, &str)], tool: &str, payload: Value) -> Out {
+        let mut cmd = self.command();
+        for (key, value) in vars {
+            cmd.env(key, value);
+        }
+        parse_output(
+            cmd.arg(tool)
+                .arg(payload.to_string())
+                .output()
+                .expect("run adde"),
+        )
+    }
+
     /// Calls a tool with the payload on stdin instead of argv.
     pub fn call_stdin(&self, tool: &str, payload: &str) -> Out {
         use std::io::Write;

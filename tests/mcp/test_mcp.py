@@ -41,6 +41,12 @@ AGENT_TOOLS = {
     "read_file",
     "list_files",
     "get_container_logs",
+    "install_dependencies",
+    "start_process",
+    "read_process_output",
+    "signal_process",
+    "wait_process",
+    "list_processes",
     "create_runtime_env",
     "cleanup_env",
 }
@@ -250,6 +256,99 @@ def test_code_runs_in_a_bound_environment_and_an_image_comes_back_as_an_image():
             time.sleep(0.2)
         assert docker("ps", "-aq", "--filter", f"id={made[0]}") == ""
     finally:
+        for container in made:
+            remove_env(container)
+
+
+def test_a_background_process_through_a_bound_server():
+    needs_docker()
+    made = []
+
+    async def main():
+        async with adde_mcp("--image", BUSYBOX) as session:
+            tools = {t.name for t in (await session.list_tools()).tools}
+            assert {"start_process", "read_process_output", "signal_process", "wait_process"} <= tools
+            result = await session.call_tool(
+                "start_process", {"command": "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"}
+            )
+            assert not result.is_error, result
+            process = result.structured_content["process_id"]
+            made.append(result.structured_content["container_id"])
+            assert result.content[0].text == f"process {process} running\n"
+            # The call returned; the process goes on, and reads take only what is new.
+            offset = 0
+            seen = ""
+            for _ in range(100):
+                result = await session.call_tool(
+                    "read_process_output", {"process_id": process, "stdout_offset": offset}
+                )
+                out = result.structured_content
+                assert out["stdout_offset"] >= offset
+                seen += out["stdout"]
+                offset = out["stdout_offset"]
+                if "tick 3\n" in seen:
+                    break
+                await anyio.sleep(0.1)
+            assert seen.startswith("tick 0\ntick 1\ntick 2\ntick 3\n"), seen
+            assert f"next: stdout_offset {offset}" in result.content[0].text
+            result = await session.call_tool("signal_process", {"process_id": process, "signal": "SIGKILL"})
+            assert result.structured_content["sent"] is True
+            result = await session.call_tool("wait_process", {"process_id": process, "timeout_sec": 10})
+            ended = result.structured_content
+            assert (ended["state"], ended["exit_code"], ended["signal"]) == ("exited", 137, "SIGKILL")
+            assert "exited, exit_code 137, SIGKILL" in result.content[0].text
+            result = await session.call_tool("read_process_output", {"process_id": "r1700000000000-1a2b3c4d"})
+            assert result.is_error
+            assert result.structured_content["error_code"] == "process_not_found"
+
+    try:
+        run(main)
+    finally:
+        for container in made:
+            remove_env(container)
+
+
+def test_an_install_into_a_bound_environment_reports_progress():
+    needs_docker()
+    index = Path(os.environ.get("ADDE_TEST_CACHE", Path.home() / ".cache" / "adde-test")) / "index"
+    assert (index / "simple" / "adde-demo").is_dir(), "no test index: run tests/images/build.sh"
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(index)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    made = []
+
+    async def main():
+        port = server.stdout.readline().split("port ")[1].split()[0]
+        async with adde_mcp("--image", PYTHON, "--operator-fields") as session:
+            steps = []
+
+            async def on_progress(progress, total, message):
+                steps.append(message)
+
+            result = await session.call_tool(
+                "install_dependencies",
+                {"packages": ["adde-demo==1.0"], "pip_index_url": f"http://127.0.0.1:{port}/simple/"},
+                progress_callback=on_progress,
+            )
+            assert not result.is_error, result
+            made.append(result.structured_content["container_id"])
+            assert result.structured_content["package_manager"] == "pip"
+            assert steps[0] == "install_dependencies started" and steps[-1] == "install_dependencies done"
+            # The installer's lines, at most one a progress interval (the latest of each).
+            assert any(s.startswith("install: ") for s in steps), steps
+            result = await session.call_tool(
+                "execute_code_block", {"filename": "a.py", "code_content": "import adde_demo; print(adde_demo.GREETING)"}
+            )
+            assert result.structured_content["log"]["stdout"] == "hello from adde_demo\n"
+
+    try:
+        run(main)
+    finally:
+        server.kill()
+        server.wait()
         for container in made:
             remove_env(container)
 

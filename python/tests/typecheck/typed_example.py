@@ -4,7 +4,7 @@ It is never run: it only has to type-check."""
 from __future__ import annotations
 
 import asyncio
-from typing import List
+from typing import List, Optional
 
 import adde
 import adde.aio
@@ -67,3 +67,25 @@ async def through_serve_async(cid: str) -> int:
     async with adde.AsyncClient("/run/adde.sock") as client:
         task = asyncio.create_task(client.execute_command(cid, ["echo", "hi"]))
         return (await task)["log"]["exit_code"]
+
+
+def streamed_and_background(cid: str) -> str:
+    chunks: List[str] = []
+    log = adde.execute_code_block(cid, "a.py", "print(1)", on_stdout=chunks.append, on_stderr=print)["log"]
+    started: adde.ProcessInfo = adde.start_process(cid, ["python3", "-m", "http.server"], timeout_sec=600)
+    out: adde.ProcessOutput = adde.read_process_output(cid, started["process_id"], stdout_offset=0)
+    sent: bool = adde.signal_process(cid, started["process_id"], "SIGINT")["sent"]
+    ended: Optional[int] = adde.wait_process(cid, started["process_id"], 5)["exit_code"]
+    installed: adde.InstallResult = adde.install_dependencies(cid, ["six"], "pip")
+    running = [p["process_id"] for p in adde.list_processes(cid)["processes"] if p["state"] == "running"]
+    return log["stdout"] + out["stdout"] + str(sent) + str(ended) + installed["package_manager"] + ",".join(running)
+
+
+async def streamed(cid: str) -> List[str]:
+    data: List[str] = []
+    async for event in adde.aio.stream_command(cid, "ls", timeout_sec=5):
+        if event["event"] == "result":
+            data.append(event["result"]["log"]["stdout"])
+        else:
+            data.append(event["data"])
+    return data

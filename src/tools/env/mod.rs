@@ -5,6 +5,7 @@
 //! user), and `describe` reads back what the engine applied.
 
 mod describe;
+mod install;
 mod plan;
 mod setup;
 
@@ -21,9 +22,10 @@ use crate::ids::random_hex;
 use crate::protocol::{Role, DEPS_DIR, WORKSPACE};
 
 pub use describe::{describe, CreateEnvOutput, EnvDescription};
+pub use install::{install_dependencies, InstallInput};
 pub(crate) use plan::loopback_index;
 use plan::{plan, EnvPlan};
-use setup::{container_spec, give_workspace_to, install_dependencies, mounts};
+use setup::{container_spec, give_workspace_to, install_at_creation, mounts};
 
 use crate::policy::{DEFAULT_CPUS, DEFAULT_DISK, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS};
 
@@ -434,7 +436,8 @@ async fn create_new(
     let mut resources = Resources {
         name,
         workspace: format!("adde-ws-{suffix}"),
-        deps: (!plan.packages.is_empty()).then(|| format!("adde-deps-{suffix}")),
+        // Every environment has one, so that install_dependencies can fill it later.
+        deps: Some(format!("adde-deps-{suffix}")),
         container: None,
     };
     let helper = HelperVolume::for_this_binary()?;
@@ -536,8 +539,12 @@ async fn build_env(
     if let Some(expires_at) = plan.expires_at {
         labels.set(Label::ExpiresAt, expires_at.to_string());
     }
-    if res.deps.is_some() {
-        let manager = install_dependencies(engine, plan, input, res, helper).await?;
+    if let Some(deps) = &res.deps {
+        if !plan.packages.is_empty() {
+            let manager = install_at_creation(engine, plan, input, res, deps, helper).await?;
+            labels.set(Label::PackageManager, manager);
+            labels.set(Label::Dependencies, plan.packages.join(" "));
+        }
         let path = image_path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         // Ahead of the user's own variables, which may still override them.
         env.splice(
@@ -548,8 +555,6 @@ async fn build_env(
                 format!("PATH={DEPS_DIR}/python/bin:{DEPS_DIR}/node/node_modules/.bin:{path}"),
             ],
         );
-        labels.set(Label::PackageManager, manager);
-        labels.set(Label::Dependencies, plan.packages.join(" "));
     }
     labels.extend_user(plan.labels.iter().cloned());
 

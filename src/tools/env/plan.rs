@@ -13,7 +13,7 @@ use crate::tools::input::{env_vars, in_range, parse_size, required};
 const MAX_CPUS: f64 = 1024.0;
 const MAX_PIDS: f64 = 1_000_000.0;
 const MAX_NOFILE: f64 = 1_048_576.0;
-const MAX_INSTALL_SEC: f64 = 24.0 * 3600.0;
+pub(super) const MAX_INSTALL_SEC: f64 = 24.0 * 3600.0;
 
 use super::{CreateEnvInput, InstallNetwork, WorkspaceKind};
 
@@ -74,40 +74,13 @@ pub(super) fn plan(input: &CreateEnvInput) -> Result<EnvPlan> {
     let packages = input
         .dependencies
         .iter()
-        .map(|dep| validate_dependency(dep))
+        .map(|dep| validate_dependency("dependencies", dep))
         .collect::<Result<Vec<_>>>()?;
-
-    let (pip_index, npm_registry) = package_indexes(
+    let (installer_env, install_network) = installer_setup(
         input.pip_index_url.as_deref(),
         input.npm_registry.as_deref(),
+        input.install_network,
     );
-    let mut installer_env = vec!["PIP_BREAK_SYSTEM_PACKAGES=1".to_string()];
-    for var in [
-        "PIP_EXTRA_INDEX_URL",
-        "PIP_TRUSTED_HOST",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-    ] {
-        if let Ok(value) = std::env::var(var) {
-            installer_env.push(format!("{var}={value}"));
-        }
-    }
-    if let Some(index) = &pip_index {
-        installer_env.push(format!("PIP_INDEX_URL={index}"));
-    }
-    if let Some(registry) = &npm_registry {
-        installer_env.push(format!("NPM_CONFIG_REGISTRY={registry}"));
-    }
-    let on_loopback = [&pip_index, &npm_registry]
-        .into_iter()
-        .flatten()
-        .any(|url| is_loopback_url(url));
-    let install_network = input.install_network.unwrap_or(if on_loopback {
-        InstallNetwork::Host
-    } else {
-        InstallNetwork::Bridge
-    });
 
     let session = input
         .session
@@ -407,13 +380,51 @@ fn parse_ports(bindings: &BTreeMap<String, String>) -> Result<BTreeMap<String, S
         .collect()
 }
 
+/// The installer's environment (package indexes, proxies) and network: the host's when an
+/// index is on its loopback and the caller did not choose.
+pub(super) fn installer_setup(
+    pip_index_url: Option<&str>,
+    npm_registry: Option<&str>,
+    network: Option<InstallNetwork>,
+) -> (Vec<String>, InstallNetwork) {
+    let (pip_index, npm_registry) = package_indexes(pip_index_url, npm_registry);
+    let mut installer_env = vec!["PIP_BREAK_SYSTEM_PACKAGES=1".to_string()];
+    for var in [
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_TRUSTED_HOST",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ] {
+        if let Ok(value) = std::env::var(var) {
+            installer_env.push(format!("{var}={value}"));
+        }
+    }
+    if let Some(index) = &pip_index {
+        installer_env.push(format!("PIP_INDEX_URL={index}"));
+    }
+    if let Some(registry) = &npm_registry {
+        installer_env.push(format!("NPM_CONFIG_REGISTRY={registry}"));
+    }
+    let on_loopback = [&pip_index, &npm_registry]
+        .into_iter()
+        .flatten()
+        .any(|url| is_loopback_url(url));
+    let network = network.unwrap_or(if on_loopback {
+        InstallNetwork::Host
+    } else {
+        InstallNetwork::Bridge
+    });
+    (installer_env, network)
+}
+
 /// A package spec goes to the installer as one argument, after `--`; one that looks like an
 /// option or holds control characters is refused anyway.
-fn validate_dependency(dep: &str) -> Result<String> {
+pub(super) fn validate_dependency(field: &'static str, dep: &str) -> Result<String> {
     let trimmed = dep.trim();
     if trimmed.is_empty() || trimmed.starts_with('-') || trimmed.chars().any(char::is_control) {
         return Err(Error::invalid(
-            "dependencies",
+            field,
             format!("{dep:?} is not a package name (it may not be empty, start with '-' or hold control characters)"),
         ));
     }
@@ -498,9 +509,12 @@ mod tests {
 
     #[test]
     fn dependencies_that_look_like_options_are_refused() {
-        assert_eq!(validate_dependency(" requests>=2 ").unwrap(), "requests>=2");
+        assert_eq!(
+            validate_dependency("dependencies", " requests>=2 ").unwrap(),
+            "requests>=2"
+        );
         for bad in ["", "--index-url=http://evil", "-e.", "a\nb"] {
-            assert!(validate_dependency(bad).is_err(), "{bad:?}");
+            assert!(validate_dependency("dependencies", bad).is_err(), "{bad:?}");
         }
     }
 
