@@ -10,6 +10,7 @@ Needs the test images (bash tests/images/build.sh) and a release build of adde.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import statistics
@@ -155,14 +156,29 @@ class ServeClient:
         return answer
 
 
-def bench_serve(adde, envs=8, callers=32, calls_per_caller=25, latency_runs=300):
-    """Executions per second through one `adde serve`, `callers` clients over `envs`
-    environments; then the latency of one execution, p50 and p99."""
+@contextlib.contextmanager
+def adde_serve(adde):
+    """A running `adde serve` on a private socket; yields the socket's path."""
     folder = tempfile.mkdtemp(prefix="adde-bench-serve-")
     path = os.path.join(folder, "serve.sock")
     server = subprocess.Popen([adde, "serve", "--no-http", "--socket", path, "--max-concurrent", "64"],
                               stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     server.stderr.readline()
+    try:
+        yield path
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def bench_serve(adde, envs=8, callers=32, calls_per_caller=25, latency_runs=300):
+    """Executions per second through one `adde serve`, `callers` clients over `envs`
+    environments; then the latency of one execution, p50 and p99."""
+    with adde_serve(adde) as path:
+        return serve_rates(path, envs, callers, calls_per_caller, latency_runs)
+
+
+def serve_rates(path, envs, callers, calls_per_caller, latency_runs):
     setup = ServeClient(path)
     ours = [setup.call("create_runtime_env", {"image": BUSYBOX})["container_id"] for _ in range(envs)]
     try:
@@ -188,8 +204,6 @@ def bench_serve(adde, envs=8, callers=32, calls_per_caller=25, latency_runs=300)
     finally:
         for cid in ours:
             setup.call("cleanup_env", {"container_id": cid})
-        server.terminate()
-        server.wait(30)
 
 
 def peak_rss_kib(adde):
@@ -278,6 +292,18 @@ def bench_cells(adde, runs, warmup, notebook_cells=20):
         for code in notebook:
             adde_call(adde, "run_code", {"container_id": cid, "context": "notebook", "code": code})
         samples[f"adde, a {notebook_cells}-cell session"] = [time.perf_counter() - start]
+        # The same cell from a client of `adde serve`: no process start per call.
+        with adde_serve(adde) as path:
+            client = ServeClient(path)
+            args = {"container_id": cid, "code": "x = x + 1"}
+            for _ in range(warmup):
+                client.call("run_code", args)
+            served = []
+            for _ in range(runs):
+                begin = time.perf_counter()
+                client.call("run_code", args)
+                served.append(time.perf_counter() - begin)
+            samples["adde run_code through adde serve"] = served
         return samples
     finally:
         adde_call(adde, "cleanup_env", {"container_id": cid})
