@@ -2,16 +2,20 @@
 //! through it, with the same stream an Engine-API exec gives (`ExecOutput`), so the callers
 //! cannot tell the two apart except by speed.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 use super::containers::ExecOutput;
-use super::{classify, container_path_id, Engine, OutputChunk, Subject};
+use super::{container_path_id, Engine, OutputChunk, Subject};
 use crate::error::{Error, Result};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, ContextReply,
@@ -42,20 +46,73 @@ const HELLO_EVERY: Duration = Duration::from_millis(25);
 /// Largest reply about background processes the host takes (a read is bounded well below).
 const MAX_PROC_REPLY: usize = 16 * 1024 * 1024;
 
-/// An attachment to an environment's agent that has answered `Hello`: from here on it sees
-/// the agent's output. `request` is the random id its frames carry.
+type Output =
+    Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Routes = Arc<StdMutex<HashMap<u64, UnboundedSender<AgentFrame>>>>;
+
+/// An attachment to an environment's agent that has answered `Hello`: from then on it sees
+/// the agent's output, which a reader task hands to the requests by their ids. One call uses
+/// it once; a long-lived process (`adde serve`, `adde mcp`) keeps it for every call into that
+/// environment, so that a call costs no attach and no hello.
+pub(super) struct Link {
+    /// Frames of one request are written under the lock, so requests never interleave.
+    input: tokio::sync::Mutex<Pin<Box<dyn AsyncWrite + Send>>>,
+    routes: Routes,
+    /// Cancelled when the attachment ends (the environment stopped, the engine went away).
+    closed: CancellationToken,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The links a long-lived process keeps, by environment id.
+#[derive(Default)]
+pub(super) struct Links(StdMutex<HashMap<String, Arc<Link>>>);
+
+/// One request on a link: `request` is the random id its frames carry.
 struct Attached {
-    input: Pin<Box<dyn AsyncWrite + Send>>,
-    output:
-        Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
-    decoder: AgentDecoder,
+    link: Arc<Link>,
     request: u64,
 }
 
+fn random_request() -> u64 {
+    u64::from_str_radix(&crate::ids::random_hex(8), 16).unwrap_or_default()
+}
+
 impl Engine {
-    /// Attaches to the environment's agent and waits for it to answer; `None` when it does
-    /// not answer in time (dead, wedged, or an environment without one).
+    /// A link to the environment's agent for one request: the one kept for it, else a new
+    /// attachment that has seen the agent answer; `None` when the agent does not answer in
+    /// time (dead, wedged, or an environment without one).
     async fn attach_agent(&self, id: &str) -> Result<Option<Attached>> {
+        let kept = self.links.as_ref().and_then(|links| {
+            let mut links = links.0.lock().ok()?;
+            links.retain(|_, link| !link.closed.is_cancelled());
+            links.get(id).cloned()
+        });
+        let link = match kept {
+            Some(link) => link,
+            None => {
+                let Some(link) = self.new_link(id).await? else {
+                    return Ok(None);
+                };
+                let link = Arc::new(link);
+                if let Some(Ok(mut links)) = self.links.as_ref().map(|l| l.0.lock()) {
+                    links.insert(id.to_string(), link.clone());
+                }
+                link
+            }
+        };
+        Ok(Some(Attached {
+            link,
+            request: random_request(),
+        }))
+    }
+
+    async fn new_link(&self, id: &str) -> Result<Option<Link>> {
         let options = AttachContainerOptionsBuilder::default()
             .stdin(true)
             .stdout(true)
@@ -69,12 +126,12 @@ impl Engine {
             )
             .await?;
         let mut input = attached.input;
-        let mut output = attached.output;
-        let request = u64::from_str_radix(&crate::ids::random_hex(8), 16).unwrap_or_default();
+        let mut output: Output = attached.output;
+        let hello_id = random_request();
         let mut decoder = AgentDecoder::default();
 
         // Hello until Ready: from then on this attachment sees the agent's output.
-        let hello = encode_agent_frames(AgentKind::Hello, request, &[]).concat();
+        let hello = encode_agent_frames(AgentKind::Hello, hello_id, &[]).concat();
         let ready = async {
             let mut resend = tokio::time::interval(HELLO_EVERY);
             loop {
@@ -93,7 +150,7 @@ impl Engine {
                         }
                         while let Some(frame) = decoder.next_frame() {
                             if let Ok(frame) = frame {
-                                if frame.request == request && frame.kind == AgentKind::Ready {
+                                if frame.request == hello_id && frame.kind == AgentKind::Ready {
                                     return true;
                                 }
                             }
@@ -108,11 +165,14 @@ impl Engine {
         {
             return Ok(None);
         }
-        Ok(Some(Attached {
-            input,
-            output,
-            decoder,
-            request,
+        let routes = Routes::default();
+        let closed = CancellationToken::new();
+        let reader = tokio::spawn(read_link(output, decoder, routes.clone(), closed.clone()));
+        Ok(Some(Link {
+            input: tokio::sync::Mutex::new(input),
+            routes,
+            closed,
+            reader: reader.abort_handle(),
         }))
     }
 
@@ -144,7 +204,7 @@ impl Engine {
             .chain(encode_agent_frames(AgentKind::Stdin, request, &stdin))
             .chain(encode_agent_frames(AgentKind::StdinEnd, request, &[]))
             .collect();
-        let (output, _cancel) = self.agent_stream(id, attached, frames, |frame| match frame.kind {
+        let (output, _cancel) = self.agent_stream(attached, frames, |frame| match frame.kind {
             AgentKind::Stdout => Some(Ok(OutputChunk::Stdout(frame.payload.into()))),
             AgentKind::Stderr => Some(Ok(OutputChunk::Stderr(frame.payload.into()))),
             _ => None,
@@ -172,7 +232,7 @@ impl Engine {
             ))
             .collect();
         let mut reply = Vec::new();
-        let (events, cancel) = self.agent_stream(id, attached, frames, move |frame| {
+        let (events, cancel) = self.agent_stream(attached, frames, move |frame| {
             match frame.kind {
                 AgentKind::Stdout => Some(Ok(ContextEvent::Stdout(frame.payload))),
                 AgentKind::Stderr => Some(Ok(ContextEvent::Stderr(frame.payload))),
@@ -213,25 +273,25 @@ impl Engine {
             ))
             .collect();
         let mut reply = Vec::new();
-        let (mut replies, _cancel) =
-            self.agent_stream(id, attached, frames, move |frame| match frame.kind {
-                AgentKind::ProcReply if reply.len() + frame.payload.len() > MAX_PROC_REPLY => {
-                    Some(Err(Error::Helper(format!(
-                        "the agent's reply is over {} MiB",
-                        MAX_PROC_REPLY >> 20
-                    ))))
-                }
-                AgentKind::ProcReply => {
-                    reply.extend_from_slice(&frame.payload);
-                    None
-                }
-                AgentKind::End => Some(
-                    serde_json::from_slice(&std::mem::take(&mut reply)).map_err(|e| {
-                        Error::Helper(format!("the agent's reply is unreadable: {e}"))
-                    }),
-                ),
-                _ => None,
-            });
+        let (mut replies, _cancel) = self.agent_stream(attached, frames, move |frame| match frame
+            .kind
+        {
+            AgentKind::ProcReply if reply.len() + frame.payload.len() > MAX_PROC_REPLY => {
+                Some(Err(Error::Helper(format!(
+                    "the agent's reply is over {} MiB",
+                    MAX_PROC_REPLY >> 20
+                ))))
+            }
+            AgentKind::ProcReply => {
+                reply.extend_from_slice(&frame.payload);
+                None
+            }
+            AgentKind::End => Some(
+                serde_json::from_slice(&std::mem::take(&mut reply))
+                    .map_err(|e| Error::Helper(format!("the agent's reply is unreadable: {e}"))),
+            ),
+            _ => None,
+        });
         match replies.next().await {
             Some(reply) => reply.map(Some),
             None => Err(Error::Helper(
@@ -247,89 +307,108 @@ impl Engine {
     /// sender, when used, sends the agent `ContextCancel` for the request.
     fn agent_stream<T: Send + 'static>(
         &self,
-        id: &str,
         attached: Attached,
         frames: Vec<Vec<u8>>,
         pick: impl FnMut(AgentFrame) -> Option<Result<T>> + Send + 'static,
     ) -> (Frames<T>, Cancel) {
-        let Attached {
-            mut input,
-            output,
-            decoder,
+        let Attached { link, request } = attached;
+        // Routed before anything is written, so that no answer can come first.
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok(mut routes) = link.routes.lock() {
+            routes.insert(request, sender);
+        }
+        let route = Route {
+            link: link.clone(),
             request,
-        } = attached;
-        // The attachment's input stays open while the output is read (closing it early makes
-        // some engines end the attachment): until the stream below is dropped.
-        let (keep_open, closed) = tokio::sync::oneshot::channel::<()>();
+        };
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            for frame in frames {
-                // One write per frame: the engine never interleaves other callers inside it.
-                if input.write_all(&frame).await.is_err() {
-                    return;
+            {
+                let mut input = link.input.lock().await;
+                for frame in frames {
+                    if input.write_all(&frame).await.is_err() {
+                        return;
+                    }
                 }
             }
-            tokio::pin!(closed);
-            tokio::select! {
-                _ = &mut closed => return,
-                got = cancelled => if got.is_ok() {
-                    let frame = encode_agent_frames(AgentKind::ContextCancel, request, &[]).concat();
-                    let _ = input.write_all(&frame).await;
-                },
+            // Until the request is done (its stream dropped, the sender with it) or cancelled.
+            if cancelled.await.is_ok() {
+                let frame = encode_agent_frames(AgentKind::ContextCancel, request, &[]).concat();
+                let _ = link.input.lock().await.write_all(&frame).await;
             }
-            let _ = closed.await;
-            drop(input);
         });
 
-        let addr = self.addr.clone();
-        let id = id.to_string();
         let stream = futures_util::stream::unfold(
-            (output, decoder, false, keep_open, pick),
-            move |(mut output, mut decoder, done, keep_open, mut pick)| {
-                let addr = addr.clone();
-                let id = id.clone();
-                async move {
-                    if done {
-                        return None;
+            (receiver, false, route, pick),
+            move |(mut receiver, done, route, mut pick)| async move {
+                if done {
+                    return None;
+                }
+                // None: the attachment closed (PID 1 died with its environment): the output
+                // ends, as an exec's does, and the caller finds out why.
+                while let Some(frame) = receiver.recv().await {
+                    let kind = frame.kind;
+                    if kind == AgentKind::Failed {
+                        let why = String::from_utf8_lossy(&frame.payload).into_owned();
+                        return Some((Err(Error::Helper(why)), (receiver, true, route, pick)));
                     }
-                    loop {
-                        while let Some(frame) = decoder.next_frame() {
-                            let Ok(frame) = frame else { continue };
-                            if frame.request != request {
-                                continue;
-                            }
-                            let kind = frame.kind;
-                            if kind == AgentKind::Failed {
-                                let why = String::from_utf8_lossy(&frame.payload).into_owned();
-                                let state = (output, decoder, true, keep_open, pick);
-                                return Some((Err(Error::Helper(why)), state));
-                            }
-                            let item = pick(frame);
-                            if kind == AgentKind::End {
-                                let item = item?;
-                                return Some((item, (output, decoder, true, keep_open, pick)));
-                            }
-                            if let Some(item) = item {
-                                let failed = item.is_err();
-                                return Some((item, (output, decoder, failed, keep_open, pick)));
-                            }
-                        }
-                        match output.next().await {
-                            Some(Ok(LogOutput::StdOut { message })) => decoder.push(&message),
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => {
-                                let err = classify(e, &addr, Subject::Container(&id));
-                                let state = (output, decoder, true, keep_open, pick);
-                                return Some((Err(err), state));
-                            }
-                            // The channel closed (PID 1 died with its environment): the
-                            // output ends, as an exec's does, and the caller finds out why.
-                            None => return None,
-                        }
+                    let item = pick(frame);
+                    if kind == AgentKind::End {
+                        let item = item?;
+                        return Some((item, (receiver, true, route, pick)));
+                    }
+                    if let Some(item) = item {
+                        let failed = item.is_err();
+                        return Some((item, (receiver, failed, route, pick)));
                     }
                 }
+                None
             },
         );
         (Box::pin(stream), cancel)
+    }
+}
+
+/// A request's place on its link, given up when its stream is dropped.
+struct Route {
+    link: Arc<Link>,
+    request: u64,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        if let Ok(mut routes) = self.link.routes.lock() {
+            routes.remove(&self.request);
+        }
+    }
+}
+
+/// Hands the agent's frames to the requests they name, until the attachment ends. Frames of
+/// requests nobody here made (other processes attached to the same agent) are dropped.
+async fn read_link(
+    mut output: Output,
+    mut decoder: AgentDecoder,
+    routes: Routes,
+    closed: CancellationToken,
+) {
+    loop {
+        while let Some(frame) = decoder.next_frame() {
+            let Ok(frame) = frame else { continue };
+            if let Ok(routes) = routes.lock() {
+                if let Some(route) = routes.get(&frame.request) {
+                    let _ = route.send(frame);
+                }
+            }
+        }
+        match output.next().await {
+            Some(Ok(LogOutput::StdOut { message })) => decoder.push(&message),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    closed.cancel();
+    // The requests still waiting see their stream end.
+    if let Ok(mut routes) = routes.lock() {
+        routes.clear();
     }
 }

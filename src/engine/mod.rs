@@ -54,6 +54,8 @@ pub struct Engine {
     addr: String,
     docker: OnceLock<Docker>,
     podman: tokio::sync::OnceCell<bool>,
+    /// Attachments to agents kept between calls (a long-lived process's); `None`: one per call.
+    links: Option<attach::Links>,
 }
 
 impl Engine {
@@ -68,7 +70,15 @@ impl Engine {
             addr,
             docker: OnceLock::new(),
             podman: tokio::sync::OnceCell::new(),
+            links: None,
         }
+    }
+
+    /// Keeps each environment's agent attachment for the next calls: what a long-lived
+    /// process (`adde serve`, `adde mcp`) does, so that a call costs no attach and no hello.
+    pub fn keeping_agent_links(mut self) -> Engine {
+        self.links = Some(attach::Links::default());
+        self
     }
 
     pub fn addr(&self) -> &str {

@@ -239,7 +239,7 @@ impl Server {
         };
         Server {
             inner: Arc::new(Inner {
-                engine: Engine::from_env(),
+                engine: Engine::from_env().keeping_agent_links(),
                 tools,
                 listed,
                 binding,

@@ -225,7 +225,7 @@ pub fn main(matches: &ArgMatches) -> ExitCode {
         }
     };
     let shared = Arc::new(Shared {
-        engine: Engine::from_env(),
+        engine: Engine::from_env().keeping_agent_links(),
         admission,
         stop: CancellationToken::new(),
         tasks: TaskTracker::new(),

@@ -310,3 +310,20 @@ def test_flags_that_cannot_work_stop_the_server_before_it_listens():
                          env={**os.environ, "ADDE_STATE_DIR": STATE, "ADDE_POLICY": str(policy)},
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and "over the policy's limit of 4" in out.stderr, out.stderr
+
+
+def test_a_kept_agent_attachment_is_replaced_when_its_environment_restarts():
+    needs_docker()
+    with adde_serve() as (_, sock, _):
+        lines = Lines(sock)
+        env = lines.call("create_runtime_env", {"image": BUSYBOX})
+        container = env["container_id"]
+        try:
+            assert lines.call("execute_command", {"container_id": container, "command": "echo one"})["log"]["transport"] == "agent"
+            # The server keeps its attachment to the agent; a restart ends it.
+            docker("restart", "-t", "1", container)
+            log = lines.call("execute_command", {"container_id": container, "command": "echo two"})["log"]
+            assert (log["stdout"], log["transport"]) == ("two\n", "agent"), log
+        finally:
+            lines.call("cleanup_env", {"container_id": container})
+            lines.close()
