@@ -46,6 +46,11 @@ fn pools_dir() -> PathBuf {
 fn pool_id(spec: &CreateEnvInput) -> Result<String> {
     let canonical = serde_json::to_string(spec).map_err(|e| Error::Internal(e.to_string()))?;
     let mut hasher = std::hash::DefaultHasher::new();
+    // A pool is its owner's and its state directory's: members are found by this id, so two
+    // users (or two state directories) with the same spec must never claim or remove each
+    // other's environments.
+    hasher.write(Label::owner_filter().as_bytes());
+    hasher.write(state::root().as_os_str().as_encoded_bytes());
     hasher.write(canonical.as_bytes());
     Ok(format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff))
 }
@@ -175,7 +180,11 @@ async fn ready_members(engine: &Engine, id: &str) -> Result<Vec<Listed>> {
         .list_managed(Some(Kind::Env))
         .await?
         .into_iter()
-        .filter(|c| c.labels.get(Label::Pool) == Some(id) && c.name.starts_with(&prefix))
+        .filter(|c| {
+            c.labels.is_mine()
+                && c.labels.get(Label::Pool) == Some(id)
+                && c.name.starts_with(&prefix)
+        })
         .collect())
 }
 

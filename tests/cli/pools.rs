@@ -201,3 +201,38 @@ fn what_a_pool_cannot_serve_is_served_cold_with_the_reason() {
         "invalid_argument",
     );
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_pool_is_its_own_state_directory_s_even_with_the_same_spec() {
+    // Two adde users of one engine (two state directories) declare the same spec. Before pool
+    // ids named the owner and the state directory, they shared one id: removing one's pool
+    // removed the other's members, and one's claims took the other's environments.
+    let spec = json!({"image": BUSYBOX, "memory": "64m", "env_vars": {"POOL_OWNER_TEST": "1"}});
+    let (alice, bob) = (Adde::docker(), Adde::docker());
+    let made = alice.ok("pool_create", json!({"spec": spec, "size": 1}));
+    let _alice_pool = PoolGuard {
+        adde: &alice,
+        pool: made["pool"].as_str().unwrap().to_string(),
+        claimed: Vec::new(),
+    };
+    let theirs = bob.ok("pool_create", json!({"spec": spec, "size": 1}));
+    let mut bob_pool = PoolGuard {
+        adde: &bob,
+        pool: theirs["pool"].as_str().unwrap().to_string(),
+        claimed: Vec::new(),
+    };
+    assert_ne!(made["pool"], theirs["pool"], "{made} {theirs}");
+    let claimed = bob.ok("create_runtime_env", spec.clone());
+    bob_pool.claimed.push((
+        claimed["container_id"].as_str().unwrap().to_string(),
+        claimed["name"].as_str().unwrap().to_string(),
+    ));
+    assert_eq!(claimed["pool"]["pool"], theirs["pool"], "{claimed}");
+    bob.ok("pool_remove", json!({"pool": theirs["pool"]}));
+    assert_eq!(
+        ready(&alice, made["pool"].as_str().unwrap()),
+        1,
+        "alice's member is still ready"
+    );
+}
