@@ -590,15 +590,21 @@ async fn build(
             record_error.get_or_insert(e);
         }
     });
-    let outcome = match tokio::time::timeout(options.timeout, building).await {
-        Ok(outcome) => outcome?,
-        Err(_) => BuildOutcome {
-            error: Some(format!(
-                "the build took longer than {} s and was stopped",
-                options.timeout.as_secs_f64()
-            )),
-            ..Default::default()
+    // Dropping the build's request (at the timeout, or when the caller cancels the call)
+    // closes its connection, and the engine stops the build there.
+    let outcome = tokio::select! {
+        done = tokio::time::timeout(options.timeout, building) => match done {
+            Ok(outcome) => outcome?,
+            Err(_) => BuildOutcome {
+                error: Some(format!(
+                    "the build took longer than {} s and was stopped",
+                    options.timeout.as_secs_f64()
+                )),
+                ..Default::default()
+            },
         },
+        // The record stays unfinished: prune and reap find what the build left.
+        _ = crate::call::cancelled() => return Err(Error::Interrupted),
     };
     if let Some(e) = record_error {
         return Err(e);

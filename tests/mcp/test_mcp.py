@@ -496,3 +496,42 @@ def test_progress_arrives_for_a_pull():
     finally:
         if not present:
             docker("rmi", image, check=False)
+
+
+def test_cancelling_a_build_stops_it_in_the_engine():
+    needs_docker()
+    marker = f"{uuid.uuid4().int % 1000 + 100}.5"
+    tag = f"adde-test-mcp-cancel:{uuid.uuid4().hex[:8]}"
+
+    def building():
+        listed = docker("ps", "--no-trunc", "--format", "{{.Command}}")
+        return f"sleep {marker}" in listed
+
+    async def main():
+        async with adde_mcp("--all-tools") as session:
+            context = await session.call_tool(
+                "prepare_build_context",
+                {"files": {"Dockerfile": f"FROM {BUSYBOX}\nRUN sleep {marker}\n"}},
+            )
+            assert not context.is_error, context
+            started = time.monotonic()
+            with anyio.move_on_after(4) as scope:
+                await session.call_tool(
+                    "build_image_from_context",
+                    {"context_id": context.structured_content["context_id"], "tag": tag, "no_cache": True},
+                )
+            assert scope.cancelled_caught
+            assert time.monotonic() - started < 10
+            # The engine stops the build: its RUN step's container goes away long before
+            # the sleep would have ended.
+            deadline = time.time() + 20
+            while building() and time.time() < deadline:
+                await anyio.sleep(0.5)
+            assert not building(), "the build's RUN step still runs"
+            # The server goes on serving.
+            assert len((await session.list_tools()).tools) > 0
+
+    try:
+        run(main)
+    finally:
+        docker("rmi", "-f", tag, check=False)

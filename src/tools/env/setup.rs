@@ -79,6 +79,8 @@ async fn run_to_end(
         };
         tokio::pin!(relay);
         let code = tokio::select! {
+            // The caller gave up (an MCP client's cancellation): the container goes below.
+            _ = crate::call::cancelled() => return Err(Error::Interrupted),
             code = engine.wait(&id, limit) => {
                 // The last lines may still be on their way.
                 let _ = tokio::time::timeout(LAST_LINES_WAIT, &mut relay).await;
