@@ -441,28 +441,30 @@ async fn create_new(
         container: None,
     };
     let helper = HelperVolume::for_this_binary()?;
-    match build_env(
-        engine,
-        plan,
-        input,
-        facts,
-        &mut resources,
-        &helper,
-        image_path,
-    )
-    .await
-    {
-        Ok((id, mut warnings)) => {
-            let env = describe(engine.inspect(&id).await?);
-            warnings.extend(describe::disk_warnings(&env));
-            Ok(CreateEnvOutput {
-                env,
-                image_pulled,
-                session_action: None,
-                warnings,
-                pool: None,
-            })
-        }
+    let made = async {
+        let (id, mut warnings) = build_env(
+            engine,
+            plan,
+            input,
+            facts,
+            &mut resources,
+            &helper,
+            image_path,
+        )
+        .await?;
+        let env = describe(engine.inspect(&id).await?);
+        warnings.extend(describe::disk_warnings(&env));
+        warnings.extend(describe::check_limits_applied(&plan.limits, &env.limits)?);
+        Ok((env, warnings))
+    };
+    match made.await {
+        Ok((env, warnings)) => Ok(CreateEnvOutput {
+            env,
+            image_pulled,
+            session_action: None,
+            warnings,
+            pool: None,
+        }),
         Err(err) => {
             // Leave nothing behind: what this call made, and nothing of anyone else's.
             if let Some(id) = &resources.container {
