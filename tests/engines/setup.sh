@@ -92,8 +92,15 @@ EOF
 
 make_certs() {
   local t="$dir/tls"
-  [ -s "$t/client/key.pem" ] && [ -s "$t/ca-only/ca.pem" ] && return 0
-  mkdir -p "$t/client" "$t/ca-only" "$t/wrong"
+  [ -s "$t/client/key.pem" ] && [ -s "$t/ca-only/ca.pem" ] && [ -s "$t/wrong-client/key.pem" ] &&
+    return 0
+  # New certificates: listeners started with the old ones would present a server
+  # certificate the new CA did not sign.
+  stop_pidfile "$t/socat.pid"
+  stop_pidfile "$t/socat-ca-only.pid"
+  wait_for bash -c '! (echo >/dev/tcp/127.0.0.1/2376) && ! (echo >/dev/tcp/127.0.0.1/2377)' \
+    2>/dev/null || true
+  mkdir -p "$t/client" "$t/ca-only" "$t/wrong" "$t/wrong-client"
   (
     cd "$t" || exit 1
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=adde-test-ca \
@@ -112,6 +119,13 @@ make_certs() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=other-ca \
       -keyout wrong/ca-key.pem -out wrong/ca.pem
     cp client/cert.pem client/key.pem wrong/
+    # A client certificate from that other CA, with the right CA for the server: the
+    # server verifies, the client is refused.
+    openssl req -newkey rsa:2048 -nodes -subj /CN=adde-intruder -keyout wrong-client/key.pem \
+      -out wrong-client.csr
+    openssl x509 -req -in wrong-client.csr -CA wrong/ca.pem -CAkey wrong/ca-key.pem \
+      -CAcreateserial -days 30 -extfile client.ext -out wrong-client/cert.pem
+    cp ca.pem wrong-client/ca.pem
   ) >>"$log" 2>&1
 }
 
@@ -135,6 +149,7 @@ setup_tls() {
   export_line ADDE_TEST_TLS_CA_ONLY_HOST tcp://127.0.0.1:2377
   export_line ADDE_TEST_TLS_CA_ONLY_CERTS "$dir/tls/ca-only"
   export_line ADDE_TEST_TLS_WRONG_CERTS "$dir/tls/wrong"
+  export_line ADDE_TEST_TLS_WRONG_CLIENT_CERTS "$dir/tls/wrong-client"
 }
 
 setup_ssh() {
