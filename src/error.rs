@@ -222,7 +222,7 @@ pub enum Error {
     #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
     InterpreterNotFound { filename: String, tried: String },
 
-    #[error("runtime {runtime:?} is not registered with the engine; it has: {available}")]
+    #[error("runtime {runtime:?} is not available from the engine; it offers: {available}")]
     RuntimeNotAvailable { runtime: String, available: String },
 
     #[error("the engine accepted this environment's limits but did not apply them ({}), so code would run unbounded; nothing was kept. Rootless Podman on cgroup v1 does this: use rootful Podman, Docker or a cgroup v2 host; or, if unbounded code is acceptable, the operator can set ADDE_ALLOW_UNENFORCED_LIMITS=1 (each dropped limit is then a warning)", unapplied.join("; "))]

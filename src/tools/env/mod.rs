@@ -281,9 +281,13 @@ async fn create_checked(
     let facts = engine.facts().await?;
     if let Some(runtime) = &plan.runtime {
         if !facts.runtimes.contains(runtime) {
+            let mut available = facts.runtimes.join(", ");
+            if facts.only_default_runtime {
+                available.push_str(" (Podman's Docker-compatible API runs every container on its default runtime, whatever is asked)");
+            }
             return Err(Error::RuntimeNotAvailable {
                 runtime: runtime.clone(),
-                available: facts.runtimes.join(", "),
+                available,
             });
         }
     }
