@@ -1,16 +1,22 @@
 //! Rootless Podman on a cgroup v1 host: it accepts memory, CPU, pids and ulimit settings,
 //! applies none of them and says nothing. adde reads the limits back and refuses.
 
+use std::sync::{Mutex, MutexGuard};
+
 use serde_json::json;
 
 use crate::common::BUSYBOX;
 use crate::{second_engine, On};
 
-fn rootless_podman(extra: &[(&str, &str)]) -> Option<On> {
+/// One test at a time: one checks that the engine holds nothing more after its refusal.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn rootless_podman(extra: &[(&str, &str)]) -> Option<(On, MutexGuard<'static, ()>)> {
     let vars = second_engine("rootless_podman", &["ADDE_TEST_ROOTLESS_PODMAN_HOST"])?;
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = vec![("DOCKER_HOST", vars[0].1.as_str())];
     env.extend_from_slice(extra);
-    Some(On::new(&env))
+    Some((On::new(&env), turn))
 }
 
 /// What the engine holds of adde's, as `docker ps -a` / `docker volume ls` names it.
@@ -24,7 +30,7 @@ fn containers_and_volumes(on: &On) -> (String, String) {
 #[test]
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn limits_the_engine_drops_are_refused_and_nothing_is_left() {
-    let Some(on) = rootless_podman(&[]) else {
+    let Some((on, _turn)) = rootless_podman(&[]) else {
         return;
     };
     let before = containers_and_volumes(&on);
@@ -60,7 +66,7 @@ fn limits_the_engine_drops_are_refused_and_nothing_is_left() {
 #[test]
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn the_operator_may_accept_them_and_each_is_a_warning() {
-    let Some(on) = rootless_podman(&[("ADDE_ALLOW_UNENFORCED_LIMITS", "1")]) else {
+    let Some((on, _turn)) = rootless_podman(&[("ADDE_ALLOW_UNENFORCED_LIMITS", "1")]) else {
         return;
     };
     let env = on.env(json!({"image": BUSYBOX, "memory": "128m"}));
@@ -74,4 +80,25 @@ fn the_operator_may_accept_them_and_each_is_a_warning() {
     assert_eq!(env.json["limits"]["memory_bytes"], 0, "{}", env.json);
     let log = on.exec(&env, "echo runs", 10.0);
     assert_eq!(log["stdout"], "runs\n", "{log}");
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn an_accepted_session_is_reused_with_its_warnings() {
+    let Some((on, _turn)) = rootless_podman(&[("ADDE_ALLOW_UNENFORCED_LIMITS", "1")]) else {
+        return;
+    };
+    let session = format!("rootless-{}", std::process::id());
+    let payload = json!({"image": BUSYBOX, "session": session});
+    let env = on.env(payload.clone());
+    // The limits read back as none each time: that was a session_conflict with itself.
+    let again = on.ok("create_runtime_env", payload);
+    assert_eq!(again["session_action"], "reused", "{again}");
+    assert_eq!(again["container_id"], env.id.as_str(), "{again}");
+    assert!(
+        again["warnings"]
+            .to_string()
+            .contains("memory: asked 512m, applied none"),
+        "{again}"
+    );
 }

@@ -153,6 +153,11 @@ pub fn unapplied_limits(asked: &Limits, applied: &Limits) -> Vec<String> {
         .collect()
 }
 
+/// Whether the operator set ADDE_ALLOW_UNENFORCED_LIMITS=1.
+pub fn unenforced_limits_allowed() -> bool {
+    std::env::var(ALLOW_UNENFORCED_LIMITS).is_ok_and(|v| v == "1")
+}
+
 /// Refuses an environment whose limits the engine dropped (`limits_not_enforced`), unless
 /// the operator allowed it with ADDE_ALLOW_UNENFORCED_LIMITS=1: then each dropped limit is
 /// a warning of the result.
@@ -161,7 +166,7 @@ pub fn check_limits_applied(asked: &Limits, applied: &Limits) -> Result<Vec<Stri
     if unapplied.is_empty() {
         return Ok(Vec::new());
     }
-    if std::env::var(ALLOW_UNENFORCED_LIMITS).is_ok_and(|v| v == "1") {
+    if unenforced_limits_allowed() {
         return Ok(unapplied
             .into_iter()
             .map(|l| format!("limit not enforced by the engine ({ALLOW_UNENFORCED_LIMITS}=1): {l}"))

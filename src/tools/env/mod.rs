@@ -387,11 +387,14 @@ async fn get_or_create(
                 "restarted"
             }
         };
+        let env = describe(engine.inspect(&id).await?);
+        // Limits that differ were a conflict above, unless the operator allowed dropped ones.
+        let warnings = describe::check_limits_applied(&plan.limits, &env.limits)?;
         return Ok(CreateEnvOutput {
-            env: describe(engine.inspect(&id).await?),
+            env,
             image_pulled: false,
             session_action: Some(action),
-            warnings: Vec::new(),
+            warnings,
             pool: None,
         });
     }
@@ -646,26 +649,25 @@ fn session_differences(
         plan.image.clone(),
         labels.get(Label::Image).unwrap_or_default().to_string(),
     );
-    compare(
-        "memory",
-        plan.limits.memory_bytes.to_string(),
-        existing.limits.memory_bytes.to_string(),
-    );
-    compare(
-        "cpus",
-        ((plan.limits.cpus * 1e9) as i64).to_string(),
-        ((existing.limits.cpus * 1e9).round() as i64).to_string(),
-    );
-    compare(
-        "pids_limit",
-        plan.limits.pids_limit.to_string(),
-        existing.limits.pids_limit.to_string(),
-    );
-    compare(
-        "nofile",
-        plan.limits.nofile.to_string(),
-        existing.limits.nofile.to_string(),
-    );
+    // An engine that applies no limits (the operator allowed it) reads each back as none,
+    // whatever was asked: there is nothing to compare with.
+    let dropped_allowed = describe::unenforced_limits_allowed();
+    let (asked, has) = (&plan.limits, &existing.limits);
+    let limits = [
+        ("memory", asked.memory_bytes, has.memory_bytes),
+        (
+            "cpus",
+            (asked.cpus * 1e9) as i64,
+            (has.cpus * 1e9).round() as i64,
+        ),
+        ("pids_limit", asked.pids_limit, has.pids_limit),
+        ("nofile", asked.nofile, has.nofile),
+    ];
+    for (field, asked, has) in limits {
+        if !(dropped_allowed && has <= 0) {
+            compare(field, asked.to_string(), has.to_string());
+        }
+    }
     let network = if input.network { "bridge" } else { "none" };
     compare("network", network.into(), existing.network_mode.clone());
     let ports: BTreeMap<String, String> = if input.network {
