@@ -69,6 +69,10 @@ pub const CODES: &[(&str, &str)] = &[
         "the engine has no such OCI runtime",
     ),
     (
+        "limits_not_enforced",
+        "the engine accepted the environment's limits but did not apply them (rootless Podman on cgroup v1); nothing was created",
+    ),
+    (
         "session_conflict",
         "the session exists with other settings (image, limits, mounts, …)",
     ),
@@ -218,8 +222,14 @@ pub enum Error {
     #[error("cannot run {filename}: none of {tried} was found in the environment's PATH; use an image that has it, or pass `command`")]
     InterpreterNotFound { filename: String, tried: String },
 
-    #[error("runtime {runtime:?} is not registered with the engine; it has: {available}")]
+    #[error("runtime {runtime:?} is not available from the engine; it offers: {available}")]
     RuntimeNotAvailable { runtime: String, available: String },
+
+    #[error("the engine accepted this environment's limits but did not apply them ({}), so code would run unbounded; nothing was kept. Rootless Podman on cgroup v1 does this: use rootful Podman, Docker or a cgroup v2 host; or, if unbounded code is acceptable, the operator can set ADDE_ALLOW_UNENFORCED_LIMITS=1 (each dropped limit is then a warning)", unapplied.join("; "))]
+    LimitsNotEnforced {
+        /// One "limit: asked …, applied …" per dropped limit.
+        unapplied: Vec<String>,
+    },
 
     #[error("session {session} already exists with other settings: {}; ask with the same settings, use another session name, or cleanup_env it", differences.join("; "))]
     SessionConflict {
@@ -376,6 +386,7 @@ impl Error {
             Error::NoPackageManager { .. } => "no_package_manager",
             Error::InterpreterNotFound { .. } => "interpreter_not_found",
             Error::RuntimeNotAvailable { .. } => "runtime_not_available",
+            Error::LimitsNotEnforced { .. } => "limits_not_enforced",
             Error::SessionConflict { .. } => "session_conflict",
             Error::SessionNotReady { .. } => "session_not_ready",
             Error::FileNotFound(_) => "file_not_found",
@@ -482,6 +493,9 @@ impl Error {
             }
             Error::SessionConflict { fields, .. } => {
                 map.insert("fields".into(), fields.clone().into());
+            }
+            Error::LimitsNotEnforced { unapplied } => {
+                map.insert("unapplied".into(), unapplied.clone().into());
             }
             Error::ProcessNotFound { process_id, .. } => {
                 map.insert("process_id".into(), process_id.clone().into());
@@ -602,6 +616,7 @@ mod tests {
                 runtime: "x".into(),
                 available: "x".into(),
             },
+            Error::LimitsNotEnforced { unapplied: vec![] },
             Error::SessionConflict {
                 session: "x".into(),
                 fields: vec![],
@@ -729,6 +744,7 @@ mod tests {
             | Error::NoPackageManager { .. }
             | Error::InterpreterNotFound { .. }
             | Error::RuntimeNotAvailable { .. }
+            | Error::LimitsNotEnforced { .. }
             | Error::SessionConflict { .. }
             | Error::SessionNotReady { .. }
             | Error::FileNotFound(_)

@@ -20,7 +20,8 @@ managed_now() {
 }
 before="$(managed_now | sort)"
 
-# Second engines for the `engines` tests (gVisor, TLS, SSH, Podman); stopped at the end.
+# Second engines for the `engines` tests (gVisor, TLS, SSH, rootful and rootless Podman);
+# stopped at the end.
 eval "$(bash tests/engines/setup.sh)"
 trap 'bash tests/engines/setup.sh stop' EXIT
 

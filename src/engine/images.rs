@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::ImageInspect;
+use bollard::models::{ImageInspect, SystemInfo};
 use bollard::query_parameters::{
     CreateImageOptionsBuilder, ListImagesOptionsBuilder, PruneBuildOptionsBuilder,
     PruneImagesOptionsBuilder, RemoveImageOptionsBuilder,
@@ -73,7 +73,10 @@ pub struct About {
 
 /// What creating an environment needs to know about the engine, from one `/info` call.
 pub struct EngineFacts {
+    /// The runtimes a container can be created with.
     pub runtimes: Vec<String>,
+    /// The engine runs every container on its default runtime, whatever is asked (Podman).
+    pub only_default_runtime: bool,
     pub data_root: String,
     pub storage_driver: String,
 }
@@ -274,8 +277,7 @@ impl Engine {
         let docker = self.docker()?;
         let version = self.ask(Subject::Other, docker.version()).await?;
         let info = self.ask(Subject::Other, docker.info()).await?;
-        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-        runtimes.sort();
+        let runtimes = self.selectable_runtimes(&info).await?;
         Ok(About {
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
@@ -294,20 +296,27 @@ impl Engine {
     pub async fn facts(&self) -> Result<EngineFacts> {
         let docker = self.docker()?;
         let info = self.ask(Subject::Other, docker.info()).await?;
-        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-        runtimes.sort();
         Ok(EngineFacts {
-            runtimes,
+            runtimes: self.selectable_runtimes(&info).await?,
+            only_default_runtime: self.is_podman().await?,
             data_root: info.docker_root_dir.unwrap_or_default(),
             storage_driver: info.driver.unwrap_or_default(),
         })
     }
 
-    /// The OCI runtimes the engine has registered.
-    pub async fn runtimes(&self) -> Result<Vec<String>> {
-        let docker = self.docker()?;
-        let info = self.ask(Subject::Other, docker.info()).await?;
-        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    /// The OCI runtimes a container can be created with. Podman's Docker-compatible API (4.3)
+    /// ignores the runtime asked for and runs every container on its default one (asked for
+    /// runsc, the container ran on runc), and it lists every runtime it is configured for,
+    /// installed or not: there, only the default counts.
+    async fn selectable_runtimes(&self, info: &SystemInfo) -> Result<Vec<String>> {
+        if self.is_podman().await? {
+            return Ok(info.default_runtime.iter().cloned().collect());
+        }
+        let mut names: Vec<String> = info
+            .runtimes
+            .iter()
+            .flat_map(|r| r.keys().cloned())
+            .collect();
         names.sort();
         Ok(names)
     }

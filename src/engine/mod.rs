@@ -186,6 +186,20 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
             if plain_tcp && tls_off && !reason.to_lowercase().contains("refused") {
                 reason = format!("{reason}; if that port speaks TLS, {}", tls_hint());
             }
+            // rustls words the server's refusal of our certificate as the alert it received.
+            const CLIENT_CERT_ALERTS: [&str; 4] = [
+                "UnknownCA",
+                "BadCertificate",
+                "CertificateRequired",
+                "CertificateUnknown",
+            ];
+            if reason.contains("received fatal alert")
+                && CLIENT_CERT_ALERTS.iter().any(|a| reason.contains(a))
+            {
+                reason = format!(
+                    "{reason}: the engine refused this client's certificate (cert.pem and key.pem in DOCKER_CERT_PATH are missing, or signed by a CA it does not trust)"
+                );
+            }
             Error::DockerUnavailable {
                 addr: addr.to_string(),
                 reason,

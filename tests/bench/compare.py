@@ -4,9 +4,11 @@
 Prints the median wall time of each operation and adde's ratio to the docker CLI doing the
 same job on the same engine, measured in the same run, so the figures compare across machines.
 
-    python3 tests/bench/compare.py [--runs N] [--adde PATH]
+    python3 tests/bench/compare.py [--runs N] [--adde PATH] [--only remote]
 
-Needs the test images (bash tests/images/build.sh) and a release build of adde.
+Needs the test images (bash tests/images/build.sh) and a release build of adde. With the
+TLS and SSH endpoints of tests/engines/setup.sh exported (eval "$(bash tests/engines/setup.sh)"),
+it also compares execute over each of them with `docker exec` over the same transport.
 """
 import argparse
 import concurrent.futures
@@ -94,6 +96,55 @@ def bench_python(adde, runs, warmup):
     try:
         return interleaved(cases, runs, warmup)
     finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
+def remote_transports(wrappers):
+    """The TLS and SSH endpoints tests/engines/setup.sh exported, as environments for adde and
+    for the docker CLI (which runs `ssh` from PATH: a wrapper in `wrappers` gives it the
+    test's ssh config)."""
+    found = {}
+    tls_host, tls_certs = os.environ.get("ADDE_TEST_TLS_HOST"), os.environ.get("ADDE_TEST_TLS_CERTS")
+    if tls_host and tls_certs:
+        tls = {"DOCKER_HOST": tls_host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": tls_certs}
+        found["TLS"] = ({**os.environ, **tls}, {**os.environ, **tls})
+    ssh_host, ssh_config = os.environ.get("ADDE_TEST_SSH_HOST"), os.environ.get("ADDE_TEST_SSH_CONFIG")
+    if ssh_host and ssh_config:
+        with open(os.path.join(wrappers, "ssh"), "w") as f:
+            f.write(f'#!/bin/sh\nexec /usr/bin/ssh -F {ssh_config} "$@"\n')
+        os.chmod(os.path.join(wrappers, "ssh"), 0o755)
+        adde_env = {**os.environ, "DOCKER_HOST": ssh_host, "ADDE_SSH_CONFIG": ssh_config}
+        docker_env = {**os.environ, "DOCKER_HOST": ssh_host, "PATH": f"{wrappers}:{os.environ['PATH']}"}
+        found["SSH"] = (adde_env, docker_env)
+    return found
+
+
+def bench_remote(adde, runs, warmup):
+    """execute (echo 42) through adde and through `docker exec`, over the unix socket and over
+    each remote transport to the same engine. Returns {transport: samples}."""
+    env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
+    cid = env["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    payload = json.dumps({"container_id": cid, "command": "echo 42"})
+    docker_exec = ["docker", "exec", plain, "sh", "-c", "echo 42"]
+    results = {}
+    wrappers = tempfile.TemporaryDirectory(prefix="adde-bench-ssh-")
+    try:
+        for transport, (adde_env, docker_env) in remote_transports(wrappers.name).items():
+            cases = {
+                "adde execute_command, unix socket": ([adde, "execute_command", payload], None),
+                f"adde execute_command, {transport}": ([adde, "execute_command", payload], adde_env),
+                "docker exec, unix socket": (docker_exec, None),
+                f"docker exec, {transport}": (docker_exec, docker_env),
+            }
+            results[transport] = interleaved(cases, runs, warmup)
+        return results
+    finally:
+        wrappers.cleanup()
         adde_call(adde, "cleanup_env", {"container_id": cid})
         subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
 
@@ -402,12 +453,20 @@ def main():
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--adde", default=os.path.join(root, "target/x86_64-unknown-linux-gnu/release/adde"))
+    parser.add_argument("--only", choices=["remote"], help="run only this part (remote: over TLS and SSH)")
     args = parser.parse_args()
     if not os.access(args.adde, os.X_OK):
         sys.exit(f"no adde binary at {args.adde}: run `cargo build --release`")
     with tempfile.TemporaryDirectory() as state:
         os.environ["ADDE_STATE_DIR"] = state
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
+        remote = bench_remote(args.adde, args.runs, args.warmup)
+        if not remote:
+            print("\nno TLS or SSH endpoint exported: run eval \"$(bash tests/engines/setup.sh)\" first")
+        for transport, samples in remote.items():
+            report(f"execute over {transport} (busybox, echo 42)", samples, f"docker exec, {transport}")
+        if args.only == "remote":
+            return
         report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
         report("a code-interpreter cell (python, x = x + 1)", bench_cells(args.adde, args.runs, args.warmup), "docker exec python3 -c")

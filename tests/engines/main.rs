@@ -1,12 +1,14 @@
 //! adde against engines other than the local Docker socket: gVisor (runsc), a TLS endpoint,
-//! SSH and Podman. `tests/engines/setup.sh` starts them and exports how to reach each; a test
-//! whose engine is not set up fails under CI=true and, elsewhere, says that it did not run.
+//! SSH, and rootful and rootless Podman. `tests/engines/setup.sh` starts them and exports how
+//! to reach each; a test whose engine is not set up fails under CI=true and, elsewhere, says
+//! that it did not run.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod gvisor;
 mod podman;
+mod rootless_podman;
 mod ssh;
 mod tls;
 

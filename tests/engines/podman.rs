@@ -71,3 +71,23 @@ fn reap_leaves_the_volumes_of_live_environments_alone() {
     let log = on.exec(&env, "echo still here", 10.0);
     assert_eq!(log["stdout"], "still here\n", "{log}");
 }
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_runtime_podman_would_ignore_is_refused_and_ping_lists_only_its_default() {
+    let Some((on, _turn)) = podman() else { return };
+    // Podman lists every runtime it is configured for (kata, krun, runj… not installed here)
+    // and, asked for runsc, ran the container on runc without a word.
+    let ping = on.ok("ping", json!({}));
+    assert_eq!(ping["runtimes"], json!([ping["default_runtime"]]), "{ping}");
+    let err = on.err(
+        "create_runtime_env",
+        json!({"image": BUSYBOX, "runtime": "runsc"}),
+        "runtime_not_available",
+    );
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.contains("default runtime, whatever is asked"),
+        "{message}"
+    );
+}

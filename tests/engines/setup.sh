@@ -11,6 +11,9 @@
 #           `ssh … docker system dial-stdio` reaches the local engine.
 #   podman  rootful Podman's Docker-compatible API (`podman system service`) on its own socket
 #           and storage, with the test images copied in (docker save | podman load).
+#   rootless_podman  the same as the unprivileged system user adde-rootless (made here, with
+#           subordinate ids): on a cgroup v1 host, the engine that accepts limits and applies
+#           none.
 #
 #   eval "$(bash tests/engines/setup.sh)"     # start what is not running yet
 #   bash tests/engines/setup.sh stop          # stop what it started
@@ -39,6 +42,9 @@ if [ "${1:-}" = stop ]; then
   stop_pidfile "$dir/tls/socat-ca-only.pid"
   stop_pidfile "$dir/ssh/sshd.pid"
   stop_pidfile "$dir/podman/service.pid"
+  stop_pidfile "$dir/rootless/service.pid"
+  # rootless Podman's pause process, which holds its user namespace.
+  stop_pidfile "$dir/rootless/xdg/libpod/tmp/pause.pid"
   exit 0
 fi
 
@@ -86,8 +92,15 @@ EOF
 
 make_certs() {
   local t="$dir/tls"
-  [ -s "$t/client/key.pem" ] && [ -s "$t/ca-only/ca.pem" ] && return 0
-  mkdir -p "$t/client" "$t/ca-only" "$t/wrong"
+  [ -s "$t/client/key.pem" ] && [ -s "$t/ca-only/ca.pem" ] && [ -s "$t/wrong-client/key.pem" ] &&
+    return 0
+  # New certificates: listeners started with the old ones would present a server
+  # certificate the new CA did not sign.
+  stop_pidfile "$t/socat.pid"
+  stop_pidfile "$t/socat-ca-only.pid"
+  wait_for bash -c '! (echo >/dev/tcp/127.0.0.1/2376) && ! (echo >/dev/tcp/127.0.0.1/2377)' \
+    2>/dev/null || true
+  mkdir -p "$t/client" "$t/ca-only" "$t/wrong" "$t/wrong-client"
   (
     cd "$t" || exit 1
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=adde-test-ca \
@@ -106,6 +119,13 @@ make_certs() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=other-ca \
       -keyout wrong/ca-key.pem -out wrong/ca.pem
     cp client/cert.pem client/key.pem wrong/
+    # A client certificate from that other CA, with the right CA for the server: the
+    # server verifies, the client is refused.
+    openssl req -newkey rsa:2048 -nodes -subj /CN=adde-intruder -keyout wrong-client/key.pem \
+      -out wrong-client.csr
+    openssl x509 -req -in wrong-client.csr -CA wrong/ca.pem -CAkey wrong/ca-key.pem \
+      -CAcreateserial -days 30 -extfile client.ext -out wrong-client/cert.pem
+    cp ca.pem wrong-client/ca.pem
   ) >>"$log" 2>&1
 }
 
@@ -129,6 +149,7 @@ setup_tls() {
   export_line ADDE_TEST_TLS_CA_ONLY_HOST tcp://127.0.0.1:2377
   export_line ADDE_TEST_TLS_CA_ONLY_CERTS "$dir/tls/ca-only"
   export_line ADDE_TEST_TLS_WRONG_CERTS "$dir/tls/wrong"
+  export_line ADDE_TEST_TLS_WRONG_CLIENT_CERTS "$dir/tls/wrong-client"
 }
 
 setup_ssh() {
@@ -197,7 +218,38 @@ EOF
   export_line ADDE_TEST_PODMAN_HOST "unix://$p/podman.sock"
 }
 
-for engine in runsc tls ssh podman; do
+setup_rootless_podman() {
+  need_packages podman:podman catatonit:catatonit newuidmap:uidmap || return 1
+  local user=adde-rootless p="$dir/rootless"
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd --system --create-home --home-dir "/var/lib/$user" --shell /usr/sbin/nologin "$user" \
+      >>"$log" 2>&1 || return 1
+  fi
+  # Subordinate ids, so that image layers owned by other uids unpack.
+  grep -q "^$user:" /etc/subuid || usermod --add-subuids 400000-465535 "$user" || return 1
+  grep -q "^$user:" /etc/subgid || usermod --add-subgids 400000-465535 "$user" || return 1
+  mkdir -p "$p/xdg"
+  chown "$user:" "$p" "$p/xdg"
+  chmod 700 "$p/xdg"
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/run"\n' \
+    "$p" "$p" >"$p/storage.conf"
+  local podman=(runuser -u "$user" -- env "XDG_RUNTIME_DIR=$p/xdg" "HOME=/var/lib/$user"
+    "CONTAINERS_STORAGE_CONF=$p/storage.conf" podman --root "$p/storage" --runroot "$p/run")
+  if ! alive "$p/service.pid"; then
+    rm -f "$p/podman.sock"
+    (cd / && exec setsid "${podman[@]}" system service --time=0 "unix://$p/podman.sock" \
+      </dev/null >>"$p/service.log" 2>&1) &
+    echo $! >"$p/service.pid"
+    wait_for test -S "$p/podman.sock" || return 1
+  fi
+  # busybox is enough: no environment with dropped limits is kept here.
+  if ! (cd / && "${podman[@]}" image exists "${images[0]}") 2>/dev/null; then
+    docker save "${images[0]}" | (cd / && "${podman[@]}" load) >>"$log" 2>&1 || return 1
+  fi
+  export_line ADDE_TEST_ROOTLESS_PODMAN_HOST "unix://$p/podman.sock"
+}
+
+for engine in runsc tls ssh podman rootless_podman; do
   upper="$(echo "$engine" | tr a-z A-Z)"
   if "setup_$engine"; then
     say "$engine ready"

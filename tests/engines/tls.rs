@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::BUSYBOX;
+use crate::common::{assert_error, BUSYBOX};
 use crate::{second_engine, On};
 
 fn tls(cert_var: &str, host_var: &str) -> Option<On> {
@@ -54,6 +54,24 @@ fn a_server_certificate_from_another_ca_is_docker_unavailable_with_the_cause() {
     let err = on.err("ping", json!({}), "docker_unavailable");
     let message = err["error"].as_str().unwrap();
     assert!(message.contains("certificate"), "{message}");
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_client_certificate_from_another_ca_is_refused_by_the_engine() {
+    // The right CA for the server; a client certificate signed by a CA the engine does not
+    // trust.
+    let Some(on) = tls("ADDE_TEST_TLS_WRONG_CLIENT_CERTS", "ADDE_TEST_TLS_HOST") else {
+        return;
+    };
+    let err = on.err("ping", json!({}), "docker_unavailable");
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.contains("refused this client's certificate"),
+        "{message}"
+    );
+    let env = on.call("create_runtime_env", json!({"image": BUSYBOX}));
+    assert_error(&env, "docker_unavailable");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::engine::{ContainerInfo, DiskLimits, Label, Limits, MountInfo, MountKind};
+use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 
 #[derive(Serialize, Debug)]
@@ -110,6 +111,70 @@ pub fn disk_warnings(env: &EnvDescription) -> Vec<String> {
         .collect()
 }
 
+/// The operator's consent to environments whose limits the engine does not apply.
+pub const ALLOW_UNENFORCED_LIMITS: &str = "ADDE_ALLOW_UNENFORCED_LIMITS";
+
+/// The limits asked for that the engine did not apply, as read back from it ("memory: asked
+/// 256m, applied none"). Rootless Podman on cgroup v1 accepts every limit, applies none and
+/// says nothing; a caller counting on them would run unbounded code unknowingly.
+pub fn unapplied_limits(asked: &Limits, applied: &Limits) -> Vec<String> {
+    let shown = |value: String, unset: bool| if unset { "none".into() } else { value };
+    let nanos = |cpus: f64| (cpus * 1e9).round() as i64;
+    let pairs = [
+        (
+            "memory",
+            asked.memory_bytes == applied.memory_bytes,
+            asked.memory.clone(),
+            shown(applied.memory.clone(), applied.memory_bytes <= 0),
+        ),
+        (
+            "cpus",
+            nanos(asked.cpus) == nanos(applied.cpus),
+            asked.cpus.to_string(),
+            shown(applied.cpus.to_string(), applied.cpus <= 0.0),
+        ),
+        (
+            "pids_limit",
+            asked.pids_limit == applied.pids_limit,
+            asked.pids_limit.to_string(),
+            shown(applied.pids_limit.to_string(), applied.pids_limit <= 0),
+        ),
+        (
+            "nofile",
+            asked.nofile == applied.nofile,
+            asked.nofile.to_string(),
+            shown(applied.nofile.to_string(), applied.nofile <= 0),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, same, _, _)| !same)
+        .map(|(name, _, asked, applied)| format!("{name}: asked {asked}, applied {applied}"))
+        .collect()
+}
+
+/// Whether the operator set ADDE_ALLOW_UNENFORCED_LIMITS=1.
+pub fn unenforced_limits_allowed() -> bool {
+    std::env::var(ALLOW_UNENFORCED_LIMITS).is_ok_and(|v| v == "1")
+}
+
+/// Refuses an environment whose limits the engine dropped (`limits_not_enforced`), unless
+/// the operator allowed it with ADDE_ALLOW_UNENFORCED_LIMITS=1: then each dropped limit is
+/// a warning of the result.
+pub fn check_limits_applied(asked: &Limits, applied: &Limits) -> Result<Vec<String>> {
+    let unapplied = unapplied_limits(asked, applied);
+    if unapplied.is_empty() {
+        return Ok(Vec::new());
+    }
+    if unenforced_limits_allowed() {
+        return Ok(unapplied
+            .into_iter()
+            .map(|l| format!("limit not enforced by the engine ({ALLOW_UNENFORCED_LIMITS}=1): {l}"))
+            .collect());
+    }
+    Err(Error::LimitsNotEnforced { unapplied })
+}
+
 /// An environment as the engine reports it.
 pub fn describe(c: ContainerInfo) -> EnvDescription {
     let disk = disk_limits(&c);
@@ -162,5 +227,63 @@ pub fn describe(c: ContainerInfo) -> EnvDescription {
         labels: c.labels.user_labels(),
         container_id: c.id,
         name: c.name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(memory_bytes: i64, cpus: f64, pids_limit: i64, nofile: i64) -> Limits {
+        Limits {
+            memory: if memory_bytes > 0 {
+                format!("{}m", memory_bytes >> 20)
+            } else {
+                memory_bytes.to_string()
+            },
+            memory_bytes,
+            memory_swap_bytes: memory_bytes,
+            cpus,
+            pids_limit,
+            nofile,
+            disk: None,
+        }
+    }
+
+    #[test]
+    fn limits_read_back_as_asked_pass() {
+        let asked = limits(512 << 20, 0.5, 256, 1024);
+        // What Docker and rootful Podman read back (cpus through NanoCpus / 1e9).
+        let applied = limits(512 << 20, 500_000_000f64 / 1e9, 256, 1024);
+        assert_eq!(
+            check_limits_applied(&asked, &applied).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn limits_read_back_as_none_are_refused_one_by_one() {
+        let asked = limits(512 << 20, 0.5, 256, 1024);
+        // What rootless Podman 4.3 on cgroup v1 read back (Memory, NanoCpus, PidsLimit 0,
+        // Ulimits []), measured.
+        let applied = limits(0, 0.0, 0, 0);
+        let unapplied = unapplied_limits(&asked, &applied);
+        assert_eq!(
+            unapplied,
+            [
+                "memory: asked 512m, applied none",
+                "cpus: asked 0.5, applied none",
+                "pids_limit: asked 256, applied none",
+                "nofile: asked 1024, applied none",
+            ]
+        );
+        let err = check_limits_applied(&asked, &applied).unwrap_err();
+        assert_eq!(err.code(), "limits_not_enforced");
+        // One limit lowered by the engine is refused too.
+        let lowered = limits(512 << 20, 0.5, 128, 1024);
+        assert_eq!(
+            unapplied_limits(&asked, &lowered),
+            ["pids_limit: asked 256, applied 128"]
+        );
     }
 }

@@ -281,9 +281,13 @@ async fn create_checked(
     let facts = engine.facts().await?;
     if let Some(runtime) = &plan.runtime {
         if !facts.runtimes.contains(runtime) {
+            let mut available = facts.runtimes.join(", ");
+            if facts.only_default_runtime {
+                available.push_str(" (Podman's Docker-compatible API runs every container on its default runtime, whatever is asked)");
+            }
             return Err(Error::RuntimeNotAvailable {
                 runtime: runtime.clone(),
-                available: facts.runtimes.join(", "),
+                available,
             });
         }
     }
@@ -383,11 +387,14 @@ async fn get_or_create(
                 "restarted"
             }
         };
+        let env = describe(engine.inspect(&id).await?);
+        // Limits that differ were a conflict above, unless the operator allowed dropped ones.
+        let warnings = describe::check_limits_applied(&plan.limits, &env.limits)?;
         return Ok(CreateEnvOutput {
-            env: describe(engine.inspect(&id).await?),
+            env,
             image_pulled: false,
             session_action: Some(action),
-            warnings: Vec::new(),
+            warnings,
             pool: None,
         });
     }
@@ -441,28 +448,30 @@ async fn create_new(
         container: None,
     };
     let helper = HelperVolume::for_this_binary()?;
-    match build_env(
-        engine,
-        plan,
-        input,
-        facts,
-        &mut resources,
-        &helper,
-        image_path,
-    )
-    .await
-    {
-        Ok((id, mut warnings)) => {
-            let env = describe(engine.inspect(&id).await?);
-            warnings.extend(describe::disk_warnings(&env));
-            Ok(CreateEnvOutput {
-                env,
-                image_pulled,
-                session_action: None,
-                warnings,
-                pool: None,
-            })
-        }
+    let made = async {
+        let (id, mut warnings) = build_env(
+            engine,
+            plan,
+            input,
+            facts,
+            &mut resources,
+            &helper,
+            image_path,
+        )
+        .await?;
+        let env = describe(engine.inspect(&id).await?);
+        warnings.extend(describe::disk_warnings(&env));
+        warnings.extend(describe::check_limits_applied(&plan.limits, &env.limits)?);
+        Ok((env, warnings))
+    };
+    match made.await {
+        Ok((env, warnings)) => Ok(CreateEnvOutput {
+            env,
+            image_pulled,
+            session_action: None,
+            warnings,
+            pool: None,
+        }),
         Err(err) => {
             // Leave nothing behind: what this call made, and nothing of anyone else's.
             if let Some(id) = &resources.container {
@@ -640,26 +649,25 @@ fn session_differences(
         plan.image.clone(),
         labels.get(Label::Image).unwrap_or_default().to_string(),
     );
-    compare(
-        "memory",
-        plan.limits.memory_bytes.to_string(),
-        existing.limits.memory_bytes.to_string(),
-    );
-    compare(
-        "cpus",
-        ((plan.limits.cpus * 1e9) as i64).to_string(),
-        ((existing.limits.cpus * 1e9).round() as i64).to_string(),
-    );
-    compare(
-        "pids_limit",
-        plan.limits.pids_limit.to_string(),
-        existing.limits.pids_limit.to_string(),
-    );
-    compare(
-        "nofile",
-        plan.limits.nofile.to_string(),
-        existing.limits.nofile.to_string(),
-    );
+    // An engine that applies no limits (the operator allowed it) reads each back as none,
+    // whatever was asked: there is nothing to compare with.
+    let dropped_allowed = describe::unenforced_limits_allowed();
+    let (asked, has) = (&plan.limits, &existing.limits);
+    let limits = [
+        ("memory", asked.memory_bytes, has.memory_bytes),
+        (
+            "cpus",
+            (asked.cpus * 1e9) as i64,
+            (has.cpus * 1e9).round() as i64,
+        ),
+        ("pids_limit", asked.pids_limit, has.pids_limit),
+        ("nofile", asked.nofile, has.nofile),
+    ];
+    for (field, asked, has) in limits {
+        if !(dropped_allowed && has <= 0) {
+            compare(field, asked.to_string(), has.to_string());
+        }
+    }
     let network = if input.network { "bridge" } else { "none" };
     compare("network", network.into(), existing.network_mode.clone());
     let ports: BTreeMap<String, String> = if input.network {
