@@ -28,7 +28,14 @@ fn same_both_ways(adde: &Adde, env: &Env, filename: &str, code: &str, timeout: f
     let warm = run(adde, env, true, filename, code, timeout);
     assert_eq!(cold.get("warm"), None, "{cold}");
     assert_eq!(warm["warm"], true, "the run was not warm: {warm}");
-    for field in ["stdout", "stderr", "exit_code", "signal", "timed_out", "oom_killed"] {
+    for field in [
+        "stdout",
+        "stderr",
+        "exit_code",
+        "signal",
+        "timed_out",
+        "oom_killed",
+    ] {
         assert_eq!(
             cold[field], warm[field],
             "{field} differs for {filename}:\n{code}\ncold: {cold}\nwarm: {warm}"
@@ -145,9 +152,17 @@ fn warm_python_runs_are_indistinguishable_from_cold_ones() {
         ("exitnone.py", "raise SystemExit", 0),
         ("syntax.py", "x = (\n", 1),
         ("interrupt.py", "raise KeyboardInterrupt", 130),
-        ("term.py", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", 143),
+        (
+            "term.py",
+            "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)",
+            143,
+        ),
         ("warn.py", "import warnings\nwarnings.warn('careful')", 0),
-        ("encoding.py", "# -*- coding: latin-1 -*-\nprint('caf\u{e9}')", 0),
+        (
+            "encoding.py",
+            "# -*- coding: latin-1 -*-\nprint('caf\u{e9}')",
+            0,
+        ),
     ] {
         let log = same_both_ways(&adde, &env, name, code, 30.0);
         assert_eq!(log["exit_code"], exit, "{name}: {log}");
@@ -169,5 +184,43 @@ fn warm_python_runs_are_indistinguishable_from_cold_ones() {
     );
     // And the next warm run is served.
     let after = run(&adde, &env, true, "after.py", "print('ok')", 30.0);
-    assert_eq!((after["stdout"].clone(), after["warm"].clone()), (json!("ok\n"), json!(true)));
+    assert_eq!(
+        (after["stdout"].clone(), after["warm"].clone()),
+        (json!("ok\n"), json!(true))
+    );
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_warm_run_that_kills_everything_it_can_leaves_the_next_runs_served() {
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": PYTHON}));
+    run(&adde, &env, true, "prime.py", "pass", 30.0);
+    // `kill -9 -1` from a warm run reaches its supervisor and the spare, as it would reach a
+    // cold run's supervisor: the run is reported as such, not hung.
+    let killer = "import os, signal\nos.kill(-1, signal.SIGKILL)";
+    for warm in [false, true] {
+        let vars: &[(&str, &str)] = if warm {
+            &[("ADDE_WARM_PYTHON", "on")]
+        } else {
+            &[]
+        };
+        let out = adde.call_with(
+            vars,
+            "execute_code_block",
+            json!({"container_id": env.id, "filename": "k.py", "code_content": killer}),
+        );
+        crate::common::assert_error(&out, "supervisor_died");
+    }
+    // The dead spare is noticed: the next warm-eligible run is cold, the one after warm.
+    let next = run(&adde, &env, true, "a.py", "print(1)", 30.0);
+    assert_eq!(
+        (next["stdout"].clone(), next.get("warm")),
+        (json!("1\n"), None)
+    );
+    let then = run(&adde, &env, true, "a.py", "print(2)", 30.0);
+    assert_eq!(
+        (then["stdout"].clone(), then["warm"].clone()),
+        (json!("2\n"), json!(true))
+    );
 }
