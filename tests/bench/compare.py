@@ -39,6 +39,7 @@ def adde_call(adde, tool, payload):
 
 
 EXEC_PATH = {**os.environ, "ADDE_AGENT": "off"}
+WARM_PYTHON = {**os.environ, "ADDE_WARM_PYTHON": "on"}
 
 
 def bench_exec(adde, runs, warmup):
@@ -88,6 +89,7 @@ def bench_python(adde, runs, warmup):
     payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
     cases = {
         "adde execute_code_block": ([adde, "execute_code_block", payload], None),
+        "adde, warm Python": ([adde, "execute_code_block", payload], WARM_PYTHON),
         "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
         "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
     }
@@ -401,6 +403,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--python-only", action="store_true", help="only the python print(6*7) rows")
     parser.add_argument("--adde", default=os.path.join(root, "target/x86_64-unknown-linux-gnu/release/adde"))
     args = parser.parse_args()
     if not os.access(args.adde, os.X_OK):
@@ -408,8 +411,11 @@ def main():
     with tempfile.TemporaryDirectory() as state:
         os.environ["ADDE_STATE_DIR"] = state
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
-        report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
+        if not args.python_only:
+            report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
+        if args.python_only:
+            return
         report("a code-interpreter cell (python, x = x + 1)", bench_cells(args.adde, args.runs, args.warmup), "docker exec python3 -c")
         report("a 50-action agent trajectory, end to end", bench_trajectory(args.adde), "docker exec, 50 actions")
         rates = bench_throughput(args.adde)

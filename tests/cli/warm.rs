@@ -6,14 +6,18 @@ use serde_json::{json, Value};
 
 use crate::common::{processes, Adde, Env, PYTHON};
 
-fn run(adde: &Adde, env: &Env, warm: bool, filename: &str, code: &str, timeout: f64) -> Value {
-    let vars: &[(&str, &str)] = if warm {
+/// What opts a call in to warm runs.
+fn warm_vars(warm: bool) -> &'static [(&'static str, &'static str)] {
+    if warm {
         &[("ADDE_WARM_PYTHON", "on")]
     } else {
         &[]
-    };
+    }
+}
+
+fn run(adde: &Adde, env: &Env, warm: bool, filename: &str, code: &str, timeout: f64) -> Value {
     let out = adde.call_with(
-        vars,
+        warm_vars(warm),
         "execute_code_block",
         json!({"container_id": env.id, "filename": filename, "code_content": code,
                 "timeout_sec": timeout}),
@@ -196,31 +200,29 @@ fn a_warm_run_that_kills_everything_it_can_leaves_the_next_runs_served() {
     let adde = Adde::docker();
     let env = adde.env(json!({"image": PYTHON}));
     run(&adde, &env, true, "prime.py", "pass", 30.0);
-    // `kill -9 -1` from a warm run reaches its supervisor and the spare, as it would reach a
-    // cold run's supervisor: the run is reported as such, not hung.
-    let killer = "import os, signal\nos.kill(-1, signal.SIGKILL)";
-    for warm in [false, true] {
-        let vars: &[(&str, &str)] = if warm {
-            &[("ADDE_WARM_PYTHON", "on")]
-        } else {
-            &[]
-        };
-        let out = adde.call_with(
-            vars,
-            "execute_code_block",
-            json!({"container_id": env.id, "filename": "k.py", "code_content": killer}),
-        );
-        crate::common::assert_error(&out, "supervisor_died");
-    }
-    // The dead spare is noticed: the next warm-eligible run is cold, the one after warm.
+    // `kill -9 -1` reaches the run's supervisor and the spare: the run is reported as such,
+    // not hung, and the dead spare is noticed (the next warm-eligible run is cold).
+    killer(&adde, &env, false);
     let next = run(&adde, &env, true, "a.py", "print(1)", 30.0);
     assert_eq!(
         (next["stdout"].clone(), next.get("warm")),
         (json!("1\n"), None)
     );
+    // A warm run that does it is reported the same, and a new spare serves the next run.
+    killer(&adde, &env, true);
     let then = run(&adde, &env, true, "a.py", "print(2)", 30.0);
     assert_eq!(
         (then["stdout"].clone(), then["warm"].clone()),
         (json!("2\n"), json!(true))
     );
+}
+
+fn killer(adde: &Adde, env: &Env, warm: bool) {
+    let code = "import os, signal\nos.kill(-1, signal.SIGKILL)";
+    let out = adde.call_with(
+        warm_vars(warm),
+        "execute_code_block",
+        json!({"container_id": env.id, "filename": "k.py", "code_content": code}),
+    );
+    crate::common::assert_error(&out, "supervisor_died");
 }
