@@ -109,6 +109,15 @@ struct Spare {
     child: Child,
 }
 
+impl Spare {
+    /// Whether it is alive and was started for runs like `start`.
+    fn serves(&mut self, start: &AgentStart) -> bool {
+        self.env == start.env
+            && self.workdir == start.workdir
+            && matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
 /// The agent's spare supervisor (at most one), shared with the threads that see runs end.
 #[derive(Clone, Default)]
 pub(super) struct Spares(Arc<Mutex<Option<Spare>>>);
@@ -128,8 +137,7 @@ impl Spares {
     /// run's environment and folder and is alive. A spare that does not fit is let go.
     pub(super) fn take(&self, start: &AgentStart, children: &Children) -> Option<Child> {
         let mut spare = self.0.lock().ok()?.take()?;
-        let fits = spare.env == start.env && spare.workdir == start.workdir;
-        if !fits || !matches!(spare.child.try_wait(), Ok(None)) {
+        if !spare.serves(start) {
             let_go(spare, children);
             return None;
         }
@@ -148,8 +156,14 @@ impl Spares {
         Some(spare.child)
     }
 
-    /// Starts a spare for runs like `start`, in place of the one waiting (if any).
+    /// Starts a spare for runs like `start`, in place of the one waiting, unless that one
+    /// already fits (concurrent warm runs end one after another).
     pub(super) fn prime(&self, start: &AgentStart, children: &Children) {
+        if let Ok(mut slot) = self.0.lock() {
+            if slot.as_mut().is_some_and(|spare| spare.serves(start)) {
+                return;
+            }
+        }
         let command = helper_command(Role::Spare, &[], &start.env, &start.workdir, children);
         let Ok(child) = spawn_piped(command) else {
             return;
