@@ -213,29 +213,30 @@ impl Agent {
             ),
         }
     }
-}
 
-impl Agent {
     /// Starts a request's helper, or hands a warm run to the spare supervisor; after a warm
     /// run the next spare is started (not during it: it would take CPU from the run).
     fn start(&self, request: u64, start: AgentStart) -> Result<Sender<Vec<u8>>, String> {
         if !Spares::wanted(&start) {
             return spawn(request, start, &self.replies, &self.children, None);
         }
-        let spares = self.spares.clone();
-        let children = self.children.clone();
-        let then = Box::new(move |start: AgentStart| spares.prime(&start, &children));
+        let (spares, children, like) = (self.spares.clone(), self.children.clone(), start.clone());
+        let then: AfterEnd = Box::new(move || spares.prime(&like, &children));
         match self.spares.take(&start, &self.children) {
-            Some(spare) => Ok(relay(request, spare, &self.replies, &self.children, {
-                Some((then, start))
-            })),
+            Some(spare) => Ok(relay(
+                request,
+                spare,
+                &self.replies,
+                &self.children,
+                Some(then),
+            )),
             None => spawn(request, start, &self.replies, &self.children, Some(then)),
         }
     }
 }
 
 /// What to do when a request's helper has ended.
-type AfterEnd = Box<dyn FnOnce(AgentStart) + Send>;
+type AfterEnd = Box<dyn FnOnce() + Send>;
 
 /// The command that starts one of adde's helper roles as the agent's child, with the
 /// environment and working directory a request names. It is told which of PID 1's children
@@ -291,13 +292,7 @@ fn spawn(
     ))
     .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
     children.update(child.id(), true);
-    Ok(relay(
-        request,
-        child,
-        replies,
-        children,
-        after.map(|after| (after, start)),
-    ))
+    Ok(relay(request, child, replies, children, after))
 }
 
 /// Feeds a started helper's stdin from the request's `Stdin` frames and relays its stdout and
@@ -307,7 +302,7 @@ fn relay(
     mut child: Child,
     replies: &Replies,
     children: &Children,
-    after: Option<(AfterEnd, AgentStart)>,
+    after: Option<AfterEnd>,
 ) -> Sender<Vec<u8>> {
     let pid = child.id();
     let (sender, receiver) = channel::<Vec<u8>>();
@@ -363,8 +358,8 @@ fn relay(
         // the helper roles report in their own output.
         drop(child);
         replies.send(AgentKind::End, request, &[]);
-        if let Some((after, start)) = after {
-            after(start);
+        if let Some(after) = after {
+            after();
         }
     });
     sender
