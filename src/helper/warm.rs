@@ -39,7 +39,13 @@ impl WarmPython {
         let program = PYTHONS.into_iter().find(|p| find_program(p).is_some())?;
         let (control, theirs) = UnixStream::pair().ok()?;
         let fd = theirs.as_raw_fd();
-        let mut command = program_command(program, &["-c", DRIVER], Stdio::null());
+        // Without its comments and blank lines: the command line shows in process listings.
+        let driver: Vec<&str> = DRIVER
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+            .collect();
+        let driver = driver.join("\n");
+        let mut command = program_command(program, &["-c", &driver], Stdio::null());
         // SAFETY: dup2 and fcntl are async-signal-safe. dup2 onto itself keeps FD_CLOEXEC,
         // so a socket that already is fd 3 has the flag cleared instead.
         unsafe {
