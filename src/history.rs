@@ -45,6 +45,9 @@ pub struct RunLog {
     /// Engine-API exec).
     #[serde(default)]
     pub transport: crate::engine::Transport,
+    /// The program ran in a Python started ahead of the run (`ADDE_WARM_PYTHON=on`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
     /// Set when the run has no result (its supervisor or the environment died, or the
     /// environment was paused past the deadline): the error execute_code_block returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -44,10 +44,14 @@ pub enum Role {
     /// `context LANGUAGE`: hosts one code-interpreter context (started by the agent only);
     /// speaks agent frames on its stdin and stdout.
     Context,
+    /// `spare`: a supervisor started by the agent ahead of a warm run: it starts Python with
+    /// adde's warm driver, then reads a [`RunSpec`] (a big-endian u32 length, then JSON) on
+    /// its stdin and supervises it as `run` would (see helper/warm.rs).
+    Spare,
 }
 
 impl Role {
-    const ALL: [Role; 10] = [
+    const ALL: [Role; 11] = [
         Role::Idle,
         Role::Run,
         Role::Install,
@@ -58,6 +62,7 @@ impl Role {
         Role::Kill,
         Role::Sweep,
         Role::Context,
+        Role::Spare,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Role {
             Role::Kill => "kill",
             Role::Sweep => "sweep",
             Role::Context => "context",
+            Role::Spare => "spare",
         }
     }
 
@@ -135,6 +141,10 @@ pub struct RunSpec {
     /// `timeout_ms` of 0 means no deadline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
+    /// The agent may hand this run to a spare supervisor whose Python is already started
+    /// (`ADDE_WARM_PYTHON=on`; a `.py` file run by Python with no stdin).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -155,6 +165,9 @@ pub struct RunStatus {
     pub command: Vec<String>,
     /// Set when the program could not be started at all.
     pub error: Option<HelperFailure>,
+    /// The program ran in an interpreter started ahead of the run (a warm run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

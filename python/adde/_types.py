@@ -126,11 +126,13 @@ class _RunLogRequired(TypedDict):
 class RunLog(_RunLogRequired, total=False):
     """One run of execute_code_block, execute_command or run_container. `transport` (how adde
     reached the environment) comes from binaries with the resident agent; `error` only when
-    the run has no result."""
+    the run has no result; `warm` only for a run in a Python started ahead of it
+    (ADDE_WARM_PYTHON=on)."""
 
     transport: Literal["agent", "exec"]
     error: RunError
     in_progress: bool
+    warm: bool
 
 
 class ExecuteResult(TypedDict):

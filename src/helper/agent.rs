@@ -16,12 +16,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
 use super::background::Background;
 use super::contexts::Contexts;
+use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
     HELPER_PATH,
@@ -84,6 +85,8 @@ struct Agent {
     children: Children,
     background: Background,
     contexts: Contexts,
+    /// The spare supervisor for warm Python runs (warm.rs).
+    spares: Spares,
     /// Background-process requests still arriving, by request id.
     proc_requests: HashMap<u64, Vec<u8>>,
     /// Starts still arriving: a start bigger than one frame (a long command line) spans
@@ -104,6 +107,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
         children: Children::default(),
         background: Background::default(),
         contexts: Contexts::default(),
+        spares: Spares::default(),
         proc_requests: HashMap::new(),
         starts: HashMap::new(),
     };
@@ -196,7 +200,7 @@ impl Agent {
         };
         let replies = &self.replies;
         match serde_json::from_slice::<AgentStart>(&payload) {
-            Ok(start) => match spawn(request, start, replies, &self.children) {
+            Ok(start) => match self.start(request, start) {
                 Ok(stdin) => {
                     self.inputs.insert(request, stdin);
                 }
@@ -209,7 +213,30 @@ impl Agent {
             ),
         }
     }
+
+    /// Starts a request's helper, or hands a warm run to the spare supervisor; after a warm
+    /// run the next spare is started (not during it: it would take CPU from the run).
+    fn start(&self, request: u64, start: AgentStart) -> Result<Sender<Vec<u8>>, String> {
+        if !Spares::wanted(&start) {
+            return spawn(request, start, &self.replies, &self.children, None);
+        }
+        let (spares, children, like) = (self.spares.clone(), self.children.clone(), start.clone());
+        let then: AfterEnd = Box::new(move || spares.prime(&like, &children));
+        match self.spares.take(&start, &self.children) {
+            Some(spare) => Ok(relay(
+                request,
+                spare,
+                &self.replies,
+                &self.children,
+                Some(then),
+            )),
+            None => spawn(request, start, &self.replies, &self.children, Some(then)),
+        }
+    }
 }
+
+/// What to do when a request's helper has ended.
+type AfterEnd = Box<dyn FnOnce() + Send>;
 
 /// The command that starts one of adde's helper roles as the agent's child, with the
 /// environment and working directory a request names. It is told which of PID 1's children
@@ -244,26 +271,40 @@ pub(super) fn helper_command(
     command
 }
 
-/// Starts the helper role a request names, with its stdin fed from the request's `Stdin`
-/// frames and its stdout and stderr relayed until both close.
+/// Starts the helper role a request names, relayed by [`relay`].
 fn spawn(
     request: u64,
     start: AgentStart,
     replies: &Replies,
     children: &Children,
+    after: Option<AfterEnd>,
 ) -> Result<Sender<Vec<u8>>, String> {
     let role = Role::parse(&start.role)
-        .filter(|role| *role != Role::Idle)
+        .filter(|role| !matches!(role, Role::Idle | Role::Spare))
         .ok_or_else(|| format!("the agent starts no role {:?}", start.role))?;
     let args: Vec<&str> = start.args.iter().map(String::as_str).collect();
-    let mut child = helper_command(role, &args, &start.env, &start.workdir, children)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
+    let child = spawn_piped(helper_command(
+        role,
+        &args,
+        &start.env,
+        &start.workdir,
+        children,
+    ))
+    .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
+    children.update(child.id(), true);
+    Ok(relay(request, child, replies, children, after))
+}
+
+/// Feeds a started helper's stdin from the request's `Stdin` frames and relays its stdout and
+/// stderr until both close; then `after` runs.
+fn relay(
+    request: u64,
+    mut child: Child,
+    replies: &Replies,
+    children: &Children,
+    after: Option<AfterEnd>,
+) -> Sender<Vec<u8>> {
     let pid = child.id();
-    children.update(pid, true);
     let (sender, receiver) = channel::<Vec<u8>>();
     if let Some(mut stdin) = child.stdin.take() {
         std::thread::spawn(move || {
@@ -317,6 +358,9 @@ fn spawn(
         // the helper roles report in their own output.
         drop(child);
         replies.send(AgentKind::End, request, &[]);
+        if let Some(after) = after {
+            after();
+        }
     });
-    Ok(sender)
+    sender
 }

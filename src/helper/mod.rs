@@ -24,6 +24,8 @@
 //!   is neither adde's own nor part of a live execution (and run RUN_ID, supervisor included).
 //! - `context LANGUAGE WORKDIR NAME`: hosts one code-interpreter context for the agent
 //!   (context_host.rs; the agent's side is contexts.rs).
+//! - `spare`: a supervisor the agent starts ahead of a warm Python run: it starts Python
+//!   first, then reads the run's spec on stdin and supervises it as `run` does (warm.rs).
 //!
 //! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
 //! own processes through /proc or ptrace. Everything here uses only std and libc: no async
@@ -35,6 +37,7 @@ mod context_host;
 mod contexts;
 mod files;
 mod procs;
+mod warm;
 
 use std::ffi::OsString;
 use std::fs;
@@ -49,9 +52,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus, DEPS_DIR,
-    INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT, TAG_STARTED, TAG_STATUS, TAG_STDERR,
-    TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
+    encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus,
+    AGENT_CHILDREN_ENV, DEPS_DIR, INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT,
+    TAG_STARTED, TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
 };
 use procs::RunScope;
 
@@ -119,6 +122,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Role::Context => context_host::serve(arg(3), arg(4), arg(5)),
+        Role::Spare => spare(),
     }
 }
 
@@ -191,10 +195,28 @@ fn reap_orphans() {
 }
 
 fn run(spec: &str) -> ExitCode {
+    let spec = serde_json::from_str::<RunSpec>(spec).map_err(|e| format!("bad run spec: {e}"));
+    supervise_and_report(spec, None)
+}
+
+/// The `spare` role: Python first, then the run it is handed.
+fn spare() -> ExitCode {
+    let python = warm::WarmPython::start();
+    match warm::read_spec() {
+        Some(spec) => supervise_and_report(spec, python),
+        // Not wanted after all: the interpreter ends with the closed socket.
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn supervise_and_report(
+    spec: Result<RunSpec, String>,
+    python: Option<warm::WarmPython>,
+) -> ExitCode {
     let mut out = raw_stdout();
-    let status = match serde_json::from_str::<RunSpec>(spec) {
-        Ok(spec) => supervise(&spec, &mut *out),
-        Err(e) => setup_failure(format!("bad run spec: {e}")),
+    let status = match spec {
+        Ok(spec) => supervise(&spec, &mut *out, python),
+        Err(message) => setup_failure(message),
     };
     let status = serde_json::to_vec(&status).unwrap_or_default();
     let _ = (*out).write_all(&encode_frame(TAG_STATUS, &status));
@@ -215,7 +237,9 @@ fn setup_failure(message: String) -> RunStatus {
     }
 }
 
-fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
+/// Runs a spec's program and relays it; `python`, an interpreter started ahead of the run,
+/// runs it instead when the spec allows a warm run and it is the program the run would start.
+fn supervise(spec: &RunSpec, out: &mut impl Write, python: Option<warm::WarmPython>) -> RunStatus {
     if let Some(file) = &spec.file {
         if let Err(e) = write_code_file(file) {
             return setup_failure(format!("cannot write {}: {e}", file.path));
@@ -239,26 +263,25 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
     let scope = Arc::new(RunScope::claim());
     let oom_before = oom_kill_count();
     let started = Instant::now();
-    let mut command = Command::new(&argv[0]);
-    let stdin = if spec.stdin_len > 0 {
-        Stdio::piped()
-    } else {
-        Stdio::null()
+    let warm_allowed = spec.warm && spec.stdin_len == 0 && !spec.background;
+    let warm_child = python.and_then(|python| match warm_allowed {
+        true => python.run(argv),
+        false => python.run(&[]),
+    });
+    let warm = warm_child.is_some();
+    let spawned = match warm_child {
+        Some(child) => Ok(child),
+        None => {
+            let stdin = if spec.stdin_len > 0 {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            };
+            let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+            program_command(&argv[0], &args, stdin).spawn()
+        }
     };
-    command
-        .args(&argv[1..])
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setsid is async-signal-safe; the child leads its own session and process group
-    // so that nothing it does reaches the supervisor.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        })
-    };
-    let mut child = match command.spawn() {
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return setup_failure(format!("cannot start {}: {e}", argv[0])),
     };
@@ -299,7 +322,29 @@ fn supervise(spec: &RunSpec, out: &mut impl Write) -> RunStatus {
         duration_ms: duration.as_millis() as u64,
         command: argv.clone(),
         error: None,
+        warm,
     }
+}
+
+/// How a run's program is started: in a session and process group of its own, so that
+/// nothing it does reaches the supervisor, with its output piped to the supervisor and
+/// without the agent's note to its helpers.
+fn program_command(program: &str, args: &[&str], stdin: Stdio) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_remove(AGENT_CHILDREN_ENV)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    command
 }
 
 fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {

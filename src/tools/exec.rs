@@ -215,6 +215,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     check_run_limits(run.timeout_sec, run.max_output_bytes)?;
     let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
     env.extend(env_vars("env", &run.env)?);
+    let warm = warm_python(&run);
     let spec = RunSpec {
         run_id: new_run_id(),
         file: run.file.clone(),
@@ -222,6 +223,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         candidates: run.candidates,
         timeout_ms: (run.timeout_sec * 1000.0).ceil() as u64,
         background: false,
+        warm,
     };
 
     let (inspect, workdir) = running_env(engine, &container, run.workdir).await?;
@@ -250,6 +252,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
             started_at,
             in_progress: true,
             transport: Transport::Exec,
+            warm: false,
             error: None,
         },
         started: call_started,
@@ -313,6 +316,7 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     log.oom_killed = status.oom_killed;
     log.signal = status.signal;
     log.command = status.command;
+    log.warm = status.warm;
     log.transport = report.transport;
     log.in_progress = false;
     log.error = lost.as_ref().map(RunError::from);
@@ -323,6 +327,17 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
         Some(error) => Err(error),
         None => Ok(log),
     }
+}
+
+/// Whether the agent may run this in a Python started ahead of it (see helper/warm.rs): a
+/// `.py` file run by the interpreter its extension picks, with no stdin, when the caller
+/// opted in with `ADDE_WARM_PYTHON=on`.
+fn warm_python(run: &Run) -> bool {
+    std::env::var("ADDE_WARM_PYTHON").is_ok_and(|v| v == "on")
+        && run.stdin_len == 0
+        && run.file.as_ref().is_some_and(|file| {
+            file.path.ends_with(".py") && run.candidates == interpreters(&file.path).0
+        })
 }
 
 /// A run's `timeout_sec` and `max_output_bytes`, checked.

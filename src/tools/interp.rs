@@ -263,6 +263,7 @@ pub async fn run_code(engine: &Engine, input: RunCodeInput) -> Result<CodeResult
         started_at: started_at.clone(),
         in_progress: false,
         transport: Transport::Agent,
+        warm: false,
         error: lost.as_ref().map(Into::into),
     };
     set_duration(&mut log, outcome.duration_ms);

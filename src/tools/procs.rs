@@ -121,6 +121,7 @@ pub async fn start_process(engine: &Engine, input: StartProcessInput) -> Result<
             candidates: vec![argv],
             timeout_ms,
             background: true,
+            warm: false,
         },
         env,
         workdir,

@@ -4,7 +4,7 @@
 Prints the median wall time of each operation and adde's ratio to the docker CLI doing the
 same job on the same engine, measured in the same run, so the figures compare across machines.
 
-    python3 tests/bench/compare.py [--runs N] [--adde PATH] [--only remote]
+    python3 tests/bench/compare.py [--runs N] [--adde PATH] [--only remote|python]
 
 Needs the test images (bash tests/images/build.sh) and a release build of adde. With the
 TLS and SSH endpoints of tests/engines/setup.sh exported (eval "$(bash tests/engines/setup.sh)"),
@@ -41,6 +41,7 @@ def adde_call(adde, tool, payload):
 
 
 EXEC_PATH = {**os.environ, "ADDE_AGENT": "off"}
+WARM_PYTHON = {**os.environ, "ADDE_WARM_PYTHON": "on"}
 
 
 def bench_exec(adde, runs, warmup):
@@ -90,6 +91,7 @@ def bench_python(adde, runs, warmup):
     payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
     cases = {
         "adde execute_code_block": ([adde, "execute_code_block", payload], None),
+        "adde, warm Python": ([adde, "execute_code_block", payload], WARM_PYTHON),
         "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
         "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
     }
@@ -453,22 +455,25 @@ def main():
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--adde", default=os.path.join(root, "target/x86_64-unknown-linux-gnu/release/adde"))
-    parser.add_argument("--only", choices=["remote"], help="run only this part (remote: over TLS and SSH)")
+    parser.add_argument("--only", choices=["remote", "python"], help="run only this part (remote: over TLS and SSH; python: the print(6*7) rows)")
     args = parser.parse_args()
     if not os.access(args.adde, os.X_OK):
         sys.exit(f"no adde binary at {args.adde}: run `cargo build --release`")
     with tempfile.TemporaryDirectory() as state:
         os.environ["ADDE_STATE_DIR"] = state
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
-        remote = bench_remote(args.adde, args.runs, args.warmup)
-        if not remote:
-            print("\nno TLS or SSH endpoint exported: run eval \"$(bash tests/engines/setup.sh)\" first")
-        for transport, samples in remote.items():
-            report(f"execute over {transport} (busybox, echo 42)", samples, f"docker exec, {transport}")
-        if args.only == "remote":
-            return
-        report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
+        if args.only != "python":
+            remote = bench_remote(args.adde, args.runs, args.warmup)
+            if not remote:
+                print("\nno TLS or SSH endpoint exported: run eval \"$(bash tests/engines/setup.sh)\" first")
+            for transport, samples in remote.items():
+                report(f"execute over {transport} (busybox, echo 42)", samples, f"docker exec, {transport}")
+            if args.only == "remote":
+                return
+            report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")
         report("execute (python, print(6*7))", bench_python(args.adde, args.runs, args.warmup), "docker exec python3 -c")
+        if args.only == "python":
+            return
         report("a code-interpreter cell (python, x = x + 1)", bench_cells(args.adde, args.runs, args.warmup), "docker exec python3 -c")
         report("a 50-action agent trajectory, end to end", bench_trajectory(args.adde), "docker exec, 50 actions")
         rates = bench_throughput(args.adde)

@@ -22,3 +22,4 @@ mod pools;
 mod processes;
 mod results;
 mod sessions;
+mod warm;
