@@ -65,6 +65,25 @@ pub fn emit(make: impl FnOnce() -> Event) {
     });
 }
 
+/// Runs `work`, turning a panic into an internal error: a long-lived server answers the call
+/// and goes on serving.
+pub async fn guarded<T>(
+    work: impl Future<Output = crate::error::Result<T>>,
+) -> crate::error::Result<T> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(crate::error::Error::Internal(what))
+        })
+}
+
 /// Completes when a server is asked to stop: SIGTERM, SIGINT or SIGHUP. Never completes when
 /// the signals cannot be listened for (the server then stops only when killed).
 pub async fn stop_signal() {

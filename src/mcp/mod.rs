@@ -9,13 +9,11 @@
 mod render;
 mod surface;
 
-use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use futures_util::FutureExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
@@ -378,15 +376,7 @@ impl Inner {
                 return result;
             }
         };
-        let outcome = call::scope(call, AssertUnwindSafe(work).catch_unwind()).await;
-        let outcome = outcome.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(Error::Internal(what))
-        });
+        let outcome = call::scope(call, call::guarded(work)).await;
 
         if let (Some(token), Some(forwarder)) = (progress, forwarder) {
             let sent = forwarder.await.unwrap_or(0);

@@ -14,13 +14,12 @@
 //! its end only for writing still gets its answers.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use crate::call::{self, Call};
 use crate::cli::{error_object, event_json, take_stream};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::tools;
 
 /// The longest request line: room for a write_file of a few MiB in base64.
@@ -258,16 +257,8 @@ async fn answer(
             let _slot = shared.admission.admit().await?;
             call::scope(call, tools::dispatch(&shared.engine, tool, payload)).await
         };
-        AssertUnwindSafe(call).catch_unwind().await
+        call::guarded(call).await
     };
-    let result: Result<Value> = result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(Error::Internal(what))
-    });
     // The call's sender is gone with it: the forwarder ends once it has sent every event.
     let _ = forwarding.await;
     send(match result {
