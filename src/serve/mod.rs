@@ -31,8 +31,8 @@ const DEFAULT_LIMITS: Limits = Limits {
     concurrent: 64,
     queued: 256,
 };
-/// How often environments past their TTL are removed and warm pools refilled.
-const MAINTAIN_EVERY: Duration = Duration::from_secs(30);
+/// How often environments past their TTL are removed and warm pools refilled, by default.
+const MAINTAIN_EVERY_SEC: u64 = 30;
 /// How long calls cancelled at shutdown get to answer before the server exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The variable that holds the HTTP endpoint's bearer token (kept off the command line, where
@@ -48,7 +48,7 @@ pub fn command() -> Command {
              ({{\"tool\": …, \"args\": {{…}}, \"id\": …}}) answered with the JSON the command line \
              prints. One engine connection, one policy, a bound on calls running and waiting \
              (`busy` beyond it); warm pools are refilled and environments past their TTL \
-             removed in the background. SIGTERM stops it cleanly.\n\nAn HTTP address other than \
+             removed in the background (every --maintain-every seconds). SIGTERM stops it cleanly.\n\nAn HTTP address other than \
              loopback needs a bearer token (in ${TOKEN_ENV}); put TLS in front of it (a reverse \
              proxy such as Caddy or nginx). The MCP endpoint shows the agent tool set by \
              default; the flags below choose, as for `adde mcp`."
@@ -101,6 +101,13 @@ pub fn command() -> Command {
                     DEFAULT_LIMITS.queued
                 )),
         )
+        .arg(
+            Arg::new("maintain-every")
+                .long("maintain-every")
+                .value_name("SECONDS")
+                .value_parser(value_parser!(u64).range(1..=86_400))
+                .help(format!("How often environments past their ttl_sec are removed and warm pools refilled [default: {MAINTAIN_EVERY_SEC}]")),
+        )
         .args(crate::mcp::surface_args())
 }
 
@@ -110,6 +117,7 @@ struct Plan {
     http: Option<SocketAddr>,
     token: Option<String>,
     limits: Limits,
+    maintain_every: Duration,
 }
 
 fn plan(matches: &ArgMatches) -> Result<Plan, String> {
@@ -150,6 +158,12 @@ fn plan(matches: &ArgMatches) -> Result<Plan, String> {
         http,
         token,
         limits: limits(matches)?,
+        maintain_every: Duration::from_secs(
+            matches
+                .get_one::<u64>("maintain-every")
+                .copied()
+                .unwrap_or(MAINTAIN_EVERY_SEC),
+        ),
     })
 }
 
@@ -280,7 +294,9 @@ async fn serve(plan: Plan, shared: Arc<Shared>, mcp: crate::mcp::Server) -> u8 {
             .tasks
             .spawn(http::accept(listener, service, shared.clone()));
     }
-    shared.tasks.spawn(maintain(shared.clone()));
+    shared
+        .tasks
+        .spawn(maintain(shared.clone(), plan.maintain_every));
 
     crate::call::stop_signal().await;
     eprintln!("adde serve: stopping: calls in progress are cancelled");
@@ -300,8 +316,8 @@ async fn serve(plan: Plan, shared: Arc<Shared>, mcp: crate::mcp::Server) -> u8 {
 }
 
 /// In the background: removes environments past their TTL and keeps warm pools full.
-async fn maintain(shared: Arc<Shared>) {
-    let mut every = tokio::time::interval(MAINTAIN_EVERY);
+async fn maintain(shared: Arc<Shared>, period: Duration) {
+    let mut every = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = shared.stop.cancelled() => return,

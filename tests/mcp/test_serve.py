@@ -327,3 +327,23 @@ def test_a_kept_agent_attachment_is_replaced_when_its_environment_restarts():
         finally:
             lines.call("cleanup_env", {"container_id": container})
             lines.close()
+
+
+def test_in_the_background_the_server_removes_environments_past_their_ttl():
+    needs_docker()
+    with adde_serve("--maintain-every", "1") as (_, sock, _):
+        lines = Lines(sock)
+        env = lines.call("create_runtime_env", {"image": BUSYBOX, "ttl_sec": 2})
+        container = env["container_id"]
+        kept = lines.call("create_runtime_env", {"image": BUSYBOX})["container_id"]
+        try:
+            # Nobody calls reap: the server's own reaper removes it soon after its TTL.
+            deadline = time.time() + 20
+            while docker("ps", "-aq", "--filter", f"id={container}") and time.time() < deadline:
+                time.sleep(0.5)
+            assert docker("ps", "-aq", "--filter", f"id={container}") == "", "still there"
+            assert docker("ps", "-aq", "--filter", f"id={kept}") != "", "an environment without a TTL stays"
+        finally:
+            remove_env(container)
+            lines.call("cleanup_env", {"container_id": kept})
+            lines.close()
