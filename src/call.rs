@@ -66,21 +66,23 @@ pub fn emit(make: impl FnOnce() -> Event) {
 }
 
 /// Runs `work`, turning a panic into an internal error: a long-lived server answers the call
-/// and goes on serving.
-pub async fn guarded<T>(
-    work: impl Future<Output = crate::error::Result<T>>,
-) -> crate::error::Result<T> {
+/// and goes on serving. The call's future lives on the heap: a tool's future is large, and a
+/// server's worker threads would otherwise carry copies of it on their stacks.
+pub fn guarded<T>(
+    work: impl Future<Output = crate::error::Result<T>> + Send,
+) -> impl Future<Output = crate::error::Result<T>> + Send {
     use futures_util::FutureExt;
-    std::panic::AssertUnwindSafe(work)
+    std::panic::AssertUnwindSafe(Box::pin(work))
         .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(crate::error::Error::Internal(what))
+        .map(|outcome| {
+            outcome.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(crate::error::Error::Internal(what))
+            })
         })
 }
 

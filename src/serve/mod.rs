@@ -228,8 +228,11 @@ pub fn main(matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Worker threads get the main thread's 8 MiB of stack: a debug build's tool futures are
+    // large (a call's own future is on the heap: `call::guarded`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
         .build()
     {
         Ok(runtime) => runtime,
