@@ -54,6 +54,35 @@ pub struct RunLog {
     pub error: Option<RunError>,
 }
 
+impl RunLog {
+    /// The record of a run that has just started: no output, no status yet.
+    pub fn started(run_id: String, container_id: String, started_at: String) -> RunLog {
+        RunLog {
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+            execution_time: "0.00s".into(),
+            duration_ms: 0,
+            run_id,
+            timed_out: false,
+            oom_killed: false,
+            signal: None,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            filename: String::new(),
+            command: Vec::new(),
+            container_id,
+            started_at,
+            in_progress: true,
+            transport: crate::engine::Transport::Exec,
+            warm: false,
+            error: None,
+        }
+    }
+}
+
 /// Why a run has no result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct RunError {

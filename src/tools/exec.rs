@@ -233,27 +233,8 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     let filename = run.file.map(|f| f.path).unwrap_or_default();
     let mut progress = Progress {
         log: RunLog {
-            exit_code: -1,
-            execution_time: "0.00s".into(),
-            duration_ms: 0,
-            run_id: spec.run_id.clone(),
-            timed_out: false,
-            oom_killed: false,
-            signal: None,
-            stdout_truncated: false,
-            stderr_truncated: false,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            stdout: String::new(),
-            stderr: String::new(),
             filename,
-            command: Vec::new(),
-            container_id: id,
-            started_at,
-            in_progress: true,
-            transport: Transport::Exec,
-            warm: false,
-            error: None,
+            ..RunLog::started(spec.run_id.clone(), id, started_at)
         },
         started: call_started,
         written: None,

@@ -242,29 +242,15 @@ pub async fn run_code(engine: &Engine, input: RunCodeInput) -> Result<CodeResult
             (None, _, None) if lost.is_some() => -1,
             (None, _, None) => 0,
         },
-        stdout: String::new(),
-        stderr: String::new(),
-        execution_time: String::new(),
-        duration_ms: 0,
-        run_id: run_id.clone(),
         timed_out: outcome.timed_out,
-        oom_killed: false,
-        signal: None,
-        stdout_truncated: false,
-        stderr_truncated: false,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
-        filename: String::new(),
         command: vec![
             input.language.as_str().to_string(),
             format!("context:{context}"),
         ],
-        container_id: id.clone(),
-        started_at: started_at.clone(),
         in_progress: false,
         transport: Transport::Agent,
-        warm: false,
         error: lost.as_ref().map(Into::into),
+        ..RunLog::started(run_id.clone(), id.clone(), started_at.clone())
     };
     set_duration(&mut log, outcome.duration_ms);
     progress_output(&mut log, stdout, stderr);
