@@ -36,6 +36,7 @@ from typing import (
     List,
     Optional,
     ParamSpec,
+    Tuple,
     TypeVar,
     cast,
 )
@@ -231,24 +232,20 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-async def run_async(call: Call[R]) -> R:
-    if call.on_output is not None:
-        async for event in stream_async(cast(Call[ExecuteResult], call)):
-            if event["event"] == "result":
-                return cast(R, event["result"])
-            call.on_output(event)
-        raise AddeError(f"adde {call.tool} ended without a result", "bad_output")
-    data = json.dumps(call.payload).encode("utf-8")
-    argv = _argv(call)
+async def _spawn_async(
+    call: Call[Any], data: bytes, limit: int = 1 << 16
+) -> Tuple["asyncio.subprocess.Process", Coroutine[Any, Any, None], Coroutine[Any, Any, None], _Stderr]:
+    """Starts adde for `call`; returns it with the coroutines that feed it `data` and log its
+    stderr (the caller awaits both), and that stderr."""
     err = _Stderr(call.tool)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            *_argv(call), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=limit
         )
     except OSError as e:
         raise _not_runnable(e) from e
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    assert proc.stdin is not None and proc.stderr is not None
+    stdin, stderr = proc.stdin, proc.stderr
 
     async def send() -> None:
         try:
@@ -263,10 +260,36 @@ async def run_async(call: Call[R]) -> R:
         async for raw in stderr:
             err.line(raw)
 
+    return proc, send(), drain(), err
+
+
+async def _interrupt_async(proc: "asyncio.subprocess.Process") -> None:
+    """adde handles SIGINT by stopping the run in the container before it exits; killed if
+    it takes longer than the grace."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), INTERRUPT_GRACE_SEC)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def run_async(call: Call[R]) -> R:
+    if call.on_output is not None:
+        async for event in stream_async(cast(Call[ExecuteResult], call)):
+            if event["event"] == "result":
+                return cast(R, event["result"])
+            call.on_output(event)
+        raise AddeError(f"adde {call.tool} ended without a result", "bad_output")
+    proc, send, drain, err = await _spawn_async(call, json.dumps(call.payload).encode("utf-8"))
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
     async def exchange() -> bytes:
-        _, out, _ = await asyncio.gather(send(), stdout.read(), drain())
+        _, out, _ = await asyncio.gather(send, stdout.read(), drain)
         await proc.wait()
-        return out
+        return cast(bytes, out)
 
     try:
         out = await asyncio.wait_for(exchange(), call.timeout)
@@ -275,15 +298,8 @@ async def run_async(call: Call[R]) -> R:
         await proc.wait()
         raise _timed_out(call, err.text()) from None
     except asyncio.CancelledError:
-        # adde handles SIGINT by stopping the run in the container before it exits; the
-        # cancellation completes once it has.
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), INTERRUPT_GRACE_SEC)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+        # The cancellation completes once adde has stopped the run in the container.
+        await _interrupt_async(proc)
         raise
     return _parse(call, proc.returncode if proc.returncode is not None else 0, out, err.text())
 
@@ -293,31 +309,11 @@ async def stream_async(call: Call[ExecuteResult]) -> AsyncIterator[RunEvent]:
     Leaving the loop early (or cancelling) interrupts adde, which stops the run in the
     container; a failed call raises its AddeError after the output it printed."""
     data = json.dumps({**call.payload, "stream": True}).encode("utf-8")
-    argv = _argv(call)
-    err = _Stderr(call.tool)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=1 << 26
-        )
-    except OSError as e:
-        raise _not_runnable(e) from e
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-
-    async def send() -> None:
-        try:
-            stdin.write(data)
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        finally:
-            stdin.close()
-
-    async def drain() -> None:
-        async for raw in stderr:
-            err.line(raw)
-
-    helpers = [asyncio.ensure_future(send()), asyncio.ensure_future(drain())]
+    # A line is one event: room for a large chunk of output.
+    proc, send, drain, err = await _spawn_async(call, data, limit=1 << 26)
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    helpers = [asyncio.ensure_future(send), asyncio.ensure_future(drain)]
     deadline = None if call.timeout is None else time.monotonic() + call.timeout
     last = b""
     finished = False
@@ -341,14 +337,9 @@ async def stream_async(call: Call[ExecuteResult]) -> AsyncIterator[RunEvent]:
         await asyncio.gather(*helpers)
         finished = True
     finally:
-        if not finished and proc.returncode is None:
+        if not finished:
             # The consumer left early or was cancelled: stop the run, as Ctrl-C does.
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), INTERRUPT_GRACE_SEC)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await _interrupt_async(proc)
         for helper in helpers:
             helper.cancel()
     result = _parse(call, proc.returncode if proc.returncode is not None else 0, last, err.text())
