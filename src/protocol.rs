@@ -294,6 +294,10 @@ pub const AGENT_VERSION: &str = "1";
 /// The variable in which the agent tells the helpers it starts which of PID 1's children are
 /// its own helpers (PIDs, comma-separated).
 pub const AGENT_CHILDREN_ENV: &str = "ADDE_AGENT_CHILDREN";
+/// The variable in which the agent names the folder a helper it starts works in: the helper
+/// changes into it itself, so that the agent can start it with posix_spawn (std forks when
+/// the child needs a working directory set).
+pub const AGENT_WORKDIR_ENV: &str = "ADDE_AGENT_WORKDIR";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AgentKind {

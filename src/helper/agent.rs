@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,7 @@ use super::contexts::Contexts;
 use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
-    HELPER_PATH,
+    AGENT_WORKDIR_ENV, HELPER_PATH,
 };
 
 /// Largest request the agent takes (a start, or a background-process request: a command
@@ -249,25 +248,18 @@ pub(super) fn helper_command(
     children: &Children,
 ) -> Command {
     let mut command = Command::new(HELPER_PATH);
-    command.args(role.args(args)).current_dir(workdir);
+    command.args(role.args(args));
     for pair in env {
         if let Some((key, value)) = pair.split_once('=') {
             command.env(key, value);
         }
     }
-    command.env(AGENT_CHILDREN_ENV, children.list());
-    // PID 1 blocks the stop signals (they wait in its signalfd) and a blocked mask survives
-    // fork and exec: without this, every program of a run would start deaf to SIGTERM,
-    // SIGINT, SIGHUP, SIGQUIT and SIGCHLD.
-    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            Ok(())
-        })
-    };
+    command
+        .env(AGENT_CHILDREN_ENV, children.list())
+        .env(AGENT_WORKDIR_ENV, workdir);
+    // Nothing here may need a fork (a pre_exec hook, a working directory): std then starts
+    // the helper with posix_spawn, a vfork. PID 1's blocked stop signals are inherited and
+    // the helper unblocks them first thing (helper::main).
     command
 }
 

@@ -37,26 +37,28 @@ mod context_host;
 mod contexts;
 mod files;
 mod procs;
+mod spawn;
 mod warm;
 
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
     encode_frame, FileSpec, HelperFailure, InstallSpec, Role, RunSpec, RunStatus,
-    AGENT_CHILDREN_ENV, DEPS_DIR, INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT,
+    AGENT_WORKDIR_ENV, DEPS_DIR, INSTALL_MARKER, LIST_RECURSIVE, NO_PACKAGE_MANAGER_EXIT,
     TAG_STARTED, TAG_STATUS, TAG_STDERR, TAG_STDOUT, TIMEOUT_EXIT_CODE, WRITE_OK,
 };
 use procs::RunScope;
+use spawn::Program;
 
 /// How long output may still arrive after the program ended or was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -81,6 +83,15 @@ pub fn main(args: &[OsString]) -> ExitCode {
         eprintln!("adde helper: unknown role {:?}", arg(2));
         return ExitCode::from(2);
     };
+    if let Err(message) = enter_agent_workdir() {
+        return match role {
+            Role::Run => supervise_and_report(Err(message), None),
+            _ => {
+                eprintln!("{message}");
+                ExitCode::from(127)
+            }
+        };
+    }
     match role {
         Role::Idle => idle(),
         Role::Run => run(arg(3)),
@@ -124,6 +135,22 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Role::Context => context_host::serve(arg(3), arg(4), arg(5)),
         Role::Spare => spare(),
     }
+}
+
+/// Changes into the folder the agent named for this helper (see [`AGENT_WORKDIR_ENV`]); the
+/// variable goes, so that the programs the helper starts do not see it.
+fn enter_agent_workdir() -> Result<(), String> {
+    let Some(dir) = std::env::var_os(AGENT_WORKDIR_ENV) else {
+        return Ok(());
+    };
+    // Still one thread: nothing reads the environment concurrently.
+    std::env::remove_var(AGENT_WORKDIR_ENV);
+    std::env::set_current_dir(&dir).map_err(|e| {
+        format!(
+            "cannot start adde's helper in {}: {e}",
+            dir.to_string_lossy()
+        )
+    })
 }
 
 /// The signals the engine may use to stop a container (`docker stop` sends SIGTERM, the one
@@ -272,13 +299,8 @@ fn supervise(spec: &RunSpec, out: &mut impl Write, python: Option<warm::WarmPyth
     let spawned = match warm_child {
         Some(child) => Ok(child),
         None => {
-            let stdin = if spec.stdin_len > 0 {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            };
             let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-            program_command(&argv[0], &args, stdin).spawn()
+            Program::spawn(&argv[0], &args, spec.stdin_len > 0, None)
         }
     };
     let mut child = match spawned {
@@ -326,27 +348,6 @@ fn supervise(spec: &RunSpec, out: &mut impl Write, python: Option<warm::WarmPyth
     }
 }
 
-/// How a run's program is started: in a session and process group of its own, so that
-/// nothing it does reaches the supervisor, with its output piped to the supervisor and
-/// without the agent's note to its helpers.
-fn program_command(program: &str, args: &[&str], stdin: Stdio) -> Command {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove(AGENT_CHILDREN_ENV)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        })
-    };
-    command
-}
-
 fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
     let mut content = Vec::with_capacity(spec.len as usize);
     std::io::stdin()
@@ -366,7 +367,7 @@ fn write_code_file(spec: &FileSpec) -> std::io::Result<()> {
 /// leaves behind when it exits are killed: an execution owns everything it started. Returns
 /// how it ended, when, and whether the deadline (if it has one) killed it.
 fn relay_until_done(
-    child: &mut Child,
+    child: &mut Program,
     scope: &Arc<RunScope>,
     started: Instant,
     deadline: Option<Instant>,
@@ -378,10 +379,10 @@ fn relay_until_done(
     };
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
-        pipes.push((TAG_STDOUT, OwnedFd::from(stdout).into()));
+        pipes.push((TAG_STDOUT, stdout));
     }
     if let Some(stderr) = child.stderr.take() {
-        pipes.push((TAG_STDERR, OwnedFd::from(stderr).into()));
+        pipes.push((TAG_STDERR, stderr));
     }
     // SAFETY: pidfd_open returns a new fd or -1; it becomes readable when the child exits.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) } as i32;

@@ -11,12 +11,12 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use super::agent::{helper_command, Children};
-use super::{find_program, program_command};
+use super::find_program;
+use super::spawn::Program;
 use crate::protocol::{AgentStart, Role, RunSpec};
 
 const DRIVER: &str = include_str!("warm_driver.py");
@@ -27,7 +27,7 @@ const MAX_SPEC: u32 = 1024 * 1024;
 
 /// A Python interpreter started ahead of its run, waiting in the driver for the file to run.
 pub(super) struct WarmPython {
-    child: Child,
+    child: Program,
     control: UnixStream,
     program: &'static str,
 }
@@ -45,23 +45,7 @@ impl WarmPython {
             .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
             .collect();
         let driver = driver.join("\n");
-        let mut command = program_command(program, &["-c", &driver], Stdio::null());
-        // SAFETY: dup2 and fcntl are async-signal-safe. dup2 onto itself keeps FD_CLOEXEC,
-        // so a socket that already is fd 3 has the flag cleared instead.
-        unsafe {
-            command.pre_exec(move || {
-                let ok = if fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0) == 0
-                } else {
-                    libc::dup2(fd, 3) == 3
-                };
-                match ok {
-                    true => Ok(()),
-                    false => Err(std::io::Error::last_os_error()),
-                }
-            })
-        };
-        let child = command.spawn().ok()?;
+        let child = Program::spawn(program, &["-c", &driver], false, Some(fd)).ok()?;
         Some(WarmPython {
             child,
             control,
@@ -71,7 +55,7 @@ impl WarmPython {
 
     /// Has the driver run `argv` (`[PROGRAM, FILE]`), when this interpreter is the one the run
     /// would start and is still alive; otherwise it is ended and the run is started cold.
-    pub(super) fn run(mut self, argv: &[String]) -> Option<Child> {
+    pub(super) fn run(mut self, argv: &[String]) -> Option<Program> {
         let fits = matches!(argv, [program, _] if program == self.program);
         let mut message = self.program.as_bytes().to_vec();
         message.push(0);
@@ -84,8 +68,7 @@ impl WarmPython {
         if handed {
             return Some(self.child);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill_and_wait();
         None
     }
 }

@@ -163,3 +163,36 @@ fn a_command_line_longer_than_a_frame_runs_through_the_agent() {
     );
     assert_eq!(out["stdout"].as_str().unwrap().trim(), "12000");
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_program_starts_as_its_own_session_leader_with_a_clean_signal_state() {
+    // The supervisor starts programs with posix_spawn (no fork of itself) and the agent
+    // starts supervisors the same way: what the program gets must not change with that.
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let probe = r#"read -r pid comm state ppid pgrp session rest < /proc/$$/stat
+echo "leader $([ "$pid" = "$pgrp" ] && [ "$pid" = "$session" ] && echo yes || echo no)"
+grep SigBlk /proc/$$/status
+ignored=$(grep SigIgn /proc/$$/status | cut -f2)
+echo "sigpipe ignored $(( 0x$ignored >> 12 & 1 ))"
+env | grep -c '^ADDE_' || true
+pwd"#;
+    for transport in ["agent", "exec"] {
+        let agent = if transport == "agent" { "on" } else { "off" };
+        let out = adde
+            .command()
+            .env("ADDE_AGENT", agent)
+            .arg("execute_command")
+            .arg(json!({"container_id": env.id, "command": probe, "workdir": "/bin"}).to_string())
+            .output()
+            .unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out["log"]["transport"], transport);
+        assert_eq!(
+            out["log"]["stdout"],
+            "leader yes\nSigBlk:\t0000000000000000\nsigpipe ignored 0\n0\n/bin\n",
+            "{transport}: {out}"
+        );
+    }
+}
