@@ -762,6 +762,25 @@ impl Engine {
         Ok(container)
     }
 
+    /// adde's environment `id`, as `inspect_managed` gives it; a long-lived process remembers
+    /// a running one by its full id until the engine reports an event about it (watch.rs).
+    pub async fn inspect_environment(&self, id: &str) -> Result<ContainerInfo> {
+        let Some(watch) = &self.watch else {
+            return self.inspect_managed(id).await;
+        };
+        if let Some(info) = watch.known(id) {
+            return Ok(info);
+        }
+        let since = watch.mark(self.docker()?);
+        let info = self.inspect_managed(id).await?;
+        if let Some(since) = since {
+            if info.id == id && info.state.running && !info.state.paused {
+                watch.remember(since, &info);
+            }
+        }
+        Ok(info)
+    }
+
     /// Force-removes a container with its anonymous volumes; one already gone is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()

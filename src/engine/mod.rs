@@ -19,6 +19,7 @@ pub mod helper_volume;
 mod images;
 pub mod labels;
 mod progress;
+mod watch;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -56,6 +57,9 @@ pub struct Engine {
     podman: tokio::sync::OnceCell<bool>,
     /// Attachments to agents kept between calls (a long-lived process's); `None`: one per call.
     links: Option<attach::Links>,
+    /// Environments known to be adde's and running, kept between calls by a long-lived
+    /// process; `None`: the engine is asked every time.
+    watch: Option<std::sync::Arc<watch::Watch>>,
 }
 
 impl Engine {
@@ -71,13 +75,16 @@ impl Engine {
             docker: OnceLock::new(),
             podman: tokio::sync::OnceCell::new(),
             links: None,
+            watch: None,
         }
     }
 
-    /// Keeps each environment's agent attachment for the next calls: what a long-lived
-    /// process (`adde serve`, `adde mcp`) does, so that a call costs no attach and no hello.
+    /// Keeps each environment's agent attachment, and what the engine said of it, for the
+    /// next calls: what a long-lived process (`adde serve`, `adde mcp`) does, so that a call
+    /// costs no attach, no hello and no inspect.
     pub fn keeping_agent_links(mut self) -> Engine {
         self.links = Some(attach::Links::default());
+        self.watch = Some(Default::default());
         self
     }
 

@@ -365,7 +365,7 @@ pub async fn running_env(
     container: &str,
     workdir: Workdir,
 ) -> Result<(ContainerInfo, String)> {
-    let inspect = engine.inspect_managed(container).await?;
+    let inspect = engine.inspect_environment(container).await?;
     if !is_running(&inspect) {
         let reason = why_not_running(&inspect);
         let id = inspect.id.clone();

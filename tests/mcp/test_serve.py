@@ -347,3 +347,31 @@ def test_in_the_background_the_server_removes_environments_past_their_ttl():
             remove_env(container)
             lines.call("cleanup_env", {"container_id": kept})
             lines.close()
+
+
+def test_what_the_server_knows_of_an_environment_goes_with_any_change_the_engine_reports():
+    # The server remembers that an environment is adde's and running instead of asking the
+    # engine before every call, and must forget it as soon as the engine says otherwise: a
+    # paused environment is refused at once, not found out at the run's 60 s deadline.
+    needs_docker()
+    with adde_serve() as (_, sock, _):
+        lines = Lines(sock)
+        container = lines.call("create_runtime_env", {"image": BUSYBOX})["container_id"]
+        call = {"container_id": container, "command": "echo ok", "timeout_sec": 60}
+        try:
+            for _ in range(3):
+                assert lines.call("execute_command", call)["log"]["stdout"] == "ok\n"
+            docker("pause", container)
+            started = time.time()
+            answer = lines.call("execute_command", call)
+            assert answer.get("error_code") == "container_not_running", answer
+            assert "paused" in answer["error"], answer
+            assert time.time() - started < 10
+            docker("unpause", container)
+            assert lines.call("execute_command", call)["log"]["stdout"] == "ok\n"
+            docker("rm", "-f", container)
+            answer = lines.call("execute_command", call)
+            assert answer.get("error_code") == "container_not_found", answer
+        finally:
+            remove_env(container)
+            lines.close()
