@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
@@ -308,42 +308,43 @@ fn relay(
             }
         });
     }
-    let relays: Vec<_> = [
-        (
-            AgentKind::Stdout,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            AgentKind::Stderr,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(kind, pipe)| {
-        let mut pipe = pipe?;
-        let replies = replies.clone();
-        Some(std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                replies.send(kind, request, &buf[..n]);
-            }
-        }))
-    })
-    .collect();
+    let mut pipes: Vec<(AgentKind, fs::File)> = Vec::with_capacity(2);
+    if let Some(stdout) = child.stdout.take() {
+        pipes.push((AgentKind::Stdout, OwnedFd::from(stdout).into()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pipes.push((AgentKind::Stderr, OwnedFd::from(stderr).into()));
+    }
     let replies = replies.clone();
     let children = children.clone();
+    // One thread relays both pipes (a thread per pipe and one to join them cost a run two
+    // more thread starts).
     std::thread::spawn(move || {
-        for relay in relays {
-            let _ = relay.join();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !pipes.is_empty() {
+            let mut fds: Vec<libc::pollfd> = pipes
+                .iter()
+                .map(|(_, pipe)| libc::pollfd {
+                    fd: pipe.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: fds is a valid array of pollfd for its length.
+            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } <= 0 {
+                continue;
+            }
+            let mut open = Vec::with_capacity(pipes.len());
+            for ((kind, mut pipe), fd) in pipes.into_iter().zip(&fds) {
+                if fd.revents != 0 {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => continue,
+                        Ok(n) => replies.send(kind, request, &buf[..n]),
+                    }
+                }
+                open.push((kind, pipe));
+            }
+            pipes = open;
         }
         children.update(pid, false);
         // PID 1 reaps every child (orphans included), so the status is not waited for here:
