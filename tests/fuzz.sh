@@ -18,7 +18,7 @@
 #
 # Needs the nightly toolchain (cargo-fuzz is installed from crates.io when missing). The fuzz
 # crate is its own workspace; sanitizers cannot link statically, and cargo-fuzz's RUSTFLAGS
-# replace the main crate's `+crt-static` target flags, so nothing else needs overriding.
+# replace the main crate's static target flags, so nothing else needs overriding.
 # The working corpus (fuzz/corpus/, kept out of git) grows across runs, seeded from
 # fuzz/seeds/; fuzz/dicts/ holds libFuzzer dictionaries.
 set -euo pipefail
