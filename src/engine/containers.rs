@@ -21,7 +21,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{classify, container_path_id, Engine, Label, Labels, Subject};
+use super::{classify, container_path_id, Endpoint, Engine, Label, Labels, Subject};
 use crate::error::{Error, Result};
 use crate::protocol::{Role, AGENT_VERSION, HELPER_PATH};
 
@@ -859,11 +859,11 @@ impl Engine {
             .follow(true)
             .build();
         let docker = self.docker()?;
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let subject = id.to_string();
         let stream = docker.logs(container_path_id(id)?, Some(options));
         Ok(Box::pin(stream.filter_map(move |item| {
-            std::future::ready(output_chunk(item, &addr, &subject))
+            std::future::ready(output_chunk(item, endpoint, &subject))
         })))
     }
 
@@ -922,10 +922,10 @@ impl Engine {
                 _ => {}
             }
         }
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let id = id.to_string();
         Ok(Some(Box::pin(stream.map(move |item| {
-            item.map_err(|e| classify(e, &addr, Subject::Container(&id)))
+            item.map_err(|e| classify(e, endpoint, Subject::Container(&id)))
         }))))
     }
 
@@ -1032,10 +1032,10 @@ impl Engine {
             // The half-close gives the helper EOF; without it the exec never ends.
             let _ = input.shutdown().await;
         });
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let id = id.to_string();
         Ok(Box::pin(output.filter_map(move |item| {
-            std::future::ready(output_chunk(item, &addr, &id))
+            std::future::ready(output_chunk(item, endpoint, &id))
         })))
     }
 }
@@ -1043,7 +1043,7 @@ impl Engine {
 /// One item of an attached or logs stream as adde's output (an echo of stdin is dropped).
 fn output_chunk(
     item: std::result::Result<LogOutput, bollard::errors::Error>,
-    addr: &str,
+    endpoint: &Endpoint,
     id: &str,
 ) -> Option<Result<OutputChunk>> {
     match item {
@@ -1052,6 +1052,6 @@ fn output_chunk(
         }
         Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
         Ok(LogOutput::StdIn { .. }) => None,
-        Err(e) => Some(Err(classify(e, addr, Subject::Container(id)))),
+        Err(e) => Some(Err(classify(e, endpoint, Subject::Container(id)))),
     }
 }
