@@ -664,9 +664,12 @@ impl Engine {
             .flat_map(|c| c.mounts.unwrap_or_default())
             .filter_map(|m| m.name)
             .collect();
+        // A volume made for a container that a create in progress has not made yet is not
+        // unused: it is taken only once its pending time is over (a crashed create).
+        let now = chrono::Utc::now().timestamp();
         Ok(candidates
             .into_iter()
-            .filter(|(name, _)| !in_use.contains(name))
+            .filter(|(name, labels)| !in_use.contains(name) && !labels.is_pending(now))
             .collect())
     }
 

@@ -29,6 +29,10 @@ use setup::{container_spec, give_workspace_to, install_at_creation, mounts};
 
 use crate::policy::{DEFAULT_CPUS, DEFAULT_DISK, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS};
 
+/// How long a create may take between making an environment's volumes and making its
+/// container, beyond its dependency install: the volumes are spared by sweeps that long.
+const CREATE_GRACE: Duration = Duration::from_secs(10 * 60);
+
 /// What backs the workspace.
 #[derive(Serialize, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -511,8 +515,19 @@ async fn build_env(
     image_path: Option<String>,
 ) -> Result<(String, Vec<String>)> {
     let mut warnings = Vec::new();
+    // Until the container exists nothing uses its volumes: sweeps must wait for it (the
+    // install, if any, and the rest of the create), and take them if this process dies.
+    let installing = if plan.packages.is_empty() {
+        0
+    } else {
+        input.install_timeout_sec
+    };
+    let pending_until =
+        (chrono::Utc::now().timestamp() + (installing + CREATE_GRACE.as_secs()) as i64).to_string();
     for volume in res.volumes() {
-        let labels = Labels::new(Kind::Volume).with(Label::Env, res.name.clone());
+        let labels = Labels::new(Kind::Volume)
+            .with(Label::Env, res.name.clone())
+            .with(Label::PendingUntil, pending_until.clone());
         let backing = match plan.workspace {
             WorkspaceKind::Tmpfs if volume == res.workspace => VolumeBacking::Tmpfs {
                 bytes: plan.disk_bytes,
@@ -523,7 +538,10 @@ async fn build_env(
         engine.create_volume_on(&volume, labels, backing).await?;
     }
     engine
-        .create_volume(&helper.name, Labels::new(Kind::Helper))
+        .create_volume(
+            &helper.name,
+            Labels::new(Kind::Helper).with(Label::PendingUntil, pending_until),
+        )
         .await?;
     let mut env = plan.env.clone();
     let mut labels = Labels::new(Kind::Env);
