@@ -448,7 +448,7 @@ impl ContainerInfo {
 }
 
 /// 536870912 as "512m".
-fn format_size(bytes: i64) -> String {
+pub fn format_size(bytes: i64) -> String {
     match bytes {
         b if b > 0 && b % (1 << 30) == 0 => format!("{}g", b >> 30),
         b if b > 0 && b % (1 << 20) == 0 => format!("{}m", b >> 20),

@@ -32,8 +32,9 @@ use crate::refs;
 pub use attach::ContextEvent;
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed,
-    MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
+    format_size, is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget,
+    Limits, Listed, MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport,
+    VolumeBacking,
 };
 use context_store::Endpoint;
 pub use images::{About, EngineFacts};

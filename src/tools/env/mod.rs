@@ -393,7 +393,8 @@ async fn get_or_create(
         };
         let env = describe(engine.inspect(&id).await?);
         // Limits that differ were a conflict above, unless the operator allowed dropped ones.
-        let warnings = describe::check_limits_applied(&plan.limits, &env.limits)?;
+        let warnings =
+            describe::check_limits_applied(describe::unapplied_limits(&plan.limits, &env.limits))?;
         return Ok(CreateEnvOutput {
             env,
             image_pulled: false,
@@ -450,6 +451,7 @@ async fn create_new(
         // Every environment has one, so that install_dependencies can fill it later.
         deps: Some(format!("adde-deps-{suffix}")),
         container: None,
+        rootfs_quota: None,
     };
     let helper = HelperVolume::for_this_binary()?;
     let made = async {
@@ -463,9 +465,15 @@ async fn create_new(
             image_path,
         )
         .await?;
-        let env = describe(engine.inspect(&id).await?);
+        let info = engine.inspect(&id).await?;
+        let mut unapplied = Vec::from_iter(describe::unapplied_rootfs_quota(
+            resources.rootfs_quota,
+            info.rootfs_quota.as_deref(),
+        ));
+        let env = describe(info);
+        unapplied.splice(0..0, describe::unapplied_limits(&plan.limits, &env.limits));
         warnings.extend(describe::disk_warnings(&env));
-        warnings.extend(describe::check_limits_applied(&plan.limits, &env.limits)?);
+        warnings.extend(describe::check_limits_applied(unapplied)?);
         Ok((env, warnings))
     };
     match made.await {
@@ -495,6 +503,8 @@ struct Resources {
     workspace: String,
     deps: Option<String>,
     container: Option<String>,
+    /// The writable layer's quota (bytes) its container was created with, if any.
+    rootfs_quota: Option<i64>,
 }
 
 impl Resources {
@@ -622,7 +632,10 @@ async fn build_env(
             // The result's limits.disk and warnings say the writable layer is unbounded.
             engine.create_container(spec).await?
         }
-        other => other?,
+        other => {
+            res.rootfs_quota = quota;
+            other?
+        }
     };
     let (id, engine_warnings) = created;
     warnings.extend(engine_warnings);
