@@ -21,6 +21,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use super::states::with_known_states;
 use super::{classify, container_path_id, Endpoint, Engine, Label, Labels, Subject};
 use crate::error::{Error, Result};
 use crate::protocol::{Role, AGENT_VERSION, HELPER_PATH};
@@ -657,7 +658,10 @@ impl Engine {
         let options = ListContainersOptionsBuilder::default().all(true).build();
         let docker = self.docker()?;
         let containers = self
-            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .ask(Subject::Other, async {
+                let answer = docker.list_containers(Some(options)).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         let in_use: HashSet<String> = containers
             .into_iter()
@@ -735,11 +739,12 @@ impl Engine {
     /// A container, or `None` when there is none of that name or id.
     pub async fn inspect_optional(&self, id: &str) -> Result<Option<ContainerInfo>> {
         let docker = self.docker()?;
+        let path_id = container_path_id(id)?;
         let found = self
-            .ask_optional(
-                Subject::Container(id),
-                docker.inspect_container(container_path_id(id)?, None),
-            )
+            .ask_optional(Subject::Container(id), async {
+                let answer = docker.inspect_container(path_id, None).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         let Some(info) = found.map(ContainerInfo::from_inspect) else {
             return Ok(None);
@@ -793,7 +798,10 @@ impl Engine {
             .build();
         let docker = self.docker()?;
         let containers = self
-            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .ask(Subject::Other, async {
+                let answer = docker.list_containers(Some(options)).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         Ok(containers
             .into_iter()

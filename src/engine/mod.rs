@@ -20,6 +20,7 @@ pub mod helper_volume;
 mod images;
 pub mod labels;
 mod progress;
+mod states;
 
 use std::future::Future;
 use std::sync::OnceLock;
