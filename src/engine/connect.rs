@@ -147,7 +147,7 @@ fn tls_config(tls: &TlsFiles) -> std::result::Result<rustls::ClientConfig, Strin
     };
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     if !(cert.exists() && key.exists()) {
-        return Ok(builder.with_no_client_auth());
+        return Ok(no_resumption(builder.with_no_client_auth()));
     }
     let chain = CertificateDer::pem_file_iter(&cert)
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
@@ -156,7 +156,17 @@ fn tls_config(tls: &TlsFiles) -> std::result::Result<rustls::ClientConfig, Strin
         .map_err(|e| format!("cannot read {}: {e}", key.display()))?;
     builder
         .with_client_auth_cert(chain, key)
+        .map(no_resumption)
         .map_err(|e| format!("the client certificate in {}: {e}", dir.display()))
+}
+
+/// Every connection makes a full handshake, as the docker CLI's (Go's client keeps no
+/// sessions): TLS front ends that verify client certificates without a session id context
+/// (socat, OpenSSL's default) answer a resumption with an `InternalError` alert, which failed
+/// every request after an attach (run_container, `adde serve`).
+fn no_resumption(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
+    config.resumption = rustls::client::Resumption::disabled();
+    config
 }
 
 /// Accepts any server certificate (a context's SkipTLSVerify, as the CLI's
