@@ -50,8 +50,8 @@ enum Subject<'a> {
 }
 
 /// One engine for the whole process, handed to every tool by the dispatcher. Nothing is
-/// contacted (or even parsed) until a tool first needs the engine, so tools that work without
-/// it are not disturbed by a bogus DOCKER_HOST.
+/// contacted until a tool first needs the engine, and a bogus DOCKER_HOST or docker context is
+/// an error only then, so tools that work without the engine are not disturbed by one.
 pub struct Engine {
     /// The engine's address and TLS, or why the docker context named cannot be used.
     endpoint: &'static std::result::Result<Endpoint, context_store::ContextError>,
