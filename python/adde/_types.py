@@ -408,6 +408,7 @@ class PingResult(TypedDict):
     ok: bool
     adde_version: str
     docker_host: str
+    docker_context: str
     engine_version: str
     api_version: str
     min_api_version: str

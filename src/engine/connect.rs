@@ -1,6 +1,7 @@
-//! Reaching the engine DOCKER_HOST names, as the docker CLI does: `unix://`, `tcp://` (TLS
-//! when DOCKER_TLS_VERIFY is set, with DOCKER_CERT_PATH's ca.pem, cert.pem and key.pem),
-//! `https://`, and `ssh://[user@]host[:port]` (the CLI's `ssh … docker system dial-stdio`).
+//! Reaching the engine an endpoint names (DOCKER_HOST or a docker context: context_store.rs),
+//! as the docker CLI does: `unix://`, `tcp://` (TLS when DOCKER_TLS_VERIFY is set or the
+//! context has TLS material, with ca.pem, cert.pem and key.pem), `https://`, and
+//! `ssh://[user@]host[:port]` (the CLI's `ssh … docker system dial-stdio`).
 //!
 //! Over TCP and SSH adde keeps its connections: bollard 0.21's own clients open one per
 //! request with Nagle's algorithm on, so every request over TLS paid a handshake resumption
@@ -9,7 +10,7 @@
 //! part of the host name.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,9 +21,11 @@ use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use super::context_store::{Endpoint, TlsFiles};
 use crate::error::{Error, Result};
 
 /// bollard's default: how long a request may wait for the response headers.
@@ -33,18 +36,18 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(30);
 /// skips the handshake (ssh's ControlPersist).
 const SSH_PERSIST: &str = "30s";
 
-/// The client for `addr` (a DOCKER_HOST value).
-pub fn client(addr: &str) -> Result<Docker> {
+/// The client for `endpoint`.
+pub fn client(endpoint: &Endpoint) -> Result<Docker> {
+    let addr = endpoint.host.as_str();
     let unavailable = |reason: String| Error::DockerUnavailable {
         addr: addr.to_string(),
         reason,
     };
     let (scheme, rest) = addr.split_once("://").unwrap_or(("", addr));
-    let tls_verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
-    match scheme {
-        "tcp" | "http" if !tls_verify => Ok(pooled(format!("http://{rest}"), http_connector())),
-        "tcp" | "https" => {
-            let config = tls_config(&cert_path()).map_err(unavailable)?;
+    match (scheme, &endpoint.tls) {
+        ("tcp" | "http", None) => Ok(pooled(format!("http://{rest}"), http_connector())),
+        ("tcp" | "https", Some(tls)) => {
+            let config = tls_config(tls).map_err(unavailable)?;
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(config)
                 .https_only()
@@ -52,7 +55,7 @@ pub fn client(addr: &str) -> Result<Docker> {
                 .wrap_connector(http_connector());
             Ok(pooled(format!("https://{rest}"), connector))
         }
-        "ssh" => {
+        ("ssh", _) => {
             let target = SshTarget::parse(rest).map_err(unavailable)?;
             // The connector ignores the URI: every connection is one `ssh` to the target.
             Ok(pooled(
@@ -105,20 +108,13 @@ fn http_connector() -> HttpConnector {
     http
 }
 
-/// DOCKER_CERT_PATH, else ~/.docker, as the docker CLI reads it.
-fn cert_path() -> PathBuf {
-    match std::env::var_os("DOCKER_CERT_PATH").filter(|p| !p.is_empty()) {
-        Some(path) => path.into(),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"),
-    }
-}
-
 /// TLS as the docker CLI sets it up: the server is verified against ca.pem alone when the
-/// folder has one (the system's roots otherwise), and cert.pem with key.pem, when present,
-/// identify the client.
-fn tls_config(dir: &Path) -> std::result::Result<rustls::ClientConfig, String> {
+/// folder has one (the system's roots otherwise), or not at all when a context says
+/// SkipTLSVerify; cert.pem with key.pem, when present, identify the client.
+fn tls_config(tls: &TlsFiles) -> std::result::Result<rustls::ClientConfig, String> {
+    let dir = tls.dir.as_path();
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls_pki_types::PrivateKeyDer;
     let mut roots = rustls::RootCertStore::empty();
     let ca = dir.join("ca.pem");
     if ca.exists() {
@@ -139,13 +135,19 @@ fn tls_config(dir: &Path) -> std::result::Result<rustls::ClientConfig, String> {
         .kx_groups
         .sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
     let provider = Arc::new(provider);
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        .map_err(|e| e.to_string())?;
+    let builder = if tls.skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     if !(cert.exists() && key.exists()) {
-        return Ok(builder.with_no_client_auth());
+        return Ok(no_resumption(builder.with_no_client_auth()));
     }
     let chain = CertificateDer::pem_file_iter(&cert)
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
@@ -154,7 +156,67 @@ fn tls_config(dir: &Path) -> std::result::Result<rustls::ClientConfig, String> {
         .map_err(|e| format!("cannot read {}: {e}", key.display()))?;
     builder
         .with_client_auth_cert(chain, key)
+        .map(no_resumption)
         .map_err(|e| format!("the client certificate in {}: {e}", dir.display()))
+}
+
+/// Every connection makes a full handshake, as the docker CLI's (Go's client keeps no
+/// sessions): TLS front ends that verify client certificates without a session id context
+/// (socat, OpenSSL's default) answer a resumption with an `InternalError` alert, which failed
+/// every request after an attach (run_container, `adde serve`).
+fn no_resumption(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
+
+/// Accepts any server certificate (a context's SkipTLSVerify, as the CLI's
+/// InsecureSkipVerify), while still checking that the server holds its key.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Where `ssh://[user@]host[:port]` leads.

@@ -21,7 +21,8 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{classify, container_path_id, Engine, Label, Labels, Subject};
+use super::states::with_known_states;
+use super::{classify, container_path_id, Endpoint, Engine, Label, Labels, Subject};
 use crate::error::{Error, Result};
 use crate::protocol::{Role, AGENT_VERSION, HELPER_PATH};
 
@@ -448,7 +449,7 @@ impl ContainerInfo {
 }
 
 /// 536870912 as "512m".
-fn format_size(bytes: i64) -> String {
+pub fn format_size(bytes: i64) -> String {
     match bytes {
         b if b > 0 && b % (1 << 30) == 0 => format!("{}g", b >> 30),
         b if b > 0 && b % (1 << 20) == 0 => format!("{}m", b >> 20),
@@ -657,16 +658,22 @@ impl Engine {
         let options = ListContainersOptionsBuilder::default().all(true).build();
         let docker = self.docker()?;
         let containers = self
-            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .ask(Subject::Other, async {
+                let answer = docker.list_containers(Some(options)).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         let in_use: HashSet<String> = containers
             .into_iter()
             .flat_map(|c| c.mounts.unwrap_or_default())
             .filter_map(|m| m.name)
             .collect();
+        // A volume made for a container that a create in progress has not made yet is not
+        // unused: it is taken only once its pending time is over (a crashed create).
+        let now = chrono::Utc::now().timestamp();
         Ok(candidates
             .into_iter()
-            .filter(|(name, _)| !in_use.contains(name))
+            .filter(|(name, labels)| !in_use.contains(name) && !labels.is_pending(now))
             .collect())
     }
 
@@ -732,11 +739,12 @@ impl Engine {
     /// A container, or `None` when there is none of that name or id.
     pub async fn inspect_optional(&self, id: &str) -> Result<Option<ContainerInfo>> {
         let docker = self.docker()?;
+        let path_id = container_path_id(id)?;
         let found = self
-            .ask_optional(
-                Subject::Container(id),
-                docker.inspect_container(container_path_id(id)?, None),
-            )
+            .ask_optional(Subject::Container(id), async {
+                let answer = docker.inspect_container(path_id, None).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         let Some(info) = found.map(ContainerInfo::from_inspect) else {
             return Ok(None);
@@ -809,7 +817,10 @@ impl Engine {
             .build();
         let docker = self.docker()?;
         let containers = self
-            .ask(Subject::Other, docker.list_containers(Some(options)))
+            .ask(Subject::Other, async {
+                let answer = docker.list_containers(Some(options)).await;
+                answer.or_else(with_known_states)
+            })
             .await?;
         Ok(containers
             .into_iter()
@@ -878,11 +889,11 @@ impl Engine {
             .follow(true)
             .build();
         let docker = self.docker()?;
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let subject = id.to_string();
         let stream = docker.logs(container_path_id(id)?, Some(options));
         Ok(Box::pin(stream.filter_map(move |item| {
-            std::future::ready(output_chunk(item, &addr, &subject))
+            std::future::ready(output_chunk(item, endpoint, &subject))
         })))
     }
 
@@ -941,10 +952,10 @@ impl Engine {
                 _ => {}
             }
         }
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let id = id.to_string();
         Ok(Some(Box::pin(stream.map(move |item| {
-            item.map_err(|e| classify(e, &addr, Subject::Container(&id)))
+            item.map_err(|e| classify(e, endpoint, Subject::Container(&id)))
         }))))
     }
 
@@ -1051,10 +1062,10 @@ impl Engine {
             // The half-close gives the helper EOF; without it the exec never ends.
             let _ = input.shutdown().await;
         });
-        let addr = self.addr.clone();
+        let endpoint = self.endpoint()?;
         let id = id.to_string();
         Ok(Box::pin(output.filter_map(move |item| {
-            std::future::ready(output_chunk(item, &addr, &id))
+            std::future::ready(output_chunk(item, endpoint, &id))
         })))
     }
 }
@@ -1062,7 +1073,7 @@ impl Engine {
 /// One item of an attached or logs stream as adde's output (an echo of stdin is dropped).
 fn output_chunk(
     item: std::result::Result<LogOutput, bollard::errors::Error>,
-    addr: &str,
+    endpoint: &Endpoint,
     id: &str,
 ) -> Option<Result<OutputChunk>> {
     match item {
@@ -1071,6 +1082,6 @@ fn output_chunk(
         }
         Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk::Stderr(message))),
         Ok(LogOutput::StdIn { .. }) => None,
-        Err(e) => Some(Err(classify(e, addr, Subject::Container(id)))),
+        Err(e) => Some(Err(classify(e, endpoint, Subject::Container(id)))),
     }
 }

@@ -38,6 +38,10 @@ pub enum Label {
     EnvVars,
     /// The warm pool an environment was made for.
     Pool,
+    /// Until when (unix seconds) a volume may be waiting for the container it was made for:
+    /// a create in progress (installing dependencies, say). Sweeps leave it alone until then,
+    /// and a crashed create's volumes are swept after.
+    PendingUntil,
 }
 
 const PREFIX: &str = "io.adde.";
@@ -63,6 +67,7 @@ impl Label {
             Label::Workspace => "io.adde.workspace",
             Label::EnvVars => "io.adde.env_vars",
             Label::Pool => "io.adde.pool",
+            Label::PendingUntil => "io.adde.pending_until",
         }
     }
 
@@ -202,6 +207,13 @@ impl Labels {
         self.get(Label::ExpiresAt)?.parse().ok()
     }
 
+    /// Whether, at `now` (unix seconds), the volume may still be waiting for its container.
+    pub fn is_pending(&self, now: i64) -> bool {
+        self.get(Label::PendingUntil)
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|until| now < until)
+    }
+
     /// Whether every given key has the given value (a caller's filter).
     pub fn matches(&self, wanted: &std::collections::BTreeMap<String, String>) -> bool {
         wanted.iter().all(|(k, v)| self.0.get(k) == Some(v))
@@ -238,6 +250,17 @@ mod tests {
         assert_eq!(labels.kind(), Some("env"));
         assert_eq!(labels.volumes(), ["a", "b"]);
         assert!(!Labels::read(None).is_managed());
+    }
+
+    #[test]
+    fn a_volume_is_pending_until_its_label_says() {
+        let labels = Labels::new(Kind::Volume).with(Label::PendingUntil, "1000");
+        assert!(labels.is_pending(999));
+        assert!(!labels.is_pending(1000));
+        assert!(!Labels::new(Kind::Volume).is_pending(0));
+        assert!(!Labels::new(Kind::Volume)
+            .with(Label::PendingUntil, "soon")
+            .is_pending(0));
     }
 
     #[test]

@@ -15,10 +15,12 @@ mod build;
 mod build_log;
 mod connect;
 mod containers;
+mod context_store;
 pub mod helper_volume;
 mod images;
 pub mod labels;
 mod progress;
+mod states;
 mod watch;
 
 use std::future::Future;
@@ -32,13 +34,13 @@ use crate::refs;
 pub use attach::ContextEvent;
 pub use build::{BuildOutcome, BuildRequest};
 pub use containers::{
-    is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget, Limits, Listed,
-    MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport, VolumeBacking,
+    format_size, is_gvisor, ByteStream, ContainerInfo, ContainerSpec, DiskLimits, HelperTarget,
+    Limits, Listed, MountInfo, MountKind, MountSpec, Network, OutputChunk, Transport,
+    VolumeBacking,
 };
+use context_store::Endpoint;
 pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
-
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// What a failed call was about, so a 404 can say what was missing.
 #[derive(Clone, Copy)]
@@ -49,10 +51,11 @@ enum Subject<'a> {
 }
 
 /// One engine for the whole process, handed to every tool by the dispatcher. Nothing is
-/// contacted (or even parsed) until a tool first needs the engine, so tools that work without
-/// it are not disturbed by a bogus DOCKER_HOST.
+/// contacted until a tool first needs the engine, and a bogus DOCKER_HOST or docker context is
+/// an error only then, so tools that work without the engine are not disturbed by one.
 pub struct Engine {
-    addr: String,
+    /// The engine's address and TLS, or why the docker context named cannot be used.
+    endpoint: &'static std::result::Result<Endpoint, context_store::ContextError>,
     docker: OnceLock<Docker>,
     podman: tokio::sync::OnceCell<bool>,
     /// Attachments to agents kept between calls (a long-lived process's); `None`: one per call.
@@ -64,14 +67,11 @@ pub struct Engine {
 
 impl Engine {
     /// The engine DOCKER_HOST names (unix://, tcp:// with TLS when DOCKER_TLS_VERIFY is set,
-    /// https://, ssh://), else the local socket.
+    /// https://, ssh://), else the docker context chosen as the docker CLI chooses it, else the
+    /// local socket.
     pub fn from_env() -> Engine {
-        let addr = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
         Engine {
-            addr,
+            endpoint: context_store::from_env(),
             docker: OnceLock::new(),
             podman: tokio::sync::OnceCell::new(),
             links: None,
@@ -88,8 +88,33 @@ impl Engine {
         self
     }
 
+    /// The engine's address ("" when its docker context cannot be used).
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.endpoint.as_ref().map_or("", |e| e.host.as_str())
+    }
+
+    /// The docker context the engine comes from (`default`: DOCKER_HOST or the local socket).
+    pub fn context(&self) -> &str {
+        match self.endpoint {
+            Ok(endpoint) => &endpoint.context,
+            Err(e) => &e.context,
+        }
+    }
+
+    /// The engine's address when it is a local unix socket: `None` for a remote engine, or
+    /// when the docker context named cannot be used.
+    pub fn local_socket() -> Option<&'static str> {
+        let endpoint = context_store::from_env().as_ref().ok()?;
+        endpoint.host.strip_prefix("unix://")
+    }
+
+    fn endpoint(&self) -> Result<&'static Endpoint> {
+        self.endpoint
+            .as_ref()
+            .map_err(|e| Error::DockerUnavailable {
+                addr: format!("docker context {:?}", e.context),
+                reason: e.reason.clone(),
+            })
     }
 
     /// The client, made on first use. An unreachable engine shows up as docker_unavailable
@@ -98,7 +123,7 @@ impl Engine {
         if let Some(docker) = self.docker.get() {
             return Ok(docker);
         }
-        let docker = connect::client(&self.addr)?;
+        let docker = connect::client(self.endpoint()?)?;
         // No API version negotiation: bollard 0.21 sends no version prefix (the engine answers
         // in its own version, which adde's requests fit from 1.41 on), and GET /version costs
         // dockerd ~6 ms of CPU per call, asking containerd too. Upgrading bollard to a release
@@ -143,14 +168,25 @@ impl Engine {
     }
 
     fn classify(&self, err: bollard::errors::Error, subject: Subject) -> Error {
-        classify(err, &self.addr, subject)
+        match self.endpoint() {
+            Ok(endpoint) => classify(err, endpoint, subject),
+            Err(unusable) => unusable,
+        }
     }
 }
 
 /// A bollard error as adde's: 404 by what was asked for, other statuses as the engine's
-/// refusal, and anything else as an engine that cannot be reached at `addr`.
-fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error {
+/// refusal, and anything else as an engine that cannot be reached at `endpoint`.
+fn classify(err: bollard::errors::Error, endpoint: &Endpoint, subject: Subject) -> Error {
     use bollard::errors::Error as E;
+    let addr = endpoint.host.as_str();
+    let unavailable = |reason: String| Error::DockerUnavailable {
+        addr: addr.to_string(),
+        reason: match endpoint.is_default() {
+            true => reason,
+            false => format!("{reason} (docker context {:?})", endpoint.context),
+        },
+    };
     match err {
         E::DockerResponseServerError {
             status_code: 404,
@@ -170,10 +206,9 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
         E::DockerResponseServerError {
             status_code: 400,
             message,
-        } if message.contains("HTTP request to an HTTPS server") => Error::DockerUnavailable {
-            addr: addr.to_string(),
-            reason: format!("{} ({})", message.trim(), tls_hint()),
-        },
+        } if message.contains("HTTP request to an HTTPS server") => {
+            unavailable(format!("{} ({})", message.trim(), tls_hint(endpoint)))
+        }
         E::DockerResponseServerError {
             status_code,
             message,
@@ -189,9 +224,8 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
             let mut reason = transport_reason(&other);
             // A TLS port closes on a plain HTTP request: say what is missing.
             let plain_tcp = addr.starts_with("tcp://") || addr.starts_with("http://");
-            let tls_off = std::env::var("DOCKER_TLS_VERIFY").map_or(true, |v| v.is_empty());
-            if plain_tcp && tls_off && !reason.to_lowercase().contains("refused") {
-                reason = format!("{reason}; if that port speaks TLS, {}", tls_hint());
+            if plain_tcp && endpoint.tls.is_none() && !reason.to_lowercase().contains("refused") {
+                reason = format!("{reason}; if that port speaks TLS, {}", tls_hint(endpoint));
             }
             // rustls words the server's refusal of our certificate as the alert it received.
             const CLIENT_CERT_ALERTS: [&str; 4] = [
@@ -204,19 +238,23 @@ fn classify(err: bollard::errors::Error, addr: &str, subject: Subject) -> Error 
                 && CLIENT_CERT_ALERTS.iter().any(|a| reason.contains(a))
             {
                 reason = format!(
-                    "{reason}: the engine refused this client's certificate (cert.pem and key.pem in DOCKER_CERT_PATH are missing, or signed by a CA it does not trust)"
+                    "{reason}: the engine refused this client's certificate (cert.pem and key.pem in {} are missing, or signed by a CA it does not trust)",
+                    match endpoint.is_default() {
+                        true => "DOCKER_CERT_PATH".to_string(),
+                        false => endpoint.tls.as_ref().map_or_else(String::new, |t| t.dir.display().to_string()),
+                    }
                 );
             }
-            Error::DockerUnavailable {
-                addr: addr.to_string(),
-                reason,
-            }
+            unavailable(reason)
         }
     }
 }
 
-fn tls_hint() -> &'static str {
-    "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem"
+fn tls_hint(endpoint: &Endpoint) -> String {
+    match endpoint.is_default() {
+        true => "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem".into(),
+        false => format!("give docker context {:?} its TLS material: `docker context update {} --docker host=…,ca=…,cert=…,key=…`", endpoint.context, endpoint.context),
+    }
 }
 
 /// A container id or name, checked before it goes into a request path: bollard puts it

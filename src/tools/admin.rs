@@ -396,6 +396,8 @@ pub struct PingOutput {
     pub ok: bool,
     pub adde_version: &'static str,
     pub docker_host: String,
+    /// The docker context the engine comes from (`default`: DOCKER_HOST or the local socket).
+    pub docker_context: String,
     #[serde(flatten)]
     pub engine: engine::About,
     pub state_dir: String,
@@ -406,6 +408,7 @@ pub async fn ping(engine: &Engine, _: PingInput) -> Result<PingOutput> {
         ok: true,
         adde_version: env!("CARGO_PKG_VERSION"),
         docker_host: engine.addr().to_string(),
+        docker_context: engine.context().to_string(),
         engine: engine.about().await?,
         state_dir: state::root().display().to_string(),
     })

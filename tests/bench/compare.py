@@ -144,6 +144,19 @@ def bench_remote(adde, runs, warmup):
                 f"docker exec, {transport}": (docker_exec, docker_env),
             }
             results[transport] = interleaved(cases, runs, warmup)
+            # One long-lived adde keeps its connection: what a call costs once it is open.
+            with adde_serve(adde) as local, adde_serve(adde, adde_env) as remote:
+                clients = {"adde serve, unix socket": ServeClient(local),
+                           f"adde serve, {transport}": ServeClient(remote)}
+                args = {"container_id": cid, "command": "echo 42"}
+                samples = {name: [] for name in clients}
+                for i in range(warmup + runs):
+                    for name, client in clients.items():
+                        begin = time.perf_counter()
+                        client.call("execute_command", args)
+                        if i >= warmup:
+                            samples[name].append(time.perf_counter() - begin)
+                results[f"{transport}, through adde serve"] = samples
         return results
     finally:
         wrappers.cleanup()
@@ -210,12 +223,13 @@ class ServeClient:
 
 
 @contextlib.contextmanager
-def adde_serve(adde):
-    """A running `adde serve` on a private socket; yields the socket's path."""
+def adde_serve(adde, env=None):
+    """A running `adde serve` on a private socket (with environment `env`, else this one);
+    yields the socket's path."""
     folder = tempfile.mkdtemp(prefix="adde-bench-serve-")
     path = os.path.join(folder, "serve.sock")
     server = subprocess.Popen([adde, "serve", "--no-http", "--socket", path, "--max-concurrent", "64"],
-                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     server.stderr.readline()
     try:
         yield path
@@ -467,7 +481,9 @@ def main():
             if not remote:
                 print("\nno TLS or SSH endpoint exported: run eval \"$(bash tests/engines/setup.sh)\" first")
             for transport, samples in remote.items():
-                report(f"execute over {transport} (busybox, echo 42)", samples, f"docker exec, {transport}")
+                serve = "adde serve, unix socket"
+                baseline = serve if serve in samples else f"docker exec, {transport}"
+                report(f"execute over {transport} (busybox, echo 42)", samples, baseline)
             if args.only == "remote":
                 return
             report("execute (busybox, echo 42)", bench_exec(args.adde, args.runs, args.warmup), "docker exec sh -c 'echo 42'")

@@ -713,6 +713,57 @@ fn cleanup_all_and_reap_act_on_the_caller_s_own_environments() {
 
 #[test]
 #[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn sweeps_spare_the_volumes_of_a_create_in_progress_but_not_a_crashed_one() {
+    let adde = Adde::docker();
+    let owner = unique_owner("pending");
+    let _guard = Owned(owner.clone());
+    let vars = [("ADDE_OWNER", owner.as_str())];
+    let now = unix_now();
+    // Volumes as create_runtime_env makes them before their container (which an install
+    // may delay for minutes): one whose create is still within its time, one whose create
+    // died long ago.
+    let volume = |kind: &str, until: i64| {
+        let name = format!("adde-{kind}-{}-{}", std::process::id(), until);
+        docker(&[
+            "volume",
+            "create",
+            "--label",
+            "io.adde.managed=true",
+            "--label",
+            "io.adde.kind=volume",
+            "--label",
+            &format!("io.adde.owner={owner}"),
+            "--label",
+            &format!("io.adde.env=adde-{kind}"),
+            "--label",
+            &format!("io.adde.pending_until={until}"),
+            &name,
+        ]);
+        name
+    };
+    let coming = volume("coming", now + 600);
+    let crashed = volume("crashed", now - 1);
+    let out = call_with(&adde, &vars, "reap", json!({}));
+    assert_eq!(out.code, 0, "{out:?}");
+    let removed = out.json["removed_volumes"].to_string();
+    assert!(removed.contains(&crashed), "{out:?}");
+    assert!(!removed.contains(&coming), "{out:?}");
+    assert!(docker_ok(&["volume", "inspect", &coming]));
+    // cleanup_env's sweep of unused volumes waits likewise.
+    let out = call_with(&adde, &vars, "cleanup_env", json!({"all": true}));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(docker_ok(&["volume", "inspect", &coming]), "{out:?}");
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn cleanup_by_session_name_and_after_the_container_was_removed_by_hand() {
     let adde = Adde::docker();
     let owner = unique_owner("byhand");

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod contexts;
 mod gvisor;
 mod podman;
 mod rootless_podman;
@@ -36,6 +37,15 @@ fn second_engine(name: &str, vars: &[&str]) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// What chooses the engine, for adde and the docker CLI alike.
+const ENGINE_VARS: [&str; 5] = [
+    "DOCKER_HOST",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+];
+
 /// adde pointed at a second engine by environment variables (DOCKER_HOST and the like).
 pub struct On {
     pub adde: Adde,
@@ -55,7 +65,7 @@ impl On {
 
     pub fn call(&self, tool: &str, payload: Value) -> Out {
         let mut cmd = self.adde.command();
-        for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+        for key in ENGINE_VARS {
             cmd.env_remove(key);
         }
         let output = cmd
@@ -82,7 +92,7 @@ impl On {
     /// The docker CLI against the same engine.
     pub fn docker(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("docker");
-        for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+        for key in ENGINE_VARS {
             cmd.env_remove(key);
         }
         let out = cmd

@@ -43,6 +43,7 @@ fn limits_the_engine_drops_are_refused_and_nothing_is_left() {
     let unapplied = err["unapplied"].to_string();
     for limit in [
         "memory: asked 128m, applied none",
+        "memory_swap: asked 128m, applied none",
         "cpus: asked 0.25, applied none",
         "pids_limit: asked 64, applied none",
         "nofile: asked 1024, applied none",

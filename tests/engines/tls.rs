@@ -38,6 +38,22 @@ fn the_whole_flow_works_over_tls() {
 
 #[test]
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn requests_after_an_attach_make_a_new_connection_that_works() {
+    // run_container attaches (that connection is the run's) and then removes the container
+    // over a new one: a resumed handshake, which the endpoint refused with InternalError.
+    let Some(on) = tls("ADDE_TEST_TLS_CERTS", "ADDE_TEST_TLS_HOST") else {
+        return;
+    };
+    let out = on.ok(
+        "run_container",
+        json!({"image": BUSYBOX, "command": "echo once", "timeout_sec": 20}),
+    );
+    assert_eq!(out["log"]["stdout"], "once\n", "{out}");
+    assert_eq!(out["removed"], true, "{out}");
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn a_ca_alone_in_the_cert_path_verifies_the_server() {
     let Some(on) = tls("ADDE_TEST_TLS_CA_ONLY_CERTS", "ADDE_TEST_TLS_CA_ONLY_HOST") else {
         return;

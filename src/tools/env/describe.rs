@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{ContainerInfo, DiskLimits, Label, Limits, MountInfo, MountKind};
+use crate::engine::{format_size, ContainerInfo, DiskLimits, Label, Limits, MountInfo, MountKind};
 use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 
@@ -127,6 +127,17 @@ pub fn unapplied_limits(asked: &Limits, applied: &Limits) -> Vec<String> {
             asked.memory.clone(),
             shown(applied.memory.clone(), applied.memory_bytes <= 0),
         ),
+        // Memory plus swap: equal to memory (no swap). A kernel without swap accounting
+        // makes Docker read back -1 (swap unbounded) with only an engine warning.
+        (
+            "memory_swap",
+            asked.memory_swap_bytes == applied.memory_swap_bytes,
+            format_size(asked.memory_swap_bytes),
+            match applied.memory_swap_bytes {
+                -1 => "unlimited".into(),
+                b => shown(format_size(b), b <= 0),
+            },
+        ),
         (
             "cpus",
             nanos(asked.cpus) == nanos(applied.cpus),
@@ -153,16 +164,29 @@ pub fn unapplied_limits(asked: &Limits, applied: &Limits) -> Vec<String> {
         .collect()
 }
 
+/// The writable layer's quota when adde sent one (`sent`, bytes) and the engine read back
+/// another or none (`read`: storage-opt `size`).
+pub fn unapplied_rootfs_quota(sent: Option<i64>, read: Option<&str>) -> Option<String> {
+    let sent = sent?;
+    (read != Some(sent.to_string().as_str())).then(|| {
+        format!(
+            "disk: asked a rootfs quota of {}, applied {}",
+            format_size(sent),
+            read.unwrap_or("none")
+        )
+    })
+}
+
 /// Whether the operator set ADDE_ALLOW_UNENFORCED_LIMITS=1.
 pub fn unenforced_limits_allowed() -> bool {
     std::env::var(ALLOW_UNENFORCED_LIMITS).is_ok_and(|v| v == "1")
 }
 
-/// Refuses an environment whose limits the engine dropped (`limits_not_enforced`), unless
+/// Refuses an environment whose limits the engine dropped (`limits_not_enforced`:
+/// `unapplied_limits`, `unapplied_rootfs_quota`), unless
 /// the operator allowed it with ADDE_ALLOW_UNENFORCED_LIMITS=1: then each dropped limit is
 /// a warning of the result.
-pub fn check_limits_applied(asked: &Limits, applied: &Limits) -> Result<Vec<String>> {
-    let unapplied = unapplied_limits(asked, applied);
+pub fn check_limits_applied(unapplied: Vec<String>) -> Result<Vec<String>> {
     if unapplied.is_empty() {
         return Ok(Vec::new());
     }
@@ -256,7 +280,7 @@ mod tests {
         // What Docker and rootful Podman read back (cpus through NanoCpus / 1e9).
         let applied = limits(512 << 20, 500_000_000f64 / 1e9, 256, 1024);
         assert_eq!(
-            check_limits_applied(&asked, &applied).unwrap(),
+            check_limits_applied(unapplied_limits(&asked, &applied)).unwrap(),
             Vec::<String>::new()
         );
     }
@@ -272,12 +296,13 @@ mod tests {
             unapplied,
             [
                 "memory: asked 512m, applied none",
+                "memory_swap: asked 512m, applied none",
                 "cpus: asked 0.5, applied none",
                 "pids_limit: asked 256, applied none",
                 "nofile: asked 1024, applied none",
             ]
         );
-        let err = check_limits_applied(&asked, &applied).unwrap_err();
+        let err = check_limits_applied(unapplied).unwrap_err();
         assert_eq!(err.code(), "limits_not_enforced");
         // One limit lowered by the engine is refused too.
         let lowered = limits(512 << 20, 0.5, 128, 1024);
@@ -285,5 +310,27 @@ mod tests {
             unapplied_limits(&asked, &lowered),
             ["pids_limit: asked 256, applied 128"]
         );
+    }
+
+    #[test]
+    fn swap_and_the_rootfs_quota_are_read_back_too() {
+        let asked = limits(512 << 20, 0.5, 256, 1024);
+        // Docker on a kernel without swap accounting: MemorySwap -1, memory kept.
+        let mut applied = asked.clone();
+        applied.memory_swap_bytes = -1;
+        assert_eq!(
+            unapplied_limits(&asked, &applied),
+            ["memory_swap: asked 512m, applied unlimited"]
+        );
+        // StorageOpt {"size": "1073741824"} read back as sent; dropped; none sent.
+        assert_eq!(
+            unapplied_rootfs_quota(Some(1 << 30), Some("1073741824")),
+            None
+        );
+        assert_eq!(
+            unapplied_rootfs_quota(Some(1 << 30), None).unwrap(),
+            "disk: asked a rootfs quota of 1g, applied none"
+        );
+        assert_eq!(unapplied_rootfs_quota(None, None), None);
     }
 }

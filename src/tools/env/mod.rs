@@ -29,6 +29,10 @@ use setup::{container_spec, give_workspace_to, install_at_creation, mounts};
 
 use crate::policy::{DEFAULT_CPUS, DEFAULT_DISK, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS};
 
+/// How long a create may take between making an environment's volumes and making its
+/// container, beyond its dependency install: the volumes are spared by sweeps that long.
+const CREATE_GRACE: Duration = Duration::from_secs(10 * 60);
+
 /// What backs the workspace.
 #[derive(Serialize, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -389,7 +393,8 @@ async fn get_or_create(
         };
         let env = describe(engine.inspect(&id).await?);
         // Limits that differ were a conflict above, unless the operator allowed dropped ones.
-        let warnings = describe::check_limits_applied(&plan.limits, &env.limits)?;
+        let warnings =
+            describe::check_limits_applied(describe::unapplied_limits(&plan.limits, &env.limits))?;
         return Ok(CreateEnvOutput {
             env,
             image_pulled: false,
@@ -446,6 +451,7 @@ async fn create_new(
         // Every environment has one, so that install_dependencies can fill it later.
         deps: Some(format!("adde-deps-{suffix}")),
         container: None,
+        rootfs_quota: None,
     };
     let helper = HelperVolume::for_this_binary()?;
     let made = async {
@@ -459,9 +465,15 @@ async fn create_new(
             image_path,
         )
         .await?;
-        let env = describe(engine.inspect(&id).await?);
+        let info = engine.inspect(&id).await?;
+        let mut unapplied = Vec::from_iter(describe::unapplied_rootfs_quota(
+            resources.rootfs_quota,
+            info.rootfs_quota.as_deref(),
+        ));
+        let env = describe(info);
+        unapplied.splice(0..0, describe::unapplied_limits(&plan.limits, &env.limits));
         warnings.extend(describe::disk_warnings(&env));
-        warnings.extend(describe::check_limits_applied(&plan.limits, &env.limits)?);
+        warnings.extend(describe::check_limits_applied(unapplied)?);
         Ok((env, warnings))
     };
     match made.await {
@@ -491,6 +503,8 @@ struct Resources {
     workspace: String,
     deps: Option<String>,
     container: Option<String>,
+    /// The writable layer's quota (bytes) its container was created with, if any.
+    rootfs_quota: Option<i64>,
 }
 
 impl Resources {
@@ -511,8 +525,19 @@ async fn build_env(
     image_path: Option<String>,
 ) -> Result<(String, Vec<String>)> {
     let mut warnings = Vec::new();
+    // Until the container exists nothing uses its volumes: sweeps must wait for it (the
+    // install, if any, and the rest of the create), and take them if this process dies.
+    let installing = if plan.packages.is_empty() {
+        0
+    } else {
+        input.install_timeout_sec
+    };
+    let pending_until =
+        (chrono::Utc::now().timestamp() + (installing + CREATE_GRACE.as_secs()) as i64).to_string();
     for volume in res.volumes() {
-        let labels = Labels::new(Kind::Volume).with(Label::Env, res.name.clone());
+        let labels = Labels::new(Kind::Volume)
+            .with(Label::Env, res.name.clone())
+            .with(Label::PendingUntil, pending_until.clone());
         let backing = match plan.workspace {
             WorkspaceKind::Tmpfs if volume == res.workspace => VolumeBacking::Tmpfs {
                 bytes: plan.disk_bytes,
@@ -523,7 +548,10 @@ async fn build_env(
         engine.create_volume_on(&volume, labels, backing).await?;
     }
     engine
-        .create_volume(&helper.name, Labels::new(Kind::Helper))
+        .create_volume(
+            &helper.name,
+            Labels::new(Kind::Helper).with(Label::PendingUntil, pending_until),
+        )
         .await?;
     let mut env = plan.env.clone();
     let mut labels = Labels::new(Kind::Env);
@@ -604,7 +632,10 @@ async fn build_env(
             // The result's limits.disk and warnings say the writable layer is unbounded.
             engine.create_container(spec).await?
         }
-        other => other?,
+        other => {
+            res.rootfs_quota = quota;
+            other?
+        }
     };
     let (id, engine_warnings) = created;
     warnings.extend(engine_warnings);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::engine::{Label, Limits, MountSpec};
+use crate::engine::{Engine, Label, Limits, MountSpec};
 use crate::error::{Error, Result};
 use crate::protocol::{DEPS_DIR, WORKSPACE};
 use crate::refs;
@@ -206,7 +206,8 @@ fn on_one_branch(a: &Path, b: &Path) -> bool {
 ///   `FORBIDDEN_ROOTS`, inside one, or a folder holding one (`/`, `/var`, `/var/lib`);
 /// - the source is not a unix socket (by file type, so a hard link to the engine's socket
 ///   under any name is caught), and a folder holds no socket at any depth;
-/// - the engine's socket from DOCKER_HOST is refused like the default ones.
+/// - the engine's socket (DOCKER_HOST's or its docker context's) is refused like the default
+///   ones.
 fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
     let source = spec.source.trim();
     let target = spec.target.trim();
@@ -242,11 +243,7 @@ fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
         sources.push(real.display().to_string());
     }
     let mut forbidden: Vec<String> = FORBIDDEN_ROOTS.iter().map(|r| r.to_string()).collect();
-    forbidden.extend(
-        std::env::var("DOCKER_HOST")
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(str::to_string)),
-    );
+    forbidden.extend(Engine::local_socket().map(str::to_string));
     for src in &sources {
         if let Some(root) = forbidden
             .iter()
@@ -258,9 +255,7 @@ fn validate_mount(spec: &super::MountSpec) -> Result<MountSpec> {
             ));
         }
     }
-    let local =
-        std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://"));
-    if local {
+    if Engine::local_socket().is_some() {
         let Some(real) = real else {
             return Err(Error::invalid(
                 "mounts",
