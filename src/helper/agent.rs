@@ -11,7 +11,7 @@
 //! The agent also keeps background processes, which outlive the call that started them
 //! (`ProcRequest` frames; see background.rs).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -45,30 +45,44 @@ impl Replies {
     }
 }
 
-/// The helpers the agent started and that still run. Each helper it starts is told (in
-/// `AGENT_CHILDREN_ENV`) which they are, so that a sweep spares them: a run's orphans are
-/// PID 1's children too, and only the agent knows which of its children are adde's.
+/// The helpers the agent started and that still run, with the run a spare supervisor was
+/// handed. Each helper it starts is told (in `AGENT_CHILDREN_ENV`) which they are, so that a
+/// sweep spares them (a run's orphans are PID 1's children too, and only the agent knows
+/// which of its children are adde's) and a kill finds a spare's run (its command line, made
+/// before the run, does not name it).
 #[derive(Clone, Default)]
-pub(super) struct Children(Arc<Mutex<HashSet<u32>>>);
+pub(super) struct Children(Arc<Mutex<HashMap<u32, Option<String>>>>);
 
 impl Children {
+    /// `PID` or `PID:RUN_ID`, comma-separated.
     pub(super) fn list(&self) -> String {
-        let Ok(pids) = self.0.lock() else {
+        let Ok(children) = self.0.lock() else {
             return String::new();
         };
-        pids.iter()
-            .map(u32::to_string)
+        children
+            .iter()
+            .map(|(pid, run)| match run {
+                Some(run) => format!("{pid}:{run}"),
+                None => pid.to_string(),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
 
     pub(super) fn update(&self, pid: u32, running: bool) {
-        if let Ok(mut pids) = self.0.lock() {
+        if let Ok(mut children) = self.0.lock() {
             if running {
-                pids.insert(pid);
+                children.insert(pid, None);
             } else {
-                pids.remove(&pid);
+                children.remove(&pid);
             }
+        }
+    }
+
+    /// Notes that helper `pid` (a spare) now supervises run `run_id`.
+    pub(super) fn serving(&self, pid: u32, run_id: String) {
+        if let Ok(mut children) = self.0.lock() {
+            children.insert(pid, Some(run_id));
         }
     }
 }

@@ -184,11 +184,7 @@ fn is_helper_cmdline(cmdline: &[u8]) -> bool {
 /// (PID 1) started: it names them in `AGENT_CHILDREN_ENV` for the helpers it starts, and
 /// they are in PID 1's session, which no run's process can join (a run starts its own).
 fn helper_execs(procs: &[Proc]) -> Vec<u32> {
-    let agent_started: HashSet<u32> = std::env::var(AGENT_CHILDREN_ENV)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|pid| pid.parse().ok())
-        .collect();
+    let agent_started: HashSet<u32> = agent_children().map(|(pid, _)| pid).collect();
     let agent_session = procs.iter().find(|p| p.pid == 1).map(|p| p.session);
     procs
         .iter()
@@ -203,15 +199,32 @@ fn helper_execs(procs: &[Proc]) -> Vec<u32> {
         .collect()
 }
 
-/// The supervisor of run `run_id`, if it is alive.
+/// The helpers the agent (PID 1) names in `AGENT_CHILDREN_ENV`, with the run each spare
+/// supervisor among them was handed.
+fn agent_children() -> impl Iterator<Item = (u32, Option<String>)> {
+    let named = std::env::var(AGENT_CHILDREN_ENV).unwrap_or_default();
+    let entries: Vec<(u32, Option<String>)> = named
+        .split(',')
+        .filter_map(|entry| match entry.split_once(':') {
+            Some((pid, run)) => Some((pid.parse().ok()?, Some(run.to_string()))),
+            None => Some((entry.parse().ok()?, None)),
+        })
+        .collect();
+    entries.into_iter()
+}
+
+/// The supervisor of run `run_id`, if it is alive: the helper whose command line names it,
+/// or the spare the agent handed it to.
 fn supervisor_of(procs: &[Proc], run_id: &str) -> Option<u32> {
     if run_id.is_empty() {
         return None;
     }
     let needle = format!("\"run_id\":\"{run_id}\"");
+    let spare =
+        agent_children().find_map(|(pid, run)| (run.as_deref() == Some(run_id)).then_some(pid));
     helper_execs(procs)
         .into_iter()
-        .find(|&pid| String::from_utf8_lossy(&cmdline(pid)).contains(&needle))
+        .find(|&pid| Some(pid) == spare || String::from_utf8_lossy(&cmdline(pid)).contains(&needle))
 }
 
 /// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.

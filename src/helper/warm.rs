@@ -1,4 +1,4 @@
-//! Warm Python runs (opt-in: the host sets [`RunSpec::warm`] under `ADDE_WARM_PYTHON=on`).
+//! Warm Python runs (the host sets [`RunSpec::warm`] unless `ADDE_WARM_PYTHON=off`).
 //! Python's own start-up dominates a small run, so the agent keeps one spare supervisor
 //! (role `spare`) that has already started Python with adde's driver (warm_driver.py), in the
 //! environment and folder of the last warm run. A warm run that fits is handed to it: the
@@ -130,7 +130,9 @@ impl Spares {
             let_go(spare, children);
             return None;
         }
-        let spec = start.args.first().map_or(&[][..], |spec| spec.as_bytes());
+        let spec = start.args.first().map_or("", String::as_str);
+        let run_id = serde_json::from_str::<RunSpec>(spec).map(|spec| spec.run_id);
+        let spec = spec.as_bytes();
         let mut message = (spec.len() as u32).to_be_bytes().to_vec();
         message.extend_from_slice(spec);
         let handed = spare
@@ -141,6 +143,9 @@ impl Spares {
         if !handed {
             let_go(spare, children);
             return None;
+        }
+        if let Ok(run_id) = run_id {
+            children.serving(spare.child.id(), run_id);
         }
         Some(spare.child)
     }
