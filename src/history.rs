@@ -45,7 +45,7 @@ pub struct RunLog {
     /// Engine-API exec).
     #[serde(default)]
     pub transport: crate::engine::Transport,
-    /// The program ran in a Python started ahead of the run (`ADDE_WARM_PYTHON=on`).
+    /// The program ran in a Python started ahead of the run (the default; see helper/warm.rs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warm: bool,
     /// Set when the run has no result (its supervisor or the environment died, or the

@@ -142,7 +142,8 @@ pub struct RunSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
     /// The agent may hand this run to a spare supervisor whose Python is already started
-    /// (`ADDE_WARM_PYTHON=on`; a `.py` file run by Python with no stdin).
+    /// (unless `ADDE_WARM_PYTHON=off`; a `.py` file run by Python with no stdin, in an
+    /// environment with 256 MiB or more).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warm: bool,
 }

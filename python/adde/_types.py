@@ -126,8 +126,8 @@ class _RunLogRequired(TypedDict):
 class RunLog(_RunLogRequired, total=False):
     """One run of execute_code_block, execute_command or run_container. `transport` (how adde
     reached the environment) comes from binaries with the resident agent; `error` only when
-    the run has no result; `warm` only for a run in a Python started ahead of it
-    (ADDE_WARM_PYTHON=on)."""
+    the run has no result; `warm` only for a run in a Python started ahead of it (the
+    default for .py files; ADDE_WARM_PYTHON=off in adde's environment turns it off)."""
 
     transport: Literal["agent", "exec"]
     error: RunError

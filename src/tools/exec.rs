@@ -215,19 +215,18 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     check_run_limits(run.timeout_sec, run.max_output_bytes)?;
     let mut env = vec!["PYTHONUNBUFFERED=1".to_string()];
     env.extend(env_vars("env", &run.env)?);
-    let warm = warm_python(&run);
+    let warm_shaped = warm_python(&run);
+    let (inspect, workdir) = running_env(engine, &container, run.workdir).await?;
+    let id = inspect.id.clone();
     let spec = RunSpec {
         run_id: new_run_id(),
+        warm: warm_shaped && room_for_warm_python(&inspect),
         file: run.file.clone(),
         stdin_len: run.stdin_len,
         candidates: run.candidates,
         timeout_ms: (run.timeout_sec * 1000.0).ceil() as u64,
         background: false,
-        warm,
     };
-
-    let (inspect, workdir) = running_env(engine, &container, run.workdir).await?;
-    let id = inspect.id.clone();
 
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let filename = run.file.map(|f| f.path).unwrap_or_default();
@@ -310,15 +309,24 @@ pub async fn execute(engine: &Engine, run: Run) -> Result<RunLog> {
     }
 }
 
+/// The least memory an environment needs for warm Python runs: the interpreter waiting for
+/// the next run (about 10 MiB) counts against the environment's limit.
+const WARM_MIN_MEMORY: i64 = 256 << 20;
+
 /// Whether the agent may run this in a Python started ahead of it (see helper/warm.rs): a
-/// `.py` file run by the interpreter its extension picks, with no stdin, when the caller
-/// opted in with `ADDE_WARM_PYTHON=on`.
+/// `.py` file run by the interpreter its extension picks, with no stdin, unless the operator
+/// turned warm runs off with `ADDE_WARM_PYTHON=off`.
 fn warm_python(run: &Run) -> bool {
-    std::env::var("ADDE_WARM_PYTHON").is_ok_and(|v| v == "on")
+    std::env::var("ADDE_WARM_PYTHON").map_or(true, |v| v != "off")
         && run.stdin_len == 0
         && run.file.as_ref().is_some_and(|file| {
             file.path.ends_with(".py") && run.candidates == interpreters(&file.path).0
         })
+}
+
+/// Whether the environment has [`WARM_MIN_MEMORY`], or no memory limit.
+fn room_for_warm_python(env: &ContainerInfo) -> bool {
+    env.limits.memory_bytes <= 0 || env.limits.memory_bytes >= WARM_MIN_MEMORY
 }
 
 /// A run's `timeout_sec` and `max_output_bytes`, checked.

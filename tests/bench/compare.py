@@ -41,7 +41,7 @@ def adde_call(adde, tool, payload):
 
 
 EXEC_PATH = {**os.environ, "ADDE_AGENT": "off"}
-WARM_PYTHON = {**os.environ, "ADDE_WARM_PYTHON": "on"}
+COLD_PYTHON = {**os.environ, "ADDE_WARM_PYTHON": "off"}
 
 
 def bench_exec(adde, runs, warmup):
@@ -90,8 +90,8 @@ def bench_python(adde, runs, warmup):
     ).stdout.strip()
     payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
     cases = {
-        "adde execute_code_block": ([adde, "execute_code_block", payload], None),
-        "adde, warm Python": ([adde, "execute_code_block", payload], WARM_PYTHON),
+        "adde execute_code_block (warm)": ([adde, "execute_code_block", payload], None),
+        "adde, cold (ADDE_WARM_PYTHON=off)": ([adde, "execute_code_block", payload], COLD_PYTHON),
         "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
         "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
     }

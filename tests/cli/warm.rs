@@ -1,17 +1,17 @@
-//! Warm Python runs (`ADDE_WARM_PYTHON=on`, helper/warm.rs) are indistinguishable from
-//! `python3 file.py` for the program: every case runs cold and warm in the same environment
-//! and must print the same stdout and stderr and end the same way.
+//! Warm Python runs (the default; `ADDE_WARM_PYTHON=off` turns them off; helper/warm.rs) are
+//! indistinguishable from `python3 file.py` for the program: every case runs cold and warm in
+//! the same environment and must print the same stdout and stderr and end the same way.
 
 use serde_json::{json, Value};
 
 use crate::common::{processes, Adde, Env, PYTHON};
 
-/// What opts a call in to warm runs.
+/// Warm runs are the default: what turns them off for a call.
 fn warm_vars(warm: bool) -> &'static [(&'static str, &'static str)] {
     if warm {
-        &[("ADDE_WARM_PYTHON", "on")]
-    } else {
         &[]
+    } else {
+        &[("ADDE_WARM_PYTHON", "off")]
     }
 }
 
@@ -225,4 +225,86 @@ fn killer(adde: &Adde, env: &Env, warm: bool) {
         json!({"container_id": env.id, "filename": "k.py", "code_content": code}),
     );
     crate::common::assert_error(&out, "supervisor_died");
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn python_runs_are_warm_by_default_except_where_memory_is_tight_or_the_operator_says_off() {
+    let adde = Adde::docker();
+    let roomy = adde.env(json!({"image": PYTHON}));
+    let first = run(&adde, &roomy, true, "a.py", "print(1)", 30.0);
+    let second = run(&adde, &roomy, true, "a.py", "print(2)", 30.0);
+    assert_eq!((first.get("warm"), &second["warm"]), (None, &json!(true)));
+    let off = run(&adde, &roomy, false, "a.py", "print(3)", 30.0);
+    assert_eq!((&off["stdout"], off.get("warm")), (&json!("3\n"), None));
+
+    // Under 256 MiB the interpreter idling for the next run would weigh too much.
+    let tight = adde.env(json!({"image": PYTHON, "memory": "128m"}));
+    for i in 0..3 {
+        let log = run(&adde, &tight, true, "a.py", &format!("print({i})"), 30.0);
+        assert_eq!(log.get("warm"), None, "{log}");
+    }
+    let spares = processes(&tight.id)
+        .into_iter()
+        .filter(|p| p.ends_with("__helper spare"))
+        .count();
+    assert_eq!(spares, 0);
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn interrupting_adde_kills_a_warm_run() {
+    // A warm run's supervisor is the spare, whose command line was made before the run and
+    // does not name it: the kill must find it all the same (the agent names it).
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": PYTHON}));
+    run(&adde, &env, true, "prime.py", "pass", 30.0);
+    let spare_pid = || {
+        crate::common::docker(&["top", &env.id, "-eo", "pid,args"])
+            .lines()
+            .find(|l| l.trim_end().ends_with("__helper spare"))
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+    };
+    let supervisor = spare_pid().expect("a spare waits after a warm-eligible run");
+    let code = "import time\nopen('/workspace/started', 'w').close()\ntime.sleep(300)\n";
+    let child = adde
+        .command()
+        .arg("execute_code_block")
+        .arg(json!({"container_id": env.id, "filename": "long.py", "code_content": code, "timeout_sec": 600}).to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = || {
+        std::process::Command::new("docker")
+            .args(["exec", &env.id, "test", "-e", "/workspace/started"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = crate::common::parse_output(child.wait_with_output().unwrap());
+    crate::common::assert_error(&out, "interrupted");
+    // The supervisor that ran it (the spare it was handed to) is gone with its program.
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_with_pid(&env.id).contains(&supervisor) && std::time::Instant::now() < gone {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !processes_with_pid(&env.id).contains(&supervisor),
+        "the warm run still runs"
+    );
+    crate::common::assert_only_idle(&env.id);
+}
+
+fn processes_with_pid(id: &str) -> Vec<String> {
+    crate::common::docker(&["top", id, "-eo", "pid"])
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect()
 }

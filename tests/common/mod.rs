@@ -285,12 +285,40 @@ pub fn processes(id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The processes an idle environment has: adde's idler (PID 1), nothing else.
+/// The processes an idle environment has: adde's idler (PID 1) and, after a Python run that
+/// could be warm, the spare supervisor waiting for the next one with the interpreter it
+/// started (helper/warm.rs); nothing else.
 pub fn assert_only_idle(id: &str) {
-    let procs = processes(id);
+    let rows: Vec<(String, String, String)> = docker(&["top", id, "-eo", "pid,ppid,args"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (pid, ppid) = (fields.next()?, fields.next()?);
+            Some((
+                pid.into(),
+                ppid.into(),
+                fields.collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect();
+    let spare = rows
+        .iter()
+        .find(|(_, _, args)| args.ends_with("__helper spare"))
+        .map(|(pid, _, _)| pid);
+    let idle = rows
+        .iter()
+        .filter(|r| r.2.ends_with("__helper idle"))
+        .count();
+    let others: Vec<_> = rows
+        .iter()
+        .filter(|(pid, ppid, args)| {
+            !args.ends_with("__helper idle") && Some(pid) != spare && Some(ppid) != spare
+        })
+        .collect();
     assert!(
-        procs.len() == 1 && procs[0].ends_with("__helper idle"),
-        "processes left behind: {procs:?}"
+        idle == 1 && others.is_empty(),
+        "processes left behind: {rows:?}"
     );
 }
 
