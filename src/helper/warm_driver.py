@@ -3,6 +3,9 @@
 # `ARGV0 PATH` would: in the __main__ module the interpreter made, with sys.argv, sys.path[0],
 # __file__ and __loader__ set as CPython sets them for a script. It imports nothing that
 # `python3 file.py` does not (os and sys are loaded by site), and leaves no name behind.
+# When a folder on the import path changed while it waited (install_dependencies added a
+# package, a .pth file was written), this interpreter's import state is stale: it becomes
+# `ARGV0 PATH` itself (exec), as a cold run would start.
 import os, sys
 
 
@@ -33,6 +36,18 @@ def _adde_uncaught(e, code, os=os, sys=sys):
 
 
 def _adde_warm(os=os, sys=sys):
+    def import_path():
+        # sys.path[0] ('' under -c) is the script's folder by the time the run starts.
+        seen = []
+        for entry in sys.path[1:]:
+            try:
+                st = os.stat(entry)
+                seen.append((entry, st.st_ino, st.st_mtime_ns))
+            except OSError:
+                seen.append((entry, None, None))
+        return seen
+
+    started = import_path()
     got = b""
     while True:
         chunk = os.read(3, 65536)
@@ -43,6 +58,8 @@ def _adde_warm(os=os, sys=sys):
     if not got:
         os._exit(0)
     argv0, path = (os.fsdecode(part) for part in got.split(b"\0", 1))
+    if import_path() != started:
+        os.execvp(argv0, [argv0, path])
     main = sys.modules["__main__"]
     uncaught = _adde_uncaught
     for name in ("_adde_warm", "_adde_uncaught", "os", "sys"):
