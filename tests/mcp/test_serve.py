@@ -369,7 +369,7 @@ def test_what_the_server_knows_of_an_environment_goes_with_any_change_the_engine
             assert time.time() - started < 10
             docker("unpause", container)
             assert lines.call("execute_command", call)["log"]["stdout"] == "ok\n"
-            docker("rm", "-f", container)
+            remove_env(container)  # by hand, with its volumes
             answer = lines.call("execute_command", call)
             assert answer.get("error_code") == "container_not_found", answer
         finally:
