@@ -133,7 +133,13 @@ impl Engine {
         // Hello until Ready: from then on this attachment sees the agent's output.
         let hello = encode_agent_frames(AgentKind::Hello, hello_id, &[]).concat();
         let ready = async {
-            let mut resend = tokio::time::interval(HELLO_EVERY);
+            // The first Hello goes at once: an interval's first tick waits for the timer
+            // wheel's next millisecond, about 1.2 ms on every CLI call.
+            if input.write_all(&hello).await.is_err() {
+                return false;
+            }
+            let start = tokio::time::Instant::now() + HELLO_EVERY;
+            let mut resend = tokio::time::interval_at(start, HELLO_EVERY);
             loop {
                 tokio::select! {
                     _ = resend.tick() => {

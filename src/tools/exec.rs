@@ -587,6 +587,9 @@ async fn run_supervised(
 
     let mut stdout = HeadTail::new(cap);
     let mut stderr = HeadTail::new(cap);
+    // The request's frames are written by a task of their own: let it send them before the
+    // run's first record is written to disk, so that the two overlap.
+    tokio::task::yield_now().await;
     progress.write(&stdout, &stderr, transport, true);
     let mut decoder = FrameDecoder::default();
     let mut helper_stderr = Vec::new();
