@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,18 +41,28 @@ def adde_call(adde, tool, payload):
     return json.loads(out.stdout)
 
 
+@contextlib.contextmanager
+def side_by_side(adde, image):
+    """An adde environment and a plain `docker run -d` container of `image`, removed at the
+    end; yields (environment id, container id)."""
+    cid = adde_call(adde, "create_runtime_env", {"image": image})["container_id"]
+    plain = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", image, "sleep", "3600"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    try:
+        yield cid, plain
+    finally:
+        adde_call(adde, "cleanup_env", {"container_id": cid})
+        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+
+
 EXEC_PATH = {**os.environ, "ADDE_AGENT": "off"}
 COLD_PYTHON = {**os.environ, "ADDE_WARM_PYTHON": "off"}
 
 
 def bench_exec(adde, runs, warmup):
-    env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
-    cid = env["container_id"]
-    plain = subprocess.run(
-        ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    try:
+    with side_by_side(adde, BUSYBOX) as (cid, plain):
         payload = json.dumps({"container_id": cid, "filename": "a.sh", "code_content": "echo 42"})
         with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
             f.write("echo 42\n")
@@ -75,31 +86,19 @@ def bench_exec(adde, runs, warmup):
                 samples["docker cp + docker exec"].append(t)
         os.unlink(script)
         return samples
-    finally:
-        adde_call(adde, "cleanup_env", {"container_id": cid})
-        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
 
 
 def bench_python(adde, runs, warmup):
     """print(6*7) in a Python environment: adde runs a file, docker exec runs python3 -c."""
-    env = adde_call(adde, "create_runtime_env", {"image": PYTHON})
-    cid = env["container_id"]
-    plain = subprocess.run(
-        ["docker", "run", "-d", "--network", "none", PYTHON, "sleep", "3600"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
-    cases = {
-        "adde execute_code_block (warm)": ([adde, "execute_code_block", payload], None),
-        "adde, cold (ADDE_WARM_PYTHON=off)": ([adde, "execute_code_block", payload], COLD_PYTHON),
-        "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
-        "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
-    }
-    try:
+    with side_by_side(adde, PYTHON) as (cid, plain):
+        payload = json.dumps({"container_id": cid, "filename": "main.py", "code_content": "print(6*7)"})
+        cases = {
+            "adde execute_code_block (warm)": ([adde, "execute_code_block", payload], None),
+            "adde, cold (ADDE_WARM_PYTHON=off)": ([adde, "execute_code_block", payload], COLD_PYTHON),
+            "adde, the earlier exec path": ([adde, "execute_code_block", payload], EXEC_PATH),
+            "docker exec python3 -c": (["docker", "exec", plain, "python3", "-c", "print(6*7)"], None),
+        }
         return interleaved(cases, runs, warmup)
-    finally:
-        adde_call(adde, "cleanup_env", {"container_id": cid})
-        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
 
 
 def remote_transports(wrappers):
@@ -125,18 +124,12 @@ def remote_transports(wrappers):
 def bench_remote(adde, runs, warmup):
     """execute (echo 42) through adde and through `docker exec`, over the unix socket and over
     each remote transport to the same engine. Returns {transport: samples}."""
-    env = adde_call(adde, "create_runtime_env", {"image": BUSYBOX})
-    cid = env["container_id"]
-    plain = subprocess.run(
-        ["docker", "run", "-d", "--network", "none", BUSYBOX, "sleep", "3600"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    payload = json.dumps({"container_id": cid, "command": "echo 42"})
-    docker_exec = ["docker", "exec", plain, "sh", "-c", "echo 42"]
     results = {}
-    wrappers = tempfile.TemporaryDirectory(prefix="adde-bench-ssh-")
-    try:
-        for transport, (adde_env, docker_env) in remote_transports(wrappers.name).items():
+    with side_by_side(adde, BUSYBOX) as (cid, plain), \
+            tempfile.TemporaryDirectory(prefix="adde-bench-ssh-") as wrappers:
+        payload = json.dumps({"container_id": cid, "command": "echo 42"})
+        docker_exec = ["docker", "exec", plain, "sh", "-c", "echo 42"]
+        for transport, (adde_env, docker_env) in remote_transports(wrappers).items():
             cases = {
                 "adde execute_command, unix socket": ([adde, "execute_command", payload], None),
                 f"adde execute_command, {transport}": ([adde, "execute_command", payload], adde_env),
@@ -157,11 +150,7 @@ def bench_remote(adde, runs, warmup):
                         if i >= warmup:
                             samples[name].append(time.perf_counter() - begin)
                 results[f"{transport}, through adde serve"] = samples
-        return results
-    finally:
-        wrappers.cleanup()
-        adde_call(adde, "cleanup_env", {"container_id": cid})
-        subprocess.run(["docker", "rm", "-f", plain], check=True, stdout=subprocess.DEVNULL)
+    return results
 
 
 def interleaved(cases, runs, warmup):
@@ -236,6 +225,7 @@ def adde_serve(adde, env=None):
     finally:
         server.terminate()
         server.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench_serve(adde, envs=8, callers=32, calls_per_caller=25, latency_runs=300):
@@ -462,6 +452,24 @@ def report(title, samples, baseline):
         print(f"  {name:<34} median {m:8.1f} ms   ratio to {baseline!r}: {m / base:5.2f}")
 
 
+@contextlib.contextmanager
+def removing_new_helper_volumes():
+    """At the end, removes the helper volumes (adde's binary, shared by environments) that
+    appeared meanwhile, as tests/run.sh does: the bench's builds made them."""
+    def helpers():
+        return set(subprocess.run(
+            ["docker", "volume", "ls", "-q", "--filter", "label=io.adde.kind=helper"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split())
+    before = helpers()
+    try:
+        yield
+    finally:
+        for volume in helpers() - before:
+            subprocess.run(["docker", "volume", "rm", volume], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
@@ -473,7 +481,7 @@ def main():
     args = parser.parse_args()
     if not os.access(args.adde, os.X_OK):
         sys.exit(f"no adde binary at {args.adde}: run `cargo build --release`")
-    with tempfile.TemporaryDirectory() as state:
+    with tempfile.TemporaryDirectory() as state, removing_new_helper_volumes():
         os.environ["ADDE_STATE_DIR"] = state
         print(f"adde {args.adde}, {args.runs} runs after {args.warmup} warm-up runs, medians", flush=True)
         if args.only != "python":
