@@ -230,12 +230,12 @@ impl Agent {
     /// Starts a request's helper, or hands a warm run to the spare supervisor; after a warm
     /// run the next spare is started (not during it: it would take CPU from the run).
     fn start(&self, request: u64, start: AgentStart) -> Result<Sender<Vec<u8>>, String> {
-        if !Spares::wanted(&start) {
+        let Some(run_id) = Spares::wanted(&start) else {
             return spawn(request, start, &self.replies, &self.children, None);
-        }
+        };
         let (spares, children, like) = (self.spares.clone(), self.children.clone(), start.clone());
         let then: AfterEnd = Box::new(move || spares.prime(&like, &children));
-        match self.spares.take(&start, &self.children) {
+        match self.spares.take(&start, run_id, &self.children) {
             Some(spare) => Ok(relay(
                 request,
                 spare,

@@ -112,27 +112,31 @@ impl Spare {
 pub(super) struct Spares(Arc<Mutex<Option<Spare>>>);
 
 impl Spares {
-    /// Whether the agent should take a spare for `start`: a `run` whose spec allows it.
-    pub(super) fn wanted(start: &AgentStart) -> bool {
-        start.role == Role::Run.as_str()
-            && start
-                .args
-                .first()
-                .and_then(|spec| serde_json::from_str::<RunSpec>(spec).ok())
-                .is_some_and(|spec| spec.warm)
+    /// The run id of `start` when the agent should take a spare for it: a `run` whose spec
+    /// allows it.
+    pub(super) fn wanted(start: &AgentStart) -> Option<String> {
+        if start.role != Role::Run.as_str() {
+            return None;
+        }
+        let spec = serde_json::from_str::<RunSpec>(start.args.first()?).ok()?;
+        spec.warm.then_some(spec.run_id)
     }
 
     /// The spare, with the run's spec already on its stdin, when it was started for this
     /// run's environment and folder and is alive. A spare that does not fit is let go.
-    pub(super) fn take(&self, start: &AgentStart, children: &Children) -> Option<Child> {
+    /// The agent names `run_id` as the spare's run, so that a kill finds it.
+    pub(super) fn take(
+        &self,
+        start: &AgentStart,
+        run_id: String,
+        children: &Children,
+    ) -> Option<Child> {
         let mut spare = self.0.lock().ok()?.take()?;
         if !spare.serves(start) {
             let_go(spare, children);
             return None;
         }
-        let spec = start.args.first().map_or("", String::as_str);
-        let run_id = serde_json::from_str::<RunSpec>(spec).map(|spec| spec.run_id);
-        let spec = spec.as_bytes();
+        let spec = start.args.first().map_or(&[][..], |spec| spec.as_bytes());
         let mut message = (spec.len() as u32).to_be_bytes().to_vec();
         message.extend_from_slice(spec);
         let handed = spare
@@ -144,9 +148,7 @@ impl Spares {
             let_go(spare, children);
             return None;
         }
-        if let Ok(run_id) = run_id {
-            children.serving(spare.child.id(), run_id);
-        }
+        children.serving(spare.child.id(), run_id);
         Some(spare.child)
     }
 

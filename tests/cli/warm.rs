@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{processes, Adde, Env, PYTHON};
+use crate::common::{process_table, processes, Adde, Env, PYTHON};
 
 /// Warm runs are the default: what turns them off for a call.
 fn warm_vars(warm: bool) -> &'static [(&'static str, &'static str)] {
@@ -259,13 +259,11 @@ fn interrupting_adde_kills_a_warm_run() {
     let adde = Adde::docker();
     let env = adde.env(json!({"image": PYTHON}));
     run(&adde, &env, true, "prime.py", "pass", 30.0);
-    let spare_pid = || {
-        crate::common::docker(&["top", &env.id, "-eo", "pid,args"])
-            .lines()
-            .find(|l| l.trim_end().ends_with("__helper spare"))
-            .and_then(|l| l.split_whitespace().next().map(str::to_string))
-    };
-    let supervisor = spare_pid().expect("a spare waits after a warm-eligible run");
+    let supervisor = process_table(&env.id)
+        .into_iter()
+        .find(|(_, _, args)| args.ends_with("__helper spare"))
+        .map(|(pid, _, _)| pid)
+        .expect("a spare waits after a warm-eligible run");
     let code = "import time\nopen('/workspace/started', 'w').close()\ntime.sleep(300)\n";
     let child = adde
         .command()
@@ -302,9 +300,8 @@ fn interrupting_adde_kills_a_warm_run() {
 }
 
 fn processes_with_pid(id: &str) -> Vec<String> {
-    crate::common::docker(&["top", id, "-eo", "pid"])
-        .lines()
-        .skip(1)
-        .map(|l| l.trim().to_string())
+    process_table(id)
+        .into_iter()
+        .map(|(pid, _, _)| pid)
         .collect()
 }

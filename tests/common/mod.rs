@@ -272,16 +272,28 @@ pub fn inspect(id: &str) -> Value {
     serde_json::from_str::<Value>(&text).expect("inspect JSON")[0].clone()
 }
 
-/// The command lines of every process in the container, as the engine lists them.
-pub fn processes(id: &str) -> Vec<String> {
-    docker(&["top", id, "-eo", "pid,args"])
+/// Every process in the container as the engine lists them: PID, parent PID, command line.
+pub fn process_table(id: &str) -> Vec<(String, String, String)> {
+    let field = |s: &str| -> Option<(String, String)> {
+        let (first, rest) = s.trim_start().split_once(char::is_whitespace)?;
+        Some((first.to_string(), rest.to_string()))
+    };
+    docker(&["top", id, "-eo", "pid,ppid,args"])
         .lines()
         .skip(1)
         .filter_map(|l| {
-            l.trim()
-                .split_once(char::is_whitespace)
-                .map(|(_, args)| args.trim().to_string())
+            let (pid, rest) = field(l)?;
+            let (ppid, args) = field(&rest)?;
+            Some((pid, ppid, args.trim().to_string()))
         })
+        .collect()
+}
+
+/// The command lines of every process in the container, as the engine lists them.
+pub fn processes(id: &str) -> Vec<String> {
+    process_table(id)
+        .into_iter()
+        .map(|(_, _, args)| args)
         .collect()
 }
 
@@ -289,19 +301,7 @@ pub fn processes(id: &str) -> Vec<String> {
 /// could be warm, the spare supervisor waiting for the next one with the interpreter it
 /// started (helper/warm.rs); nothing else.
 pub fn assert_only_idle(id: &str) {
-    let rows: Vec<(String, String, String)> = docker(&["top", id, "-eo", "pid,ppid,args"])
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut fields = l.split_whitespace();
-            let (pid, ppid) = (fields.next()?, fields.next()?);
-            Some((
-                pid.into(),
-                ppid.into(),
-                fields.collect::<Vec<_>>().join(" "),
-            ))
-        })
-        .collect();
+    let rows = process_table(id);
     let spare = rows
         .iter()
         .find(|(_, _, args)| args.ends_with("__helper spare"))

@@ -33,6 +33,11 @@ impl Store {
     fn docker(&self, args: &[&str]) {
         self.on(&[]).docker(args);
     }
+
+    /// `docker context create NAME --docker ENDPOINT` in this store.
+    fn create_context(&self, name: &str, endpoint: &str) {
+        self.docker(&["context", "create", name, "--docker", endpoint]);
+    }
 }
 
 /// The core contract over `on`: ping names the context and its endpoint, and an environment
@@ -69,21 +74,12 @@ fn contexts_choose_the_engine_as_the_docker_cli_does() {
     };
     let (tls_host, certs) = (&vars[0].1, &vars[1].1);
     let store = Store::new();
-    store.docker(&[
-        "context",
-        "create",
+    store.create_context(
         "adde-tls",
-        "--docker",
         &format!("host={tls_host},ca={certs}/ca.pem,cert={certs}/cert.pem,key={certs}/key.pem"),
-    ]);
+    );
     let socket = "unix:///var/run/docker.sock";
-    store.docker(&[
-        "context",
-        "create",
-        "adde-socket",
-        "--docker",
-        &format!("host={socket}"),
-    ]);
+    store.create_context("adde-socket", &format!("host={socket}"));
 
     // DOCKER_CONTEXT: TLS with the context's own certificates (no DOCKER_CERT_PATH).
     core_contract(
@@ -121,13 +117,10 @@ fn a_context_that_skips_verification_needs_no_ca() {
     let (tls_host, certs) = (&vars[0].1, &vars[1].1);
     let store = Store::new();
     // The client's identity, and no CA: the server's certificate is taken unchecked.
-    store.docker(&[
-        "context",
-        "create",
+    store.create_context(
         "adde-skip",
-        "--docker",
         &format!("host={tls_host},cert={certs}/cert.pem,key={certs}/key.pem,skip-tls-verify=true"),
-    ]);
+    );
     let ping = store
         .on(&[("DOCKER_CONTEXT", "adde-skip")])
         .ok("ping", json!({}));
@@ -161,13 +154,7 @@ fn a_missing_or_broken_context_is_docker_unavailable_naming_it_and_its_file() {
         assert!(message.contains("meta.json does not exist"), "{message}");
     }
     // A context to a TLS port without TLS material says how to give it some.
-    store.docker(&[
-        "context",
-        "create",
-        "adde-plain",
-        "--docker",
-        &format!("host={}", vars[0].1),
-    ]);
+    store.create_context("adde-plain", &format!("host={}", vars[0].1));
     let err =
         store
             .on(&[("DOCKER_CONTEXT", "adde-plain")])
