@@ -48,10 +48,19 @@ pub enum Role {
     /// adde's warm driver, then reads a [`RunSpec`] (a big-endian u32 length, then JSON) on
     /// its stdin and supervises it as `run` would (see helper/warm.rs).
     Spare,
+    /// `runs PLACEHOLDER`: a supervisor the agent keeps between runs: it reads [`RunSpec`]s
+    /// as `spare` does, one after another, and supervises each as `run` would. While it
+    /// runs one, its command line names the run in place of [`RUNS_PLACEHOLDER`] (so that
+    /// a kill finds it); [`RunStatus::stays`] says whether it takes another (helper/mod.rs).
+    Runs,
 }
 
+/// The argument a `runs` supervisor is started with: room in its command line for the
+/// run it supervises.
+pub const RUNS_PLACEHOLDER: &str = "................................................................................................";
+
 impl Role {
-    const ALL: [Role; 11] = [
+    const ALL: [Role; 12] = [
         Role::Idle,
         Role::Run,
         Role::Install,
@@ -63,6 +72,7 @@ impl Role {
         Role::Sweep,
         Role::Context,
         Role::Spare,
+        Role::Runs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +88,7 @@ impl Role {
             Role::Sweep => "sweep",
             Role::Context => "context",
             Role::Spare => "spare",
+            Role::Runs => "runs",
         }
     }
 
@@ -169,6 +180,10 @@ pub struct RunStatus {
     /// The program ran in an interpreter started ahead of the run (a warm run).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warm: bool,
+    /// A `runs` supervisor takes another run after this one (for the agent; the host ignores
+    /// it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stays: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

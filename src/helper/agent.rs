@@ -16,15 +16,17 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::background::Background;
 use super::contexts::Contexts;
 use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
-    encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, Role, AGENT_CHILDREN_ENV,
-    AGENT_WORKDIR_ENV, HELPER_PATH,
+    encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, FrameDecoder, Role,
+    RunSpec, RunStatus, AGENT_CHILDREN_ENV, AGENT_WORKDIR_ENV, HELPER_PATH, RUNS_PLACEHOLDER,
+    TAG_STATUS,
 };
 
 /// Largest request the agent takes (a start, or a background-process request: a command
@@ -100,6 +102,8 @@ struct Agent {
     contexts: Contexts,
     /// The spare supervisor for warm Python runs (warm.rs).
     spares: Spares,
+    /// Supervisors kept between runs.
+    kept: Kept,
     /// Background-process requests still arriving, by request id.
     proc_requests: HashMap<u64, Vec<u8>>,
     /// Starts still arriving: a start bigger than one frame (a long command line) spans
@@ -121,6 +125,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
         background: Background::default(),
         contexts: Contexts::default(),
         spares: Spares::default(),
+        kept: Kept::default(),
         proc_requests: HashMap::new(),
         starts: HashMap::new(),
     };
@@ -227,12 +232,29 @@ impl Agent {
         }
     }
 
-    /// Starts a request's helper, or hands a warm run to the spare supervisor; after a warm
-    /// run the next spare is started (not during it: it would take CPU from the run).
+    /// Starts a request's helper. A run goes to a supervisor that is already started where
+    /// one fits: a warm run to the spare (after it the next spare is started; not during it:
+    /// it would take CPU from the run), a run without standard input to one the agent kept
+    /// from an earlier run.
     fn start(&self, request: u64, start: AgentStart) -> Result<Sender<Vec<u8>>, String> {
-        let Some(run_id) = Spares::wanted(&start) else {
-            return spawn(request, start, &self.replies, &self.children, None);
-        };
+        let spec = (start.role == Role::Run.as_str())
+            .then(|| serde_json::from_str::<RunSpec>(start.args.first()?).ok())
+            .flatten();
+        match spec {
+            Some(spec) if spec.warm => self.start_warm(request, start, spec.run_id),
+            Some(spec) if spec.stdin_len == 0 && !spec.background => {
+                self.start_kept(request, start, spec)
+            }
+            _ => spawn(request, start, &self.replies, &self.children, None),
+        }
+    }
+
+    fn start_warm(
+        &self,
+        request: u64,
+        start: AgentStart,
+        run_id: String,
+    ) -> Result<Sender<Vec<u8>>, String> {
         let (spares, children, like) = (self.spares.clone(), self.children.clone(), start.clone());
         let then: AfterEnd = Box::new(move || spares.prime(&like, &children));
         match self.spares.take(&start, run_id, &self.children) {
@@ -245,6 +267,31 @@ impl Agent {
             )),
             None => spawn(request, start, &self.replies, &self.children, Some(then)),
         }
+    }
+
+    /// Hands a run to a kept supervisor for its environment and folder, or to a new one
+    /// (role `runs`); see [`Supervisor`].
+    fn start_kept(
+        &self,
+        request: u64,
+        start: AgentStart,
+        spec: RunSpec,
+    ) -> Result<Sender<Vec<u8>>, String> {
+        let message = spec_message(start.args.first().map_or("", String::as_str));
+        let supervisor = match self.kept.take(&start, &message, &self.children) {
+            Some(supervisor) => supervisor,
+            None => {
+                let supervisor =
+                    Supervisor::spawn(&start, &self.replies, &self.kept, &self.children)?;
+                (&*supervisor.stdin)
+                    .write_all(&message)
+                    .map_err(|e| format!("cannot hand adde's helper its run: {e}"))?;
+                supervisor
+            }
+        };
+        self.children.serving(supervisor.pid, spec.run_id);
+        let declared = spec.file.map_or(0, |file| file.len);
+        Ok(supervisor.serve(request, declared))
     }
 }
 
@@ -312,54 +359,15 @@ fn relay(
 ) -> Sender<Vec<u8>> {
     let pid = child.id();
     let (sender, receiver) = channel::<Vec<u8>>();
-    if let Some(mut stdin) = child.stdin.take() {
-        std::thread::spawn(move || {
-            for chunk in receiver {
-                // A process that stops reading its input is not an error.
-                if stdin.write_all(&chunk).is_err() {
-                    break;
-                }
-            }
-        });
+    if let Some(stdin) = child.stdin.take() {
+        // Whatever arrives goes through; the helper's stdin closes at the request's end.
+        let stdin = fs::File::from(OwnedFd::from(stdin));
+        std::thread::spawn(move || feed(&stdin, receiver, u64::MAX));
     }
-    let mut pipes: Vec<(AgentKind, fs::File)> = Vec::with_capacity(2);
-    if let Some(stdout) = child.stdout.take() {
-        pipes.push((AgentKind::Stdout, OwnedFd::from(stdout).into()));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pipes.push((AgentKind::Stderr, OwnedFd::from(stderr).into()));
-    }
-    let replies = replies.clone();
-    let children = children.clone();
-    // One thread relays both pipes (a thread per pipe and one to join them cost a run two
-    // more thread starts).
+    let mut pipes = output_pipes(&mut child);
+    let (replies, children) = (replies.clone(), children.clone());
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        while !pipes.is_empty() {
-            let mut fds: Vec<libc::pollfd> = pipes
-                .iter()
-                .map(|(_, pipe)| libc::pollfd {
-                    fd: pipe.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: fds is a valid array of pollfd for its length.
-            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } <= 0 {
-                continue;
-            }
-            let mut open = Vec::with_capacity(pipes.len());
-            for ((kind, mut pipe), fd) in pipes.into_iter().zip(&fds) {
-                if fd.revents != 0 {
-                    match pipe.read(&mut buf) {
-                        Ok(0) | Err(_) => continue,
-                        Ok(n) => replies.send(kind, request, &buf[..n]),
-                    }
-                }
-                open.push((kind, pipe));
-            }
-            pipes = open;
-        }
+        pump(request, &mut pipes, &replies, |_| false);
         children.update(pid, false);
         // PID 1 reaps every child (orphans included), so the status is not waited for here:
         // the helper roles report in their own output.
@@ -370,4 +378,250 @@ fn relay(
         }
     });
     sender
+}
+
+/// How long a kept supervisor waits for the end of its request's input after the run.
+const STDIN_END_WAIT: Duration = Duration::from_secs(5);
+
+/// Writes the request's input to a helper's stdin, at most `limit` bytes, until the request's
+/// input ends. Says whether exactly `limit` bytes went through.
+fn feed(mut stdin: &fs::File, input: Receiver<Vec<u8>>, limit: u64) -> bool {
+    let mut left = limit;
+    for chunk in input {
+        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        // A process that stops reading its input is not an error.
+        if take < chunk.len() || stdin.write_all(&chunk[..take]).is_err() {
+            return false;
+        }
+        left -= take as u64;
+    }
+    left == 0
+}
+
+/// A helper's stdout and stderr, as the agent relays them.
+fn output_pipes(child: &mut Child) -> Vec<(AgentKind, fs::File)> {
+    let mut pipes = Vec::with_capacity(2);
+    if let Some(stdout) = child.stdout.take() {
+        pipes.push((AgentKind::Stdout, OwnedFd::from(stdout).into()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pipes.push((AgentKind::Stderr, OwnedFd::from(stderr).into()));
+    }
+    pipes
+}
+
+/// Relays what arrives on `pipes` as frames of `request` until both close (None) or `done`,
+/// shown each chunk of stdout first, says it ends the run: that chunk is returned, not yet
+/// relayed. One thread relays both pipes (a thread per pipe and one to join them cost a run
+/// two more thread starts).
+fn pump(
+    request: u64,
+    pipes: &mut Vec<(AgentKind, fs::File)>,
+    replies: &Replies,
+    mut done: impl FnMut(&[u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !pipes.is_empty() {
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|(_, pipe)| libc::pollfd {
+                fd: pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a valid array of pollfd for its length.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } <= 0 {
+            continue;
+        }
+        let mut closed = Vec::new();
+        for (i, ((kind, pipe), fd)) in pipes.iter_mut().zip(&fds).enumerate() {
+            if fd.revents == 0 {
+                continue;
+            }
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => closed.push(i),
+                Ok(n) => {
+                    if *kind == AgentKind::Stdout && done(&buf[..n]) {
+                        return Some(buf[..n].to_vec());
+                    }
+                    replies.send(*kind, request, &buf[..n]);
+                }
+            }
+        }
+        for i in closed.into_iter().rev() {
+            pipes.remove(i);
+        }
+    }
+    None
+}
+
+/// The length-prefixed run spec a `spare` or `runs` supervisor reads on its stdin.
+pub(super) fn spec_message(spec: &str) -> Vec<u8> {
+    let mut message = (spec.len() as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(spec.as_bytes());
+    message
+}
+
+/// A supervisor of role `runs`, which the agent keeps between runs, and the two threads of
+/// the agent that serve its runs: one writes each run's input to its stdin (at most the
+/// `declared` bytes of the run's file), one relays its output until the run's status frame
+/// ends the request. After a run it is kept for the next when it says it stays and its stdin
+/// got exactly the bytes declared (what it reads next must be the next run's spec);
+/// otherwise it is let go: its threads end, its stdin closes, and it exits.
+struct Supervisor {
+    env: Vec<String>,
+    workdir: String,
+    pid: u32,
+    /// Its stdin, where the agent writes each run's spec (then the feeding thread its input).
+    stdin: Arc<fs::File>,
+    feeds: Sender<Feed>,
+    relays: Sender<(u64, Supervisor, Receiver<bool>)>,
+}
+
+/// A run's input, for the feeding thread: it says on `fed` whether exactly `declared` bytes
+/// went through.
+struct Feed {
+    input: Receiver<Vec<u8>>,
+    declared: u64,
+    fed: Sender<bool>,
+}
+
+impl Supervisor {
+    /// Starts a supervisor for runs like `start`, and its threads.
+    fn spawn(
+        start: &AgentStart,
+        replies: &Replies,
+        kept: &Kept,
+        children: &Children,
+    ) -> Result<Supervisor, String> {
+        let command = helper_command(
+            Role::Runs,
+            &[RUNS_PLACEHOLDER],
+            &start.env,
+            &start.workdir,
+            children,
+        );
+        let mut child = spawn_piped(command)
+            .map_err(|e| format!("cannot start adde's helper in {}: {e}", start.workdir))?;
+        let pid = child.id();
+        children.update(pid, true);
+        let stdin: Arc<fs::File> = match child.stdin.take() {
+            Some(stdin) => Arc::new(OwnedFd::from(stdin).into()),
+            None => return Err("adde's helper has no stdin".into()),
+        };
+        let (feeds, feed_queue) = channel::<Feed>();
+        let feeding = stdin.clone();
+        std::thread::spawn(move || {
+            for Feed {
+                input,
+                declared,
+                fed,
+            } in feed_queue
+            {
+                let exact = feed(&feeding, input, declared);
+                let _ = fed.send(exact);
+                if !exact {
+                    break;
+                }
+            }
+        });
+        let (relays, relay_queue) = channel::<(u64, Supervisor, Receiver<bool>)>();
+        let mut pipes = output_pipes(&mut child);
+        let (replies, kept, children) = (replies.clone(), kept.clone(), children.clone());
+        std::thread::spawn(move || {
+            for (request, supervisor, fed) in relay_queue {
+                let mut frames = FrameDecoder::default();
+                let mut stays = false;
+                let ended = pump(request, &mut pipes, &replies, |stdout| {
+                    frames.push(stdout);
+                    while let Some((tag, payload)) = frames.next_frame() {
+                        if tag == TAG_STATUS {
+                            stays = serde_json::from_slice::<RunStatus>(&payload)
+                                .is_ok_and(|status| status.stays);
+                            return true;
+                        }
+                    }
+                    false
+                });
+                // The file's bytes went before the run started, and the end of the
+                // request's input follows them at once: it is only waited for briefly.
+                let keep = ended.is_some() && stays && fed.recv_timeout(STDIN_END_WAIT) == Ok(true);
+                // Kept before the status goes out, so that the caller's next run finds it.
+                match keep {
+                    true => kept.keep(supervisor, &children),
+                    false => children.update(pid, false),
+                }
+                if let Some(status) = ended {
+                    replies.send(AgentKind::Stdout, request, &status);
+                }
+                replies.send(AgentKind::End, request, &[]);
+                if !keep {
+                    break;
+                }
+            }
+        });
+        Ok(Supervisor {
+            env: start.env.clone(),
+            workdir: start.workdir.clone(),
+            pid,
+            stdin,
+            feeds,
+            relays,
+        })
+    }
+
+    /// Serves request `request` (whose spec it has been handed): returns where the request's
+    /// input goes.
+    fn serve(self, request: u64, declared: u64) -> Sender<Vec<u8>> {
+        let (input, queue) = channel();
+        let (fed, told) = channel();
+        let _ = self.feeds.send(Feed {
+            input: queue,
+            declared,
+            fed,
+        });
+        let relays = self.relays.clone();
+        let _ = relays.send((request, self, told));
+        input
+    }
+}
+
+/// The supervisors the agent keeps between runs: started for the environment and folder of
+/// an earlier run, waiting for the next. Each is one idle process, so only a few are kept.
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<Vec<Supervisor>>>);
+
+/// The most supervisors the agent keeps (concurrent runs in one environment need one each).
+const MAX_KEPT: usize = 4;
+
+impl Kept {
+    /// A kept supervisor for runs like `start`, handed `message` (a run's spec). One that
+    /// cannot take it has ended meanwhile, and goes.
+    fn take(&self, start: &AgentStart, message: &[u8], children: &Children) -> Option<Supervisor> {
+        loop {
+            let supervisor = {
+                let mut kept = self.0.lock().ok()?;
+                let i = kept
+                    .iter()
+                    .position(|s| s.env == start.env && s.workdir == start.workdir)?;
+                kept.swap_remove(i)
+            };
+            if (&*supervisor.stdin).write_all(message).is_ok() {
+                return Some(supervisor);
+            }
+            children.update(supervisor.pid, false);
+        }
+    }
+
+    /// Keeps a supervisor for the next run, unless enough are kept.
+    fn keep(&self, supervisor: Supervisor, children: &Children) {
+        let Ok(mut kept) = self.0.lock() else { return };
+        if kept.len() < MAX_KEPT {
+            children.update(supervisor.pid, true);
+            kept.push(supervisor);
+        } else {
+            children.update(supervisor.pid, false);
+        }
+    }
 }

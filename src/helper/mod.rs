@@ -26,6 +26,8 @@
 //!   (context_host.rs; the agent's side is contexts.rs).
 //! - `spare`: a supervisor the agent starts ahead of a warm Python run: it starts Python
 //!   first, then reads the run's spec on stdin and supervises it as `run` does (warm.rs).
+//! - `runs PLACEHOLDER`: a supervisor the agent keeps between runs: it reads run specs on
+//!   stdin as `spare` does and supervises them one after another (runs.rs).
 //!
 //! Every role makes itself non-dumpable first, so that no process of a run can reach adde's
 //! own processes through /proc or ptrace. Everything here uses only std and libc: no async
@@ -37,7 +39,9 @@ mod context_host;
 mod contexts;
 mod files;
 mod procs;
+mod runs;
 mod spawn;
+mod title;
 mod warm;
 
 use std::ffi::OsString;
@@ -49,7 +53,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
@@ -85,7 +91,10 @@ pub fn main(args: &[OsString]) -> ExitCode {
     };
     if let Err(message) = enter_agent_workdir() {
         return match role {
-            Role::Run => supervise_and_report(Err(message), None),
+            Role::Run | Role::Runs => {
+                supervise_and_report(Err(message), None, || false);
+                ExitCode::SUCCESS
+            }
             _ => {
                 eprintln!("{message}");
                 ExitCode::from(127)
@@ -134,6 +143,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
         Role::Context => context_host::serve(arg(3), arg(4), arg(5)),
         Role::Spare => spare(),
+        Role::Runs => runs::serve(),
     }
 }
 
@@ -223,31 +233,35 @@ fn reap_orphans() {
 
 fn run(spec: &str) -> ExitCode {
     let spec = serde_json::from_str::<RunSpec>(spec).map_err(|e| format!("bad run spec: {e}"));
-    supervise_and_report(spec, None)
+    supervise_and_report(spec, None, || false);
+    ExitCode::SUCCESS
 }
 
 /// The `spare` role: Python first, then the run it is handed.
 fn spare() -> ExitCode {
     let python = warm::WarmPython::start();
-    match warm::read_spec() {
-        Some(spec) => supervise_and_report(spec, python),
-        // Not wanted after all: the interpreter ends with the closed socket.
-        None => ExitCode::SUCCESS,
+    if let Some(spec) = warm::read_spec() {
+        supervise_and_report(spec, python, || false);
     }
+    // Otherwise it was not wanted after all: the interpreter ends with the closed socket.
+    ExitCode::SUCCESS
 }
 
+/// Supervises a run and writes its status, which says whether the supervisor `stays` for
+/// another (asked once the run is over).
 fn supervise_and_report(
     spec: Result<RunSpec, String>,
     python: Option<warm::WarmPython>,
-) -> ExitCode {
+    stays: impl FnOnce() -> bool,
+) {
     let mut out = raw_stdout();
-    let status = match spec {
+    let mut status = match spec {
         Ok(spec) => supervise(&spec, &mut *out, python),
         Err(message) => setup_failure(message),
     };
+    status.stays = stays();
     let status = serde_json::to_vec(&status).unwrap_or_default();
     let _ = (*out).write_all(&encode_frame(TAG_STATUS, &status));
-    ExitCode::SUCCESS
 }
 
 /// Unbuffered stdout: each frame goes out in one write.
@@ -345,6 +359,7 @@ fn supervise(spec: &RunSpec, out: &mut impl Write, python: Option<warm::WarmPyth
         command: argv.clone(),
         error: None,
         warm,
+        stays: false,
     }
 }
 
@@ -373,10 +388,8 @@ fn relay_until_done(
     deadline: Option<Instant>,
     out: &mut impl Write,
 ) -> (ExitStatus, Duration, bool) {
-    let timed_out = match deadline {
-        Some(deadline) => start_deadline_watchdog(scope.clone(), deadline, child.id()),
-        None => Arc::new(AtomicBool::new(false)),
-    };
+    let watchdog = deadline.map(|deadline| Watchdog::start(scope.clone(), deadline, child.id()));
+    let timed_out = || watchdog.as_ref().is_some_and(Watchdog::fired);
     let mut pipes: Vec<(u8, fs::File)> = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pipes.push((TAG_STDOUT, stdout));
@@ -394,7 +407,7 @@ fn relay_until_done(
         let now = Instant::now();
         if ended.is_none() {
             if let Ok(Some(status)) = child.try_wait() {
-                ended = Some((status, started.elapsed(), timed_out.load(Ordering::SeqCst)));
+                ended = Some((status, started.elapsed(), timed_out()));
                 scope.kill(None);
                 drain_deadline = now + DRAIN_GRACE;
             }
@@ -454,16 +467,45 @@ fn relay_until_done(
 
 /// Kills the run's processes at the deadline from a thread of its own, so that the deadline
 /// holds even while relaying blocks (a host that stopped reading). `keep` is the main child,
-/// whose status the relay collects. Returns the flag it sets when it fires.
-fn start_deadline_watchdog(scope: Arc<RunScope>, deadline: Instant, keep: u32) -> Arc<AtomicBool> {
-    let fired = Arc::new(AtomicBool::new(false));
-    let flag = fired.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-        flag.store(true, Ordering::SeqCst);
-        scope.kill(Some(keep));
-    });
-    fired
+/// whose status the relay collects. Dropped, it stands down and is joined: a supervisor that
+/// takes another run must not have the last run's deadline fire into it.
+struct Watchdog {
+    fired: Arc<AtomicBool>,
+    stand_down: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(scope: Arc<RunScope>, deadline: Instant, keep: u32) -> Watchdog {
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        let (stand_down, told) = channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if let Err(RecvTimeoutError::Timeout) = told.recv_timeout(wait) {
+                flag.store(true, Ordering::SeqCst);
+                scope.kill(Some(keep));
+            }
+        });
+        Watchdog {
+            fired,
+            stand_down: Some(stand_down),
+            thread: Some(thread),
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.stand_down.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The memory cgroup's count of OOM kills (cgroup v2, then v1), when it can be read.

@@ -125,6 +125,12 @@ impl RunScope {
         }
     }
 
+    /// Whether every process the run starts stays in the supervisor's tree (it is their
+    /// subreaper), so that killing the tree kills them all.
+    pub fn reaches_all(&self) -> bool {
+        self.orphans_since.is_none()
+    }
+
     /// Kills the run's processes (see [`kill_until_none`] for `keep`).
     pub fn kill(&self, keep: Option<u32>) -> usize {
         let me = std::process::id();
@@ -214,22 +220,36 @@ fn agent_children() -> impl Iterator<Item = (u32, Option<String>)> {
 }
 
 /// The supervisor of run `run_id`, if it is alive: the helper whose command line names it,
-/// or the spare the agent handed it to.
+/// or the one the agent handed it to (a spare, or a kept supervisor), unless that one's
+/// command line names another run: a kept supervisor names the run it supervises now
+/// (helper/title.rs), and the agent's list may be older than that.
 fn supervisor_of(procs: &[Proc], run_id: &str) -> Option<u32> {
     if run_id.is_empty() {
         return None;
     }
     let needle = format!("\"run_id\":\"{run_id}\"");
-    let spare =
+    let handed =
         agent_children().find_map(|(pid, run)| (run.as_deref() == Some(run_id)).then_some(pid));
-    helper_execs(procs)
-        .into_iter()
-        .find(|&pid| Some(pid) == spare || String::from_utf8_lossy(&cmdline(pid)).contains(&needle))
+    helper_execs(procs).into_iter().find(|&pid| {
+        let line = String::from_utf8_lossy(&cmdline(pid)).into_owned();
+        line.contains(&needle) || (Some(pid) == handed && !line.contains("\"run_id\":\""))
+    })
 }
 
 /// Kills the processes of the supervisor running `run_id`; the supervisor itself then reports.
+/// Each round checks that it still runs `run_id`: a supervisor the agent keeps may have
+/// ended it and taken the next.
 pub fn kill_run(run_id: &str) -> usize {
-    supervisor_of(&snapshot(), run_id).map_or(0, |pid| kill_tree(pid, None))
+    let Some(supervisor) = supervisor_of(&snapshot(), run_id) else {
+        return 0;
+    };
+    kill_until_none(
+        |procs| match supervisor_of(procs, run_id) == Some(supervisor) {
+            true => descendants(procs, supervisor),
+            false => Vec::new(),
+        },
+        None,
+    )
 }
 
 /// Kills every process that is not adde's own and belongs to no live execution: the

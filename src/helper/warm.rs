@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use super::agent::{helper_command, Children};
+use super::agent::{helper_command, spec_message, Children};
 use super::find_program;
 use super::spawn::Program;
 use crate::protocol::{AgentStart, Role, RunSpec};
@@ -112,16 +112,6 @@ impl Spare {
 pub(super) struct Spares(Arc<Mutex<Option<Spare>>>);
 
 impl Spares {
-    /// The run id of `start` when the agent should take a spare for it: a `run` whose spec
-    /// allows it.
-    pub(super) fn wanted(start: &AgentStart) -> Option<String> {
-        if start.role != Role::Run.as_str() {
-            return None;
-        }
-        let spec = serde_json::from_str::<RunSpec>(start.args.first()?).ok()?;
-        spec.warm.then_some(spec.run_id)
-    }
-
     /// The spare, with the run's spec already on its stdin, when it was started for this
     /// run's environment and folder and is alive. A spare that does not fit is let go.
     /// The agent names `run_id` as the spare's run, so that a kill finds it.
@@ -136,9 +126,7 @@ impl Spares {
             let_go(spare, children);
             return None;
         }
-        let spec = start.args.first().map_or(&[][..], |spec| spec.as_bytes());
-        let mut message = (spec.len() as u32).to_be_bytes().to_vec();
-        message.extend_from_slice(spec);
+        let message = spec_message(start.args.first().map_or("", String::as_str));
         let handed = spare
             .child
             .stdin

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{docker, Adde, BUSYBOX, SCRATCH};
+use crate::common::{assert_only_idle, docker, processes, Adde, BUSYBOX, PYTHON, SCRATCH};
 
 #[test]
 #[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
@@ -194,5 +194,201 @@ pwd"#;
             "leader yes\nSigBlk:\t0000000000000000\nsigpipe ignored 0\n0\n/bin\n",
             "{transport}: {out}"
         );
+    }
+}
+
+/// The container PID of the supervisor of a run, from the run's own `echo $PPID`.
+fn supervisor_pid(log: &serde_json::Value) -> String {
+    log["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_kept_supervisor_starts_each_run_afresh() {
+    // A run without standard input goes to a supervisor the agent kept from an earlier run
+    // (no helper start per run): nothing of one run may reach the next, its deadline least.
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let run = |command: &str, timeout: f64| {
+        adde.ok(
+            "execute_command",
+            json!({"container_id": env.id, "command": command, "timeout_sec": timeout}),
+        )["log"]
+            .clone()
+    };
+    let first = run(
+        "echo $PPID; sleep 300 & setsid sleep 301 & cd /tmp; export LEAK=1; pwd",
+        2.0,
+    );
+    assert_eq!(first["exit_code"], 0, "{first}");
+    let supervisor = supervisor_pid(&first);
+    // The second outlives the first one's deadline (2 s after it started).
+    let second = run(
+        "echo $PPID; pwd; echo ${LEAK:-none}; sleep 3; echo done",
+        20.0,
+    );
+    assert_eq!(
+        supervisor_pid(&second),
+        supervisor,
+        "the supervisor was kept"
+    );
+    assert_eq!(
+        (
+            &second["exit_code"],
+            &second["timed_out"],
+            &second["stdout"]
+        ),
+        (
+            &json!(0),
+            &json!(false),
+            &json!(format!("{supervisor}\n/workspace\nnone\ndone\n"))
+        ),
+        "{second}"
+    );
+    let left = processes(&env.id);
+    assert!(!left.iter().any(|p| p.contains("sleep 30")), "{left:?}");
+    assert_only_idle(&env.id);
+
+    // A run with standard input has it on its supervisor's stdin, where a kept one reads
+    // the next run's spec: it gets a supervisor of its own, which ends with it.
+    let fed = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": "echo $PPID; cat", "stdin": "x"}),
+    )["log"]
+        .clone();
+    assert_eq!(fed["stdout"], format!("{}\nx", supervisor_pid(&fed)));
+    assert_ne!(supervisor_pid(&fed), supervisor);
+    assert_eq!(supervisor_pid(&run("echo $PPID", 10.0)), supervisor);
+    assert_only_idle(&env.id);
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_kill_reaches_the_run_a_kept_supervisor_names_and_no_other() {
+    // A kill finds a kept supervisor by the run its command line names now. The agent's
+    // list of which helper runs what may be older than that (a kill it started just before
+    // the run ended): told so, the kill must still spare the next run.
+    let adde = Adde::docker();
+    let env = adde.busybox();
+    let first = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": "echo $PPID"}),
+    )["log"]
+        .clone();
+    let (supervisor, ended) = (supervisor_pid(&first), first["run_id"].clone());
+    thread::scope(|scope| {
+        let next = scope.spawn(|| {
+            adde.ok(
+                "execute_command",
+                json!({"container_id": env.id, "command": "echo $PPID; sleep 3; echo survived", "timeout_sec": 30}),
+            )["log"]
+                .clone()
+        });
+        let named = wait_for_named_run(&env.id);
+        let kill = |run: &str, list: &str| {
+            docker(&[
+                "exec",
+                "-e",
+                &format!("ADDE_AGENT_CHILDREN={list}"),
+                &env.id,
+                "/.adde/adde",
+                "__helper",
+                "kill",
+                run,
+            ])
+        };
+        kill(
+            ended.as_str().unwrap(),
+            &format!("{supervisor}:{}", ended.as_str().unwrap()),
+        );
+        let next = next.join().unwrap();
+        assert_eq!(next["run_id"], json!(named));
+        assert_eq!(supervisor_pid(&next), supervisor, "{next}");
+        assert_eq!(
+            next["stdout"],
+            format!("{supervisor}\nsurvived\n"),
+            "{next}"
+        );
+
+        // The run it names is killed.
+        let long = scope.spawn(|| {
+            adde.ok(
+                "execute_command",
+                json!({"container_id": env.id, "command": "sleep 300", "timeout_sec": 600}),
+            )["log"]
+                .clone()
+        });
+        let named = wait_for_named_run(&env.id);
+        kill(&named, "");
+        let long = long.join().unwrap();
+        assert_eq!(
+            (&long["run_id"], &long["signal"]),
+            (&json!(named), &json!("SIGKILL")),
+            "{long}"
+        );
+    });
+    assert_only_idle(&env.id);
+}
+
+/// The run a kept supervisor of the environment names in its command line, once one does.
+fn wait_for_named_run(id: &str) -> String {
+    for _ in 0..100 {
+        let named = processes(id).into_iter().find_map(|p| {
+            let run = p.split("__helper runs \"run_id\":\"").nth(1)?;
+            Some(run.split('"').next()?.to_string())
+        });
+        if let Some(run) = named {
+            return run;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no supervisor names a run: {:?}", processes(id));
+}
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_run_that_changes_what_its_supervisor_passes_on_gets_it_replaced() {
+    // A run's code is the same user as its supervisor, and the kernel lets it lower the
+    // supervisor's limits and priority from outside; the next program would inherit them.
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": PYTHON}));
+    let run = |command: &str| {
+        adde.ok(
+            "execute_command",
+            json!({"container_id": env.id, "command": command}),
+        )["log"]
+            .clone()
+    };
+    let probe = "echo $PPID; ulimit -n; cut -d' ' -f19 /proc/$$/stat";
+    let before = run(probe);
+    let supervisor = supervisor_pid(&before);
+    assert_eq!(
+        supervisor_pid(&run(probe)),
+        supervisor,
+        "the supervisor was kept"
+    );
+    for tamper in [
+        "python3 -c \"import resource; resource.prlimit($PPID, resource.RLIMIT_NOFILE, (64, 64))\"",
+        "renice -n 7 -p $PPID >/dev/null",
+    ] {
+        let tampered = run(&format!("echo $PPID; {tamper}"));
+        assert_eq!(tampered["exit_code"], 0, "{tampered}");
+        let after = run(probe);
+        assert_ne!(
+            supervisor_pid(&after),
+            supervisor_pid(&tampered),
+            "{tamper}"
+        );
+        let unchanged = |log: &serde_json::Value| {
+            let text = log["stdout"].as_str().unwrap().to_string();
+            text.lines().skip(1).map(String::from).collect::<Vec<_>>()
+        };
+        assert_eq!(unchanged(&after), unchanged(&before), "{tamper}: {after}");
     }
 }

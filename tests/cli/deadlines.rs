@@ -76,7 +76,7 @@ fn a_paused_environment_is_reported_shortly_after_the_deadline() {
     assert_eq!(last["log"]["error"]["error_code"], "environment_paused");
     // Unpaused, the supervisor finds its deadline passed and stops the run.
     for _ in 0..50 {
-        if crate::common::processes(&env.id).len() == 1 {
+        if crate::common::is_only_idle(&env.id) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -39,11 +39,11 @@ fn plain(result: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The processes of the environment other than adde's idler and context helpers.
+/// The processes of the environment other than adde's own at rest and context helpers.
 fn others(env: &Env) -> Vec<String> {
     processes(&env.id)
         .into_iter()
-        .filter(|p| !p.contains("__helper idle") && !p.contains("__helper context"))
+        .filter(|p| !is_adde_at_rest(p) && !p.contains("__helper context"))
         .collect()
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{process_table, processes, Adde, Env, PYTHON};
+use crate::common::{is_adde_at_rest, process_table, processes, Adde, Env, PYTHON};
 
 /// Warm runs are the default: what turns them off for a call.
 fn warm_vars(warm: bool) -> &'static [(&'static str, &'static str)] {
@@ -177,10 +177,11 @@ fn warm_python_runs_are_indistinguishable_from_cold_ones() {
     let log = same_both_ways(&adde, &env, "hang.py", hang, 2.0);
     assert_eq!(log["timed_out"], true);
     assert_eq!(log["exit_code"], 124);
-    // What is left is adde's: the idler, and the spare waiting for the next warm run.
+    // What is left is adde's at rest (the idler, the spare waiting for the next warm run, the
+    // supervisor kept from the cold run) and the spare's interpreter.
     let left: Vec<String> = processes(&env.id)
         .into_iter()
-        .filter(|p| !p.ends_with("__helper idle") && !p.ends_with("__helper spare"))
+        .filter(|p| !is_adde_at_rest(p))
         .collect();
     assert!(
         left.len() == 1 && left[0].starts_with("python3 -c"),

@@ -297,11 +297,26 @@ pub fn processes(id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The processes an idle environment has: adde's idler (PID 1) and, after a Python run that
-/// could be warm, the spare supervisor waiting for the next one with the interpreter it
-/// started (helper/warm.rs); nothing else.
-pub fn assert_only_idle(id: &str) {
-    let rows = process_table(id);
+/// Whether a command line is one of adde's own processes at rest: the idler (PID 1), the
+/// spare supervisor waiting for the next warm Python run (helper/warm.rs), or a supervisor
+/// the agent keeps between runs, waiting for the next (helper/agent.rs; while it supervises a
+/// run, its command line names the run instead of the placeholder).
+pub fn is_adde_at_rest(args: &str) -> bool {
+    args.ends_with("__helper idle")
+        || args.ends_with("__helper spare")
+        || args.ends_with(&format!(
+            "__helper runs {}",
+            adde::protocol::RUNS_PLACEHOLDER
+        ))
+}
+
+/// Whether an environment has only adde's processes at rest (see [`is_adde_at_rest`]) and
+/// the interpreter the spare started; nothing else.
+pub fn is_only_idle(id: &str) -> bool {
+    only_idle(&process_table(id))
+}
+
+fn only_idle(rows: &[(String, String, String)]) -> bool {
     let spare = rows
         .iter()
         .find(|(_, _, args)| args.ends_with("__helper spare"))
@@ -310,16 +325,16 @@ pub fn assert_only_idle(id: &str) {
         .iter()
         .filter(|r| r.2.ends_with("__helper idle"))
         .count();
-    let others: Vec<_> = rows
-        .iter()
-        .filter(|(pid, ppid, args)| {
-            !args.ends_with("__helper idle") && Some(pid) != spare && Some(ppid) != spare
-        })
-        .collect();
-    assert!(
-        idle == 1 && others.is_empty(),
-        "processes left behind: {rows:?}"
-    );
+    idle == 1
+        && rows
+            .iter()
+            .all(|(_, ppid, args)| is_adde_at_rest(args) || Some(ppid) == spare)
+}
+
+/// Asserts [`is_only_idle`].
+pub fn assert_only_idle(id: &str) {
+    let rows = process_table(id);
+    assert!(only_idle(&rows), "processes left behind: {rows:?}");
 }
 
 /// Where tests/images/build.sh keeps its cache (the Python index among it).
