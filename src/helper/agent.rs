@@ -125,7 +125,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
         background: Background::default(),
         contexts: Contexts::default(),
         spares: Spares::default(),
-        kept: Kept::default(),
+        kept: Kept::new(),
         proc_requests: HashMap::new(),
         starts: HashMap::new(),
     };
@@ -235,14 +235,17 @@ impl Agent {
     /// Starts a request's helper. A run goes to a supervisor that is already started where
     /// one fits: a warm run to the spare (after it the next spare is started; not during it:
     /// it would take CPU from the run), a run without standard input to one the agent kept
-    /// from an earlier run.
+    /// from an earlier run. The agent writes the spec to such a supervisor from this thread,
+    /// which must never wait on one (a run's code may have stopped it): only a spec that an
+    /// empty pipe takes at once (PIPE_BUF, the least a pipe holds) is handed that way.
     fn start(&self, request: u64, start: AgentStart) -> Result<Sender<Vec<u8>>, String> {
         let spec = (start.role == Role::Run.as_str())
             .then(|| serde_json::from_str::<RunSpec>(start.args.first()?).ok())
             .flatten();
+        let handable = start.args.first().map_or(0, String::len) + 4 <= libc::PIPE_BUF;
         match spec {
-            Some(spec) if spec.warm => self.start_warm(request, start, spec.run_id),
-            Some(spec) if spec.stdin_len == 0 && !spec.background => {
+            Some(spec) if handable && spec.warm => self.start_warm(request, start, spec.run_id),
+            Some(spec) if handable && spec.stdin_len == 0 && !spec.background => {
                 self.start_kept(request, start, spec)
             }
             _ => spawn(request, start, &self.replies, &self.children, None),
@@ -588,20 +591,36 @@ impl Supervisor {
 }
 
 /// The supervisors the agent keeps between runs: started for the environment and folder of
-/// an earlier run, waiting for the next. Each is one idle process, so only a few are kept.
-#[derive(Clone, Default)]
-struct Kept(Arc<Mutex<Vec<Supervisor>>>);
+/// an earlier run, waiting for the next, at most `room`.
+#[derive(Clone)]
+struct Kept {
+    idle: Arc<Mutex<Vec<Supervisor>>>,
+    room: usize,
+}
 
 /// The most supervisors the agent keeps (concurrent runs in one environment need one each).
 const MAX_KEPT: usize = 4;
 
 impl Kept {
+    /// Room for one supervisor per 64 tasks the environment may have, at most [`MAX_KEPT`]:
+    /// each is a process, and two threads of the agent, which the pids limit counts.
+    fn new() -> Kept {
+        let limit = ["/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"]
+            .iter()
+            .find_map(|path| fs::read_to_string(path).ok())
+            .and_then(|text| text.trim().parse::<usize>().ok());
+        Kept {
+            idle: Arc::default(),
+            room: limit.map_or(MAX_KEPT, |limit| (limit / 64).min(MAX_KEPT)),
+        }
+    }
+
     /// A kept supervisor for runs like `start`, handed `message` (a run's spec). One that
     /// cannot take it has ended meanwhile, and goes.
     fn take(&self, start: &AgentStart, message: &[u8], children: &Children) -> Option<Supervisor> {
         loop {
             let supervisor = {
-                let mut kept = self.0.lock().ok()?;
+                let mut kept = self.idle.lock().ok()?;
                 let i = kept
                     .iter()
                     .position(|s| s.env == start.env && s.workdir == start.workdir)?;
@@ -616,8 +635,10 @@ impl Kept {
 
     /// Keeps a supervisor for the next run, unless enough are kept.
     fn keep(&self, supervisor: Supervisor, children: &Children) {
-        let Ok(mut kept) = self.0.lock() else { return };
-        if kept.len() < MAX_KEPT {
+        let Ok(mut kept) = self.idle.lock() else {
+            return;
+        };
+        if kept.len() < self.room {
             children.update(supervisor.pid, true);
             kept.push(supervisor);
         } else {

@@ -392,3 +392,28 @@ fn a_run_that_changes_what_its_supervisor_passes_on_gets_it_replaced() {
         assert_eq!(unchanged(&after), unchanged(&before), "{tamper}: {after}");
     }
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn a_tight_pids_limit_keeps_no_supervisor() {
+    // A kept supervisor is a process and two threads of the agent, which the pids limit
+    // counts: one is kept per 64 tasks the environment may have.
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": BUSYBOX, "pids_limit": 63}));
+    let ppid = || {
+        let out = adde.ok(
+            "execute_command",
+            json!({"container_id": env.id, "command": "echo $PPID"}),
+        );
+        supervisor_pid(&out["log"])
+    };
+    assert_ne!(ppid(), ppid());
+    // The last one ends once its stdin closes.
+    for _ in 0..50 {
+        if processes(&env.id).len() == 1 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("a supervisor was kept: {:?}", processes(&env.id));
+}
