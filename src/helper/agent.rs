@@ -22,12 +22,19 @@ use std::time::Duration;
 
 use super::background::Background;
 use super::contexts::Contexts;
+use super::runs::Inherited;
 use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, FrameDecoder, Role,
     RunSpec, RunStatus, AGENT_CHILDREN_ENV, AGENT_WORKDIR_ENV, HELPER_PATH, RUNS_PLACEHOLDER,
     TAG_STATUS,
 };
+
+/// Why the agent refuses every request once [`Agent::refuses`] found PID 1 altered.
+const ALTERED: &str =
+    "code that ran in this environment changed what its main process passes on to \
+every program (resource limits, priority, scheduling, I/O class or OOM score), \
+so runs there would no longer get the limits the environment was made with: recreate it";
 
 /// Largest request the agent takes (a start, or a background-process request: a command
 /// line and its environment).
@@ -104,6 +111,10 @@ struct Agent {
     spares: Spares,
     /// Supervisors kept between runs.
     kept: Kept,
+    /// What PID 1 passes on to the helpers it starts, as it was when it started.
+    origin: Inherited,
+    /// It has changed since: the agent starts nothing more.
+    altered: bool,
     /// Background-process requests still arriving, by request id.
     proc_requests: HashMap<u64, Vec<u8>>,
     /// Starts still arriving: a start bigger than one frame (a long command line) spans
@@ -126,6 +137,8 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
         contexts: Contexts::default(),
         spares: Spares::default(),
         kept: Kept::new(),
+        origin: Inherited::now_but_affinity(),
+        altered: false,
         proc_requests: HashMap::new(),
         starts: HashMap::new(),
     };
@@ -172,6 +185,10 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
 
 impl Agent {
     fn handle(&mut self, frame: AgentFrame) {
+        let starts = frame.kind.is_context() || frame.kind == AgentKind::ProcRequestEnd;
+        if starts && self.refuses(frame.request) {
+            return;
+        }
         if frame.kind.is_context() {
             return self.contexts.handle(frame, &self.replies, &self.children);
         }
@@ -211,11 +228,27 @@ impl Agent {
         }
     }
 
+    /// Refuses `request` once what PID 1 passes on to every helper it starts has changed since
+    /// it started: a run's code is the same user, and the kernel lets it lower PID 1's
+    /// resource limits or priority from outside (runs.rs), which every later run would
+    /// inherit. It cannot be undone from inside (a lowered hard limit stays lowered).
+    fn refuses(&mut self, request: u64) -> bool {
+        self.altered = self.altered || Inherited::now_but_affinity() != self.origin;
+        if self.altered {
+            self.replies
+                .send(AgentKind::Failed, request, ALTERED.as_bytes());
+        }
+        self.altered
+    }
+
     /// Starts the helper a request's start frames name, once they have all arrived.
     fn start_whole(&mut self, request: u64) {
         let Some(payload) = self.starts.remove(&request) else {
             return;
         };
+        if self.refuses(request) {
+            return;
+        }
         let replies = &self.replies;
         match serde_json::from_slice::<AgentStart>(&payload) {
             Ok(start) => match self.start(request, start) {

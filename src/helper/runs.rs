@@ -61,7 +61,7 @@ pub fn serve() -> std::process::ExitCode {
 /// What a program inherits from its supervisor and its own code may change in it from
 /// outside (see the module's comment).
 #[derive(Debug, PartialEq)]
-struct Inherited {
+pub(super) struct Inherited {
     limits: Vec<(u64, u64)>,
     nice: i32,
     affinity: Vec<u64>,
@@ -74,7 +74,17 @@ struct Inherited {
 const LIMITS: u32 = 16;
 
 impl Inherited {
-    fn now() -> Inherited {
+    /// All of it but the CPU affinity, which the engine itself changes when an operator
+    /// updates the container's cpuset: what the agent (PID 1) checks, for the life of the
+    /// environment.
+    pub(super) fn now_but_affinity() -> Inherited {
+        Inherited {
+            affinity: Vec::new(),
+            ..Inherited::now()
+        }
+    }
+
+    pub(super) fn now() -> Inherited {
         let limits = (0..LIMITS)
             .map(|resource| {
                 // SAFETY: a zeroed rlimit is plain data, filled in by getrlimit.

@@ -417,3 +417,27 @@ fn a_tight_pids_limit_keeps_no_supervisor() {
     }
     panic!("a supervisor was kept: {:?}", processes(&env.id));
 }
+
+#[test]
+#[ignore = "needs the Docker engine: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn code_that_lowers_pid_1_s_limits_gets_the_agent_refused_not_quietly_passed_on() {
+    // PID 1 starts every supervisor, and the kernel lets a run's code (the same user) lower
+    // its limits from outside: later runs would inherit them.
+    let adde = Adde::docker();
+    let env = adde.env(json!({"image": PYTHON}));
+    let tamper = adde.ok(
+        "execute_command",
+        json!({"container_id": env.id, "command": "python3 -c 'import resource; resource.prlimit(1, resource.RLIMIT_NOFILE, (64, 64))'"}),
+    );
+    assert_eq!(tamper["log"]["exit_code"], 0, "{tamper}");
+    let after = adde.call(
+        "execute_command",
+        json!({"container_id": env.id, "command": "ulimit -n"}),
+    );
+    crate::common::assert_error(&after, "helper_failed");
+    let message = after.json["error"].as_str().unwrap();
+    assert!(
+        message.contains("resource limits") && message.ends_with("recreate it"),
+        "{message}"
+    );
+}
