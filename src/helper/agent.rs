@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::background::Background;
 use super::contexts::Contexts;
+use super::pollfd;
 use super::runs::Inherited;
 use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
@@ -146,18 +147,7 @@ pub fn serve(signals: RawFd, mut stopped: impl FnMut() -> bool) {
     let mut stdin_open = true;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: signals,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut fds = [pollfd(signals), pollfd(0)];
         let count = if stdin_open { 2 } else { 1 };
         // SAFETY: fds is a valid array of `count` pollfds.
         if unsafe { libc::poll(fds.as_mut_ptr(), count, -1) } <= 0 {
@@ -460,11 +450,7 @@ fn pump(
     while !pipes.is_empty() {
         let mut fds: Vec<libc::pollfd> = pipes
             .iter()
-            .map(|(_, pipe)| libc::pollfd {
-                fd: pipe.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|(_, pipe)| pollfd(pipe.as_raw_fd()))
             .collect();
         // SAFETY: fds is a valid array of pollfd for its length.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } <= 0 {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::procs::{kill_tree, kill_tree_except, signal_tree};
-use super::{find_program, signal_name};
+use super::{find_program, pollfd, signal_name};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentKind, Cell, CellOutcome, ContextInfo, ContextRefusal,
     ContextReply, ContextRequest, Language,
@@ -616,14 +616,6 @@ impl Host {
             .into_iter()
             .chain(encode_agent_frames(AgentKind::End, request, &[]));
         write_frames(&mut self.out, frames.collect());
-    }
-}
-
-fn pollfd(fd: i32) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }
 

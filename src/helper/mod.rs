@@ -264,6 +264,15 @@ fn supervise_and_report(
     let _ = (*out).write_all(&encode_frame(TAG_STATUS, &status));
 }
 
+/// A poll(2) entry that waits for `fd` to be readable.
+pub(super) fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
 /// Unbuffered stdout: each frame goes out in one write.
 fn raw_stdout() -> std::mem::ManuallyDrop<fs::File> {
     // SAFETY: fd 1 is open for the life of the process; ManuallyDrop never closes it.
@@ -417,20 +426,9 @@ fn relay_until_done(
                 return ending;
             }
         }
-        let mut fds: Vec<libc::pollfd> = pipes
-            .iter()
-            .map(|(_, f)| libc::pollfd {
-                fd: f.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let mut fds: Vec<libc::pollfd> = pipes.iter().map(|(_, f)| pollfd(f.as_raw_fd())).collect();
         if ended.is_none() && pidfd >= 0 {
-            fds.push(libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(pollfd(pidfd));
         }
         // Without a pidfd (old kernels) fall back to checking the child every 20 ms.
         let timeout_ms = match ended {

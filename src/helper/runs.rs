@@ -78,13 +78,15 @@ impl Inherited {
     /// updates the container's cpuset: what the agent (PID 1) checks, for the life of the
     /// environment.
     pub(super) fn now_but_affinity() -> Inherited {
-        Inherited {
-            affinity: Vec::new(),
-            ..Inherited::now()
-        }
+        Inherited::read(false)
     }
 
+    /// All of it: what a kept supervisor checks after each run.
     pub(super) fn now() -> Inherited {
+        Inherited::read(true)
+    }
+
+    fn read(with_affinity: bool) -> Inherited {
         let limits = (0..LIMITS)
             .map(|resource| {
                 // SAFETY: a zeroed rlimit is plain data, filled in by getrlimit.
@@ -99,16 +101,10 @@ impl Inherited {
             // -1 is also a valid priority: errno is not worth telling it from a failure here,
             // where either way the answer must be the same as at the start.
             let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-            let affinity = (0..libc::CPU_SETSIZE as usize)
-                .step_by(64)
-                .map(|first| {
-                    (0..64).fold(0u64, |bits, i| {
-                        bits | (u64::from(libc::CPU_ISSET(first + i, &set)) << i)
-                    })
-                })
-                .collect();
+            let affinity = match with_affinity {
+                true => cpu_affinity(),
+                false => Vec::new(),
+            };
             let mut param: libc::sched_param = std::mem::zeroed();
             libc::sched_getparam(0, &mut param);
             let scheduler = (libc::sched_getscheduler(0), param.sched_priority);
@@ -123,5 +119,23 @@ impl Inherited {
                 oom_score_adj: fs::read_to_string("/proc/self/oom_score_adj").ok(),
             }
         }
+    }
+}
+
+/// The CPUs this process may run on, as bit masks of 64.
+fn cpu_affinity() -> Vec<u64> {
+    // SAFETY: a zeroed cpu_set_t is plain data, filled in by sched_getaffinity on the
+    // calling process; CPU_ISSET reads it within CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (0..libc::CPU_SETSIZE as usize)
+            .step_by(64)
+            .map(|first| {
+                (0..64).fold(0u64, |bits, i| {
+                    bits | (u64::from(libc::CPU_ISSET(first + i, &set)) << i)
+                })
+            })
+            .collect()
     }
 }

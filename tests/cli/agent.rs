@@ -215,13 +215,7 @@ fn a_kept_supervisor_starts_each_run_afresh() {
     // (no helper start per run): nothing of one run may reach the next, its deadline least.
     let adde = Adde::docker();
     let env = adde.busybox();
-    let run = |command: &str, timeout: f64| {
-        adde.ok(
-            "execute_command",
-            json!({"container_id": env.id, "command": command, "timeout_sec": timeout}),
-        )["log"]
-            .clone()
-    };
+    let run = |command: &str, timeout: f64| adde.run_command(&env, command, timeout);
     let first = run(
         "echo $PPID; sleep 300 & setsid sleep 301 & cd /tmp; export LEAK=1; pwd",
         2.0,
@@ -276,20 +270,11 @@ fn a_kill_reaches_the_run_a_kept_supervisor_names_and_no_other() {
     // the run ended): told so, the kill must still spare the next run.
     let adde = Adde::docker();
     let env = adde.busybox();
-    let first = adde.ok(
-        "execute_command",
-        json!({"container_id": env.id, "command": "echo $PPID"}),
-    )["log"]
-        .clone();
+    let first = adde.run_command(&env, "echo $PPID", 30.0);
     let (supervisor, ended) = (supervisor_pid(&first), first["run_id"].clone());
     thread::scope(|scope| {
-        let next = scope.spawn(|| {
-            adde.ok(
-                "execute_command",
-                json!({"container_id": env.id, "command": "echo $PPID; sleep 3; echo survived", "timeout_sec": 30}),
-            )["log"]
-                .clone()
-        });
+        let next =
+            scope.spawn(|| adde.run_command(&env, "echo $PPID; sleep 3; echo survived", 30.0));
         let named = wait_for_named_run(&env.id);
         let kill = |run: &str, list: &str| {
             docker(&[
@@ -317,13 +302,7 @@ fn a_kill_reaches_the_run_a_kept_supervisor_names_and_no_other() {
         );
 
         // The run it names is killed.
-        let long = scope.spawn(|| {
-            adde.ok(
-                "execute_command",
-                json!({"container_id": env.id, "command": "sleep 300", "timeout_sec": 600}),
-            )["log"]
-                .clone()
-        });
+        let long = scope.spawn(|| adde.run_command(&env, "sleep 300", 600.0));
         let named = wait_for_named_run(&env.id);
         kill(&named, "");
         let long = long.join().unwrap();
@@ -358,13 +337,7 @@ fn a_run_that_changes_what_its_supervisor_passes_on_gets_it_replaced() {
     // supervisor's limits and priority from outside; the next program would inherit them.
     let adde = Adde::docker();
     let env = adde.env(json!({"image": PYTHON}));
-    let run = |command: &str| {
-        adde.ok(
-            "execute_command",
-            json!({"container_id": env.id, "command": command}),
-        )["log"]
-            .clone()
-    };
+    let run = |command: &str| adde.run_command(&env, command, 30.0);
     let probe = "echo $PPID; ulimit -n; cut -d' ' -f19 /proc/$$/stat";
     let before = run(probe);
     let supervisor = supervisor_pid(&before);
@@ -400,13 +373,7 @@ fn a_tight_pids_limit_keeps_no_supervisor() {
     // counts: one is kept per 64 tasks the environment may have.
     let adde = Adde::docker();
     let env = adde.env(json!({"image": BUSYBOX, "pids_limit": 63}));
-    let ppid = || {
-        let out = adde.ok(
-            "execute_command",
-            json!({"container_id": env.id, "command": "echo $PPID"}),
-        );
-        supervisor_pid(&out["log"])
-    };
+    let ppid = || supervisor_pid(&adde.run_command(&env, "echo $PPID", 30.0));
     assert_ne!(ppid(), ppid());
     // The last one ends once its stdin closes.
     for _ in 0..50 {

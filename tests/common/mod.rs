@@ -172,6 +172,15 @@ impl Adde {
         );
         out["log"].clone()
     }
+
+    /// The log of an `execute_command` that must succeed.
+    pub fn run_command(&self, env: &Env, command: &str, timeout_sec: f64) -> Value {
+        let out = self.ok(
+            "execute_command",
+            json!({"container_id": env.id, "command": command, "timeout_sec": timeout_sec}),
+        );
+        out["log"].clone()
+    }
 }
 
 pub fn assert_error(out: &Out, code: &str) {
