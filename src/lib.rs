@@ -37,5 +37,33 @@ pub fn main() -> ExitCode {
         let pool = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
         return tools::pools::refill_main(pool);
     }
+    // A detached process keeping TLS connections to the engine (see engine/tls_keeper.rs).
+    if args.get(1).is_some_and(|a| a == engine::TLS_KEEPER_FLAG) {
+        return engine::tls_keeper_main();
+    }
     cli::main(args)
+}
+
+/// Starts adde with `args` detached (its own session, no terminal, no inherited output), so
+/// that the caller neither waits for it nor takes it along when interrupted.
+fn spawn_detached(args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe: the process outlives the caller's terminal and
+    // process group (Ctrl-C of the caller does not stop it).
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let _ = command.spawn();
 }

@@ -25,19 +25,22 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use hyper_rustls::HttpsConnector;
+
 use super::context_store::{Endpoint, TlsFiles};
+use super::tls_keeper;
 use crate::error::{Error, Result};
 
 /// bollard's default: how long a request may wait for the response headers.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long an unused connection is kept for the next request.
 const IDLE_CONNECTION: Duration = Duration::from_secs(30);
-/// How long the SSH master connection outlives its last use, so that the next adde call
-/// skips the handshake (ssh's ControlPersist).
-const SSH_PERSIST: &str = "30s";
+/// How long kept connections outlive their last use unless ADDE_CONNECTION_PERSIST says.
+const DEFAULT_PERSIST: Duration = Duration::from_secs(30);
 
-/// The client for `endpoint`.
-pub fn client(endpoint: &Endpoint) -> Result<Docker> {
+/// The client for `endpoint`. `one_shot`: this process makes one call and exits (the CLI), so
+/// a TLS engine's connections come from a keeper that outlives it (tls_keeper.rs).
+pub fn client(endpoint: &Endpoint, one_shot: bool) -> Result<Docker> {
     let addr = endpoint.host.as_str();
     let unavailable = |reason: String| Error::DockerUnavailable {
         addr: addr.to_string(),
@@ -47,23 +50,47 @@ pub fn client(endpoint: &Endpoint) -> Result<Docker> {
     match (scheme, &endpoint.tls) {
         ("tcp" | "http", None) => Ok(pooled(format!("http://{rest}"), http_connector())),
         ("tcp" | "https", Some(tls)) => {
-            let config = tls_config(tls).map_err(unavailable)?;
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_only()
-                .enable_http1()
-                .wrap_connector(http_connector());
-            Ok(pooled(format!("https://{rest}"), connector))
+            let material = TlsMaterial::read(tls).map_err(unavailable)?;
+            let direct = https_connector(material.config().map_err(unavailable)?);
+            let persist = connection_persist().map_err(unavailable)?;
+            let uri = format!("https://{rest}");
+            match persist.filter(|_| one_shot) {
+                Some(_) => {
+                    let keeper = tls_keeper::Connector::new(direct, addr, &material);
+                    Ok(pooled(uri, keeper))
+                }
+                None => Ok(pooled(uri, direct)),
+            }
         }
         ("ssh", _) => {
             let target = SshTarget::parse(rest).map_err(unavailable)?;
+            let persist = connection_persist().map_err(unavailable)?;
             // The connector ignores the URI: every connection is one `ssh` to the target.
             Ok(pooled(
                 "http://docker.ssh".into(),
-                SshConnector(Arc::new(target)),
+                SshConnector(Arc::new((target, persist))),
             ))
         }
         _ => Docker::connect_with_host(addr).map_err(|e| unavailable(super::transport_reason(&e))),
+    }
+}
+
+/// How long a connection kept for the next adde call (TLS: tls_keeper.rs; SSH: the master
+/// connection, ssh's ControlPersist) outlives its last use: ADDE_CONNECTION_PERSIST, in
+/// seconds; `0` or `off`: none is kept.
+pub(super) fn connection_persist() -> std::result::Result<Option<Duration>, String> {
+    let Some(value) = std::env::var_os("ADDE_CONNECTION_PERSIST") else {
+        return Ok(Some(DEFAULT_PERSIST));
+    };
+    match value.to_str() {
+        Some("off" | "0") => Ok(None),
+        Some(secs) => secs
+            .parse::<u64>()
+            .map(|secs| Some(Duration::from_secs(secs)))
+            .map_err(|_| {
+                format!("ADDE_CONNECTION_PERSIST={secs:?} is not a number of seconds (or off)")
+            }),
+        None => Err("ADDE_CONNECTION_PERSIST is not a number of seconds (or off)".into()),
     }
 }
 
@@ -99,6 +126,15 @@ where
     .expect("a custom transport always connects")
 }
 
+/// HTTPS over `http_connector()`'s TCP with `config`.
+pub(super) fn https_connector(config: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http_connector())
+}
+
 fn http_connector() -> HttpConnector {
     let mut http = HttpConnector::new();
     // Requests are small writes answered at once: Nagle would hold them for delayed ACKs.
@@ -108,56 +144,132 @@ fn http_connector() -> HttpConnector {
     http
 }
 
-/// TLS as the docker CLI sets it up: the server is verified against ca.pem alone when the
-/// folder has one (the system's roots otherwise), or not at all when a context says
-/// SkipTLSVerify; cert.pem with key.pem, when present, identify the client.
-fn tls_config(tls: &TlsFiles) -> std::result::Result<rustls::ClientConfig, String> {
-    let dir = tls.dir.as_path();
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::PrivateKeyDer;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = dir.join("ca.pem");
-    if ca.exists() {
-        let certs = CertificateDer::pem_file_iter(&ca)
-            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-        roots.add_parsable_certificates(certs);
-        if roots.is_empty() {
-            return Err(format!("{} holds no certificate", ca.display()));
+/// An endpoint's TLS files, read once, so that the configuration and the address of the
+/// keeper holding connections made with it (tls_keeper.rs) come from the same bytes.
+pub(super) struct TlsMaterial {
+    dir: PathBuf,
+    /// ca.pem; `None`: the system's roots verify the server.
+    ca: Option<Vec<u8>>,
+    /// cert.pem and key.pem, when both are there.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    skip_verify: bool,
+}
+
+impl TlsMaterial {
+    pub(super) fn read(tls: &TlsFiles) -> std::result::Result<TlsMaterial, String> {
+        let dir = tls.dir.clone();
+        let read = |name: &str| -> std::result::Result<Option<Vec<u8>>, String> {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            }
+        };
+        let ca = read("ca.pem")?;
+        let identity = match (read("cert.pem")?, read("key.pem")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        };
+        Ok(TlsMaterial {
+            ca,
+            identity,
+            skip_verify: tls.skip_verify,
+            dir,
+        })
+    }
+
+    /// A digest of `host` and everything that decides who the connection is with and as
+    /// whom: another engine, certificate or key is another keeper.
+    pub(super) fn fingerprint(&self, host: &str) -> String {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let (cert, key) = self
+            .identity
+            .as_ref()
+            .map_or((None, None), |(c, k)| (Some(c), Some(k)));
+        let parts = [
+            Some(env!("CARGO_PKG_VERSION").as_bytes()),
+            Some(host.as_bytes()),
+            Some(if self.skip_verify {
+                b"skip".as_slice()
+            } else {
+                b"verify"
+            }),
+            self.ca.as_deref(),
+            cert.map(Vec::as_slice),
+            key.map(Vec::as_slice),
+        ];
+        for part in parts {
+            // Length-prefixed, absent parts too, so no two sets of files digest alike.
+            let part = part.unwrap_or_default();
+            context.update(&(part.len() as u64 + 1).to_le_bytes());
+            context.update(part);
         }
-    } else {
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        context
+            .finish()
+            .as_ref()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
-    // P-256 first: the one key share every engine's TLS accepts (Go's and OpenSSL's
-    // defaults; socat's only), so no handshake needs a HelloRetryRequest round trip.
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider
-        .kx_groups
-        .sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
-    let provider = Arc::new(provider);
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if tls.skip_verify {
+
+    /// TLS as the docker CLI sets it up: the server is verified against ca.pem alone when the
+    /// folder has one (the system's roots otherwise), or not at all when a context says
+    /// SkipTLSVerify; cert.pem with key.pem, when present, identify the client.
+    pub(super) fn config(&self) -> std::result::Result<rustls::ClientConfig, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::PrivateKeyDer;
+        let named = |name: &str, e: &dyn std::fmt::Display| {
+            format!("cannot read {}: {e}", self.dir.join(name).display())
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca {
+            Some(ca) => {
+                let certs = CertificateDer::pem_slice_iter(ca)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| named("ca.pem", &e))?;
+                roots.add_parsable_certificates(certs);
+                if roots.is_empty() {
+                    return Err(format!(
+                        "{} holds no certificate",
+                        self.dir.join("ca.pem").display()
+                    ));
+                }
+            }
+            None => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        // P-256 first: the one key share every engine's TLS accepts (Go's and OpenSSL's
+        // defaults; socat's only), so no handshake needs a HelloRetryRequest round trip.
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider
+            .kx_groups
+            .sort_by_key(|group| group.name() != rustls::NamedGroup::secp256r1);
+        let provider = Arc::new(provider);
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = if self.skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        } else {
+            builder.with_root_certificates(roots)
+        };
+        let Some((cert, key)) = &self.identity else {
+            return Ok(no_resumption(builder.with_no_client_auth()));
+        };
+        let chain = CertificateDer::pem_slice_iter(cert)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| named("cert.pem", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| named("key.pem", &e))?;
         builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
-    } else {
-        builder.with_root_certificates(roots)
-    };
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if !(cert.exists() && key.exists()) {
-        return Ok(no_resumption(builder.with_no_client_auth()));
+            .with_client_auth_cert(chain, key)
+            .map(no_resumption)
+            .map_err(|e| format!("the client certificate in {}: {e}", self.dir.display()))
     }
-    let chain = CertificateDer::pem_file_iter(&cert)
-        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    builder
-        .with_client_auth_cert(chain, key)
-        .map(no_resumption)
-        .map_err(|e| format!("the client certificate in {}: {e}", dir.display()))
 }
 
 /// Every connection makes a full handshake, as the docker CLI's (Go's client keeps no
@@ -270,18 +382,22 @@ impl SshTarget {
 
     /// `ssh` running `docker system dial-stdio` on the target. Never interactive (adde has no
     /// terminal to ask on); one master connection shared by every connection (ControlMaster)
-    /// in a private folder; ADDE_SSH_CONFIG, when set, is the ssh configuration to use.
-    fn command(&self) -> io::Result<tokio::process::Command> {
+    /// in a private folder, kept `persist` after its last use; ADDE_SSH_CONFIG, when set, is the
+    /// ssh configuration to use.
+    fn command(&self, persist: Option<Duration>) -> io::Result<tokio::process::Command> {
         let mut ssh = tokio::process::Command::new("ssh");
         if let Some(config) = std::env::var_os("ADDE_SSH_CONFIG").filter(|c| !c.is_empty()) {
             ssh.arg("-F").arg(config);
         }
-        let control = control_dir()?.join("%C");
-        ssh.args(["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-            .args(["-o", "ControlMaster=auto", "-o"])
-            .arg(format!("ControlPath={}", control.display()))
-            .arg("-o")
-            .arg(format!("ControlPersist={SSH_PERSIST}"));
+        ssh.args(["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
+        if let Some(persist) = persist {
+            let control = private_dir("ssh")?.join("%C");
+            // At least a second: ssh reads ControlPersist=0 as "for ever".
+            ssh.args(["-o", "ControlMaster=auto", "-o"])
+                .arg(format!("ControlPath={}", control.display()))
+                .arg("-o")
+                .arg(format!("ControlPersist={}s", persist.as_secs().max(1)));
+        }
         if let Some(user) = &self.user {
             ssh.args(["-l", user]);
         }
@@ -297,12 +413,12 @@ impl SshTarget {
     }
 }
 
-/// A folder only this user can enter, for ssh's control sockets.
-fn control_dir() -> io::Result<PathBuf> {
+/// A folder only this user can enter, for the sockets of kept connections (`kind`: ssh's
+/// control sockets, TLS keepers).
+pub(super) fn private_dir(kind: &str) -> io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    let dir = std::env::temp_dir().join(format!("adde-ssh-{uid}"));
+    let uid = current_uid();
+    let dir = std::env::temp_dir().join(format!("adde-{kind}-{uid}"));
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -318,8 +434,14 @@ fn control_dir() -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+pub(super) fn current_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The target, and how long its master connection is kept.
 #[derive(Clone)]
-struct SshConnector(Arc<SshTarget>);
+struct SshConnector(Arc<(SshTarget, Option<Duration>)>);
 
 impl tower_service::Service<Uri> for SshConnector {
     type Response = TokioIo<SshStream>;
@@ -331,9 +453,10 @@ impl tower_service::Service<Uri> for SshConnector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let target = self.0.clone();
+        let ssh = self.0.clone();
         Box::pin(async move {
-            let mut child = target.command()?.spawn().map_err(|e| {
+            let (target, persist) = &*ssh;
+            let mut child = target.command(*persist)?.spawn().map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot run ssh: {e} (is OpenSSH installed?)"),
@@ -455,5 +578,32 @@ mod tests {
         assert!(SshTarget::parse("-oProxyCommand=x").is_err());
         assert!(SshTarget::parse("me@host:notaport").is_err());
         assert!(SshTarget::parse("host/var/run/docker.sock").is_err());
+    }
+
+    #[test]
+    fn another_engine_certificate_or_key_is_another_keeper() {
+        let material = |ca: &[u8], key: &[u8]| TlsMaterial {
+            dir: PathBuf::from("/certs"),
+            ca: Some(ca.to_vec()),
+            identity: Some((b"cert".to_vec(), key.to_vec())),
+            skip_verify: false,
+        };
+        let base = material(b"ca", b"key").fingerprint("tcp://a:2376");
+        assert_eq!(base, material(b"ca", b"key").fingerprint("tcp://a:2376"));
+        assert_eq!(base.len(), 32);
+        assert_ne!(base, material(b"ca", b"key").fingerprint("tcp://b:2376"));
+        assert_ne!(base, material(b"ca", b"other").fingerprint("tcp://a:2376"));
+        assert_ne!(base, material(b"other", b"key").fingerprint("tcp://a:2376"));
+        // The same bytes in other files are other files.
+        assert_ne!(
+            material(b"cakey", b"").fingerprint("tcp://a:2376"),
+            material(b"ca", b"key").fingerprint("tcp://a:2376")
+        );
+        let mut skipping = material(b"ca", b"key");
+        skipping.skip_verify = true;
+        assert_ne!(base, skipping.fingerprint("tcp://a:2376"));
+        let mut no_identity = material(b"ca", b"key");
+        no_identity.identity = None;
+        assert_ne!(base, no_identity.fingerprint("tcp://a:2376"));
     }
 }

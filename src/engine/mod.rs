@@ -21,6 +21,7 @@ mod images;
 pub mod labels;
 mod progress;
 mod states;
+mod tls_keeper;
 mod watch;
 
 use std::future::Future;
@@ -41,6 +42,7 @@ pub use containers::{
 use context_store::Endpoint;
 pub use images::{About, EngineFacts};
 pub use labels::{Kind, Label, Labels};
+pub use tls_keeper::{keeper_main as tls_keeper_main, KEEPER_FLAG as TLS_KEEPER_FLAG};
 
 /// What a failed call was about, so a 404 can say what was missing.
 #[derive(Clone, Copy)]
@@ -123,7 +125,7 @@ impl Engine {
         if let Some(docker) = self.docker.get() {
             return Ok(docker);
         }
-        let docker = connect::client(self.endpoint()?)?;
+        let docker = connect::client(self.endpoint()?, self.links.is_none())?;
         // No API version negotiation: bollard 0.21 sends no version prefix (the engine answers
         // in its own version, which adde's requests fit from 1.41 on), and GET /version costs
         // dockerd ~6 ms of CPU per call, asking containerd too. Upgrading bollard to a release

@@ -288,25 +288,7 @@ pub async fn claim(
 
 /// Starts a detached adde that refills pool `id`, so the caller does not wait for it.
 fn spawn_refill(id: &str) {
-    use std::os::unix::process::CommandExt;
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut command = std::process::Command::new(exe);
-    command
-        .args([REFILL_FLAG, id])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe: the refill outlives the caller's terminal and
-    // process group (Ctrl-C of the caller does not stop it).
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let _ = command.spawn();
+    crate::spawn_detached(&[REFILL_FLAG, id]);
 }
 
 /// Fills pool `id` up to its size: the detached process `spawn_refill` starts.

@@ -1,5 +1,12 @@
 //! A remote engine over TLS (DOCKER_HOST=tcp://…, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): a
-//! TLS endpoint with client-certificate verification in front of the local engine.
+//! TLS endpoint with client-certificate verification in front of the local engine, and the
+//! keeper that makes connections ahead of the CLI calls that use them.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -117,4 +124,236 @@ fn an_unreachable_tls_engine_is_docker_unavailable() {
     let err = on.err("ping", json!({}), "docker_unavailable");
     let message = err["error"].as_str().unwrap();
     assert!(message.contains("refused"), "{message}");
+}
+
+/// The folder where adde keeps its TLS keepers' sockets under `tmp` (as TMPDIR).
+fn keeper_folder(tmp: &Path) -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    tmp.join(format!("adde-tls-{}", unsafe { libc::getuid() }))
+}
+
+fn keeper_sockets(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(keeper_folder(tmp)) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect()
+}
+
+/// The keepers started with TMPDIR=`tmp`: their pids.
+fn keepers(tmp: &Path) -> Vec<i32> {
+    let tmpdir = format!("TMPDIR={}", tmp.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|a| a == b"__keep_tls")
+                && environ.split(|b| *b == 0).any(|v| v == tmpdir.as_bytes())
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TMPDIR of the test's own; the keepers started under it are killed at the end.
+struct KeeperTmp(tempfile::TempDir);
+
+impl KeeperTmp {
+    fn new() -> KeeperTmp {
+        KeeperTmp(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeeperTmp {
+    fn drop(&mut self) {
+        for pid in keepers(self.path()) {
+            // SAFETY: a signal to a process of this test's own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A TLS endpoint of the test's own in front of the local engine (socat, as
+/// tests/engines/setup.sh starts it, with its certificates), in a process group of its own.
+struct OwnEndpoint {
+    listener: std::process::Child,
+    host: String,
+}
+
+impl OwnEndpoint {
+    fn start(certs: &Path) -> OwnEndpoint {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tls = certs.parent().unwrap();
+        let listen = format!(
+            "openssl-listen:{port},bind=127.0.0.1,reuseaddr,fork,nodelay,cert={0}/server.pem,key={0}/server-key.pem,cafile={0}/ca.pem,verify=1",
+            tls.display()
+        );
+        let listener = Command::new("socat")
+            .args([&listen, "unix-connect:/var/run/docker.sock"])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat");
+        wait_until("the endpoint listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        OwnEndpoint {
+            listener,
+            host: format!("tcp://127.0.0.1:{port}"),
+        }
+    }
+
+    /// No new connection from now on; those made go on.
+    fn stop_listening(&mut self) {
+        self.listener.kill().unwrap();
+        self.listener.wait().unwrap();
+    }
+}
+
+impl Drop for OwnEndpoint {
+    fn drop(&mut self) {
+        // SAFETY: the endpoint's own process group: the listener and one process per
+        // connection.
+        unsafe { libc::kill(-(self.listener.id() as i32), libc::SIGKILL) };
+        let _ = self.listener.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_call_over_tls_uses_a_connection_the_keeper_made_before_it() {
+    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_CERTS"]) else {
+        return;
+    };
+    let certs = PathBuf::from(&vars[0].1);
+    let tmp = KeeperTmp::new();
+    let mut endpoint = OwnEndpoint::start(&certs);
+    let tmpdir = tmp.path().to_str().unwrap();
+    let over_tls = |persist: &str| {
+        On::new(&[
+            ("DOCKER_HOST", &endpoint.host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", certs.to_str().unwrap()),
+            ("TMPDIR", tmpdir),
+            ("ADDE_CONNECTION_PERSIST", persist),
+        ])
+    };
+    let (kept, alone) = (over_tls("30"), over_tls("off"));
+    // Made and removed on the local socket: the same engine, and none of this test's TLS.
+    let local = On::new(&[]);
+    let env = local.env(json!({"image": BUSYBOX}));
+
+    // The first call connects on its own and starts the keeper, which makes connections ahead.
+    assert_eq!(kept.ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    wait_until("the keeper has made its connections", || {
+        socat_connections(&endpoint) >= 2
+    });
+    endpoint.stop_listening();
+    // Control: no connection can be made now.
+    let err = alone.err("ping", json!({}), "docker_unavailable");
+    assert!(err["error"].as_str().unwrap().contains("refused"), "{err}");
+
+    let log = kept.exec(&env, "echo kept", 10.0);
+    assert_eq!(log["stdout"], "kept\n", "{log}");
+
+    // Its successor cannot be made: the keeper leaves, and calls fail as they would alone.
+    wait_until("the keeper has left", || {
+        keeper_sockets(tmp.path()).is_empty() && keepers(tmp.path()).is_empty()
+    });
+    let err = kept.err("ping", json!({}), "docker_unavailable");
+    assert!(err["error"].as_str().unwrap().contains("refused"), "{err}");
+}
+
+/// How many connections the endpoint serves (socat forks a process for each).
+fn socat_connections(endpoint: &OwnEndpoint) -> usize {
+    let children = format!("/proc/{0}/task/{0}/children", endpoint.listener.id());
+    std::fs::read_to_string(children)
+        .unwrap_or_default()
+        .split_whitespace()
+        .count()
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
+    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"]) else {
+        return;
+    };
+    let (host, certs) = (&vars[0].1, &vars[1].1);
+    let on = |tmp: &Path, persist: &str| {
+        On::new(&[
+            ("DOCKER_HOST", host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", certs),
+            ("TMPDIR", tmp.to_str().unwrap()),
+            ("ADDE_CONNECTION_PERSIST", persist),
+        ])
+    };
+
+    let tmp = KeeperTmp::new();
+    let brief = on(tmp.path(), "1");
+    assert_eq!(brief.ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    let folder = std::fs::symlink_metadata(keeper_folder(tmp.path())).unwrap();
+    assert!(folder.is_dir());
+    assert_eq!(folder.mode() & 0o777, 0o700, "only this user may enter");
+    assert_eq!(folder.uid(), unsafe { libc::getuid() });
+    assert_eq!(keepers(tmp.path()).len(), 1);
+    assert_eq!(brief.ok("ping", json!({}))["ok"], true);
+    // ADDE_CONNECTION_PERSIST=1: a second after the last call, it is gone.
+    wait_until("the keeper has left", || {
+        keeper_sockets(tmp.path()).is_empty() && keepers(tmp.path()).is_empty()
+    });
+
+    // Not kept: no keeper.
+    let off = KeeperTmp::new();
+    assert_eq!(on(off.path(), "off").ok("ping", json!({}))["ok"], true);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(keeper_sockets(off.path()).is_empty() && keepers(off.path()).is_empty());
+
+    // A folder someone else prepared (here a link to one anyone may write): not used, and
+    // calls work on their own connections.
+    let planted = KeeperTmp::new();
+    let open = planted.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(&open, keeper_folder(planted.path())).unwrap();
+    assert_eq!(on(planted.path(), "30").ok("ping", json!({}))["ok"], true);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    assert!(keepers(planted.path()).is_empty());
+
+    let err = on(tmp.path(), "soon").err("ping", json!({}), "docker_unavailable");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("ADDE_CONNECTION_PERSIST"),
+        "{err}"
+    );
 }

@@ -1,0 +1,394 @@
+//! TLS connections to the engine made ahead of the adde calls that use them: for TLS, what
+//! ssh's ControlPersist is for SSH (connect.rs).
+//!
+//! Each CLI call is a process of its own, so each paid a whole handshake with the engine before
+//! its first request (execute of `echo 42` over TLS: 14.9 ms against 6.5 on the socket), and no
+//! TLS session can be carried from one process to the next (connect.rs says why). The first call
+//! over TLS starts a keeper: a detached adde that makes connections through their handshake
+//! ahead of need, with the same TLS configuration the call would use, and lends each, once, to
+//! the next call that asks on a unix socket in a folder only this user can enter. A call that
+//! finds no keeper, or one that cannot lend, connects on its own as before.
+//!
+//! A connection is never lent twice: the keeper cannot tell where the HTTP exchange stopped (an
+//! attach takes a connection over for good), so it closes it after the call. The keeper holds
+//! nothing a process of this user could not have made itself (it can read key.pem), answers
+//! only this user (its socket's folder, and the peer's credentials), and exits once no call has
+//! come for ADDE_CONNECTION_PERSIST (30 s), or as soon as a handshake fails (the next call starts
+//! another once it has connected on its own).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+use super::connect::{self, TlsMaterial};
+
+/// The hidden first argument that makes adde a keeper.
+pub const KEEPER_FLAG: &str = "__keep_tls";
+/// What the keeper writes once a connection is the caller's.
+const LENT: u8 = 1;
+/// Connections kept ready: an execute uses one.
+const SPARES: usize = 2;
+/// How long a connection, or a keeper's answer, may take (as the direct connector's connect).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a lent connection checks that its caller is still there.
+const HANG_UP_CHECK: Duration = Duration::from_secs(1);
+/// A connection the engine closes sooner than this after its handshake is a failure, not an
+/// idle connection timed out: making another at once would only spin.
+const SHORTEST_IDLE: Duration = Duration::from_secs(1);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type HttpsStream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// Where the keeper of one engine address and TLS material listens, and its lock.
+struct Place {
+    socket: PathBuf,
+    lock: PathBuf,
+}
+
+impl Place {
+    fn of(host: &str, material: &TlsMaterial) -> io::Result<Place> {
+        let dir = connect::private_dir("tls")?;
+        let name = material.fingerprint(host);
+        Ok(Place {
+            socket: dir.join(format!("{name}.sock")),
+            lock: dir.join(format!("{name}.lock")),
+        })
+    }
+
+    /// A connection lent by the keeper. NotFound or ConnectionRefused: no keeper listens.
+    async fn borrow(&self) -> io::Result<UnixStream> {
+        let mut stream = UnixStream::connect(&self.socket).await?;
+        let mut answer = [0u8];
+        match tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut answer)).await {
+            Ok(Ok(1)) if answer[0] == LENT => Ok(stream),
+            _ => Err(io::Error::other("the TLS keeper lent no connection")),
+        }
+    }
+}
+
+/// The CLI's connector for a TLS engine: a connection lent by the keeper when one runs, else
+/// its own (and then it starts a keeper for the calls that follow).
+#[derive(Clone)]
+pub(super) struct Connector {
+    direct: HttpsConnector<HttpConnector>,
+    place: Option<Arc<Place>>,
+    keeper_started: Arc<AtomicBool>,
+}
+
+impl Connector {
+    pub(super) fn new(
+        direct: HttpsConnector<HttpConnector>,
+        host: &str,
+        material: &TlsMaterial,
+    ) -> Connector {
+        Connector {
+            direct,
+            // No private folder (an odd TMPDIR): every connection is the call's own.
+            place: Place::of(host, material).ok().map(Arc::new),
+            keeper_started: Arc::default(),
+        }
+    }
+}
+
+impl Service<Uri> for Connector {
+    type Response = Link;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Link, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.direct.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut direct = self.direct.clone();
+        let place = self.place.clone();
+        let keeper_started = self.keeper_started.clone();
+        Box::pin(async move {
+            let mut no_keeper = false;
+            if let Some(place) = &place {
+                match place.borrow().await {
+                    Ok(stream) => return Ok(Link::Lent(TokioIo::new(stream))),
+                    Err(e) => {
+                        no_keeper = matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                        )
+                    }
+                }
+            }
+            let stream = direct.call(uri).await?;
+            // Only once this call has reached the engine: a keeper for an engine that cannot
+            // be reached would only fail again.
+            if no_keeper && !keeper_started.swap(true, Ordering::Relaxed) {
+                crate::spawn_detached(&[KEEPER_FLAG]);
+            }
+            Ok(Link::Own(Box::new(stream)))
+        })
+    }
+}
+
+/// A connection to the engine: lent by the keeper (plain HTTP to it, TLS from it on), or the
+/// call's own.
+pub(super) enum Link {
+    Lent(TokioIo<UnixStream>),
+    Own(Box<HttpsStream>),
+}
+
+impl hyper::rt::Read for Link {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Lent(s) => Pin::new(s).poll_read(cx, buf),
+            Link::Own(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Link {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Link::Lent(s) => Pin::new(s).poll_write(cx, buf),
+            Link::Own(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Lent(s) => Pin::new(s).poll_flush(cx),
+            Link::Own(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Lent(s) => Pin::new(s).poll_shutdown(cx),
+            Link::Own(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for Link {
+    fn connected(&self) -> Connected {
+        match self {
+            Link::Lent(_) => Connected::new(),
+            Link::Own(s) => s.connected(),
+        }
+    }
+}
+
+/// The keeper: the detached process `Connector` starts, for the engine its environment names.
+pub fn keeper_main() -> std::process::ExitCode {
+    match keep() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}
+
+fn keep() -> Result<(), BoxError> {
+    let endpoint = super::context_store::from_env()
+        .as_ref()
+        .map_err(|e| e.reason.clone())?;
+    let tls = endpoint.tls.as_ref().ok_or("not a TLS engine")?;
+    let persist = connect::connection_persist()?.ok_or("connections are not kept")?;
+    let material = TlsMaterial::read(tls)?;
+    let connector = connect::https_connector(material.config()?);
+    let place = Place::of(&endpoint.host, &material)?;
+    let (_, rest) = endpoint.host.split_once("://").unwrap_or_default();
+    let uri: Uri = format!("https://{rest}").parse()?;
+
+    // One keeper per place: the lock is held for as long as the socket is this keeper's.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&place.lock)?;
+    // SAFETY: flock on an open file; the lock goes with the file.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let _ = std::fs::remove_file(&place.socket);
+        let listener = UnixListener::bind(&place.socket)?;
+        let lender = Arc::new(Lender {
+            connector,
+            uri,
+            idle: Mutex::new(Some(VecDeque::new())),
+            failed: Notify::new(),
+            tasks: TaskTracker::new(),
+        });
+        for _ in 0..SPARES {
+            lender.tasks.spawn(lender.clone().spare());
+        }
+        lender.serve(&listener, persist).await;
+        // Another keeper may take the place while the connections lent run to their end.
+        let _ = std::fs::remove_file(&place.socket);
+        drop(lock);
+        lender.close().await;
+        Ok(())
+    })
+}
+
+/// The keeper's connections: those ready (each waited on by its own task) and those lent.
+struct Lender {
+    connector: HttpsConnector<HttpConnector>,
+    uri: Uri,
+    /// One sender per connection ready to lend, oldest first; `None` once the keeper closes.
+    idle: Mutex<Option<VecDeque<oneshot::Sender<UnixStream>>>>,
+    /// A handshake failed: the engine, or the TLS material, no longer serves.
+    failed: Notify,
+    tasks: TaskTracker,
+}
+
+impl Lender {
+    /// Lends a connection to each caller of this user until none has come for `persist`.
+    async fn serve(self: &Arc<Self>, listener: &UnixListener, persist: Duration) {
+        let me = connect::current_uid();
+        loop {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(persist, listener.accept()) => accepted,
+                _ = self.failed.notified() => return,
+            };
+            let Ok(Ok((caller, _))) = accepted else {
+                return;
+            };
+            if caller.peer_cred().is_ok_and(|cred| cred.uid() == me) {
+                self.lend(caller);
+            }
+        }
+    }
+
+    /// Hands the caller the oldest connection ready and makes another; with none ready, makes
+    /// one for it.
+    fn lend(self: &Arc<Self>, mut caller: UnixStream) {
+        loop {
+            let ready = self
+                .idle
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(VecDeque::pop_front);
+            let Some(ready) = ready else { break };
+            match ready.send(caller) {
+                Ok(()) => return,
+                // That connection was closed meanwhile.
+                Err(back) => caller = back,
+            }
+        }
+        let lender = self.clone();
+        self.tasks.spawn(async move {
+            match lender.connect().await {
+                Ok(engine) => relay(caller, engine).await,
+                Err(_) => lender.failed.notify_one(),
+            }
+        });
+    }
+
+    /// One connection made ahead and kept until a caller takes it; another in its place if the
+    /// engine closes it first.
+    async fn spare(self: Arc<Self>) {
+        loop {
+            let Ok(mut engine) = self.connect().await else {
+                self.failed.notify_one();
+                return;
+            };
+            let made = tokio::time::Instant::now();
+            let (ready, taken) = oneshot::channel();
+            match self.idle.lock().unwrap().as_mut() {
+                Some(idle) => idle.push_back(ready),
+                None => return,
+            }
+            // Reading also takes in what the server sends after the handshake (session
+            // tickets); an idle HTTP server sends nothing else but its closing.
+            let mut probe = [0u8];
+            let taken = tokio::select! {
+                taken = taken => taken.ok(),
+                _ = engine.read(&mut probe) => {
+                    if made.elapsed() < SHORTEST_IDLE {
+                        self.failed.notify_one();
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match taken {
+                // Its successor is made once the caller is done, not while the caller runs.
+                Some(caller) => relay(caller, engine).await,
+                // The keeper closes.
+                None => return,
+            }
+        }
+    }
+
+    async fn connect(&self) -> io::Result<TokioIo<HttpsStream>> {
+        let connecting = self.connector.clone().call(self.uri.clone());
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
+            Ok(Err(e)) => Err(io::Error::other(e)),
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Drops the connections ready and waits for those lent.
+    async fn close(&self) {
+        self.idle.lock().unwrap().take();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Carries the caller's bytes to the engine and back until either side ends, or the caller is
+/// gone (a caller that only stopped writing, e.g. after an exec's stdin, still gets the rest).
+async fn relay(mut caller: UnixStream, mut engine: TokioIo<HttpsStream>) {
+    if caller.write_all(&[LENT]).await.is_err() {
+        return;
+    }
+    let fd = caller.as_raw_fd();
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut caller, &mut engine) => {}
+        _ = hung_up(fd) => {}
+    }
+}
+
+/// Returns once the caller has closed its end of the socket (both directions).
+async fn hung_up(fd: RawFd) {
+    loop {
+        tokio::time::sleep(HANG_UP_CHECK).await;
+        let mut entry = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: `fd` stays open while the relay that owns it runs this.
+        let ready = unsafe { libc::poll(&mut entry, 1, 0) };
+        if ready > 0 && entry.revents & libc::POLLHUP != 0 {
+            return;
+        }
+    }
+}
