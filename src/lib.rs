@@ -37,9 +37,9 @@ pub fn main() -> ExitCode {
         let pool = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
         return tools::pools::refill_main(pool);
     }
-    // A detached process keeping TLS connections to the engine (see engine/tls_keeper.rs).
-    if args.get(1).is_some_and(|a| a == engine::TLS_KEEPER_FLAG) {
-        return engine::tls_keeper_main();
+    // A detached process making connections to a remote engine ahead of calls (engine/keeper.rs).
+    if args.get(1).is_some_and(|a| a == engine::KEEPER_FLAG) {
+        return engine::keeper_main();
     }
     cli::main(args)
 }

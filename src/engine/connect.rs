@@ -7,7 +7,7 @@
 //! request with Nagle's algorithm on, so every request over TLS paid a handshake resumption
 //! that stalled ~40 ms on delayed ACKs (execute: 172 ms against 75 ms on the socket), and
 //! bollard's ssh:// client started a new SSH master per request and passed the port to ssh as
-//! part of the host name.
+//! part of the host name. Across CLI calls, a keeper makes the connections ahead (keeper.rs).
 
 use std::io;
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bollard::{BollardRequest, Docker, API_DEFAULT_VERSION};
 use hyper::Uri;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -25,10 +26,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use hyper_rustls::HttpsConnector;
-
 use super::context_store::{Endpoint, TlsFiles};
-use super::tls_keeper;
+use super::keeper;
 use crate::error::{Error, Result};
 
 /// bollard's default: how long a request may wait for the response headers.
@@ -39,7 +38,7 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(30);
 const DEFAULT_PERSIST: Duration = Duration::from_secs(30);
 
 /// The client for `endpoint`. `one_shot`: this process makes one call and exits (the CLI), so
-/// a TLS engine's connections come from a keeper that outlives it (tls_keeper.rs).
+/// a remote engine's connections come from a keeper that outlives it (keeper.rs).
 pub fn client(endpoint: &Endpoint, one_shot: bool) -> Result<Docker> {
     let addr = endpoint.host.as_str();
     let unavailable = |reason: String| Error::DockerUnavailable {
@@ -50,33 +49,85 @@ pub fn client(endpoint: &Endpoint, one_shot: bool) -> Result<Docker> {
     match (scheme, &endpoint.tls) {
         ("tcp" | "http", None) => Ok(pooled(format!("http://{rest}"), http_connector())),
         ("tcp" | "https", Some(tls)) => {
-            let material = TlsMaterial::read(tls).map_err(unavailable)?;
-            let direct = https_connector(material.config().map_err(unavailable)?);
+            let remote = Remote::tls(addr, tls).map_err(unavailable)?;
             let persist = connection_persist().map_err(unavailable)?;
-            let uri = format!("https://{rest}");
-            match persist.filter(|_| one_shot) {
-                Some(_) => {
-                    let keeper = tls_keeper::Connector::new(direct, addr, &material);
-                    Ok(pooled(uri, keeper))
-                }
-                None => Ok(pooled(uri, direct)),
-            }
+            Ok(kept_or_own(remote, one_shot && persist.is_some()))
         }
         ("ssh", _) => {
-            let target = SshTarget::parse(rest).map_err(unavailable)?;
             let persist = connection_persist().map_err(unavailable)?;
-            // The connector ignores the URI: every connection is one `ssh` to the target.
-            Ok(pooled(
-                "http://docker.ssh".into(),
-                SshConnector(Arc::new((target, persist))),
-            ))
+            let remote = Remote::ssh(addr, persist).map_err(unavailable)?;
+            Ok(kept_or_own(remote, one_shot && persist.is_some()))
         }
         _ => Docker::connect_with_host(addr).map_err(|e| unavailable(super::transport_reason(&e))),
     }
 }
 
-/// How long a connection kept for the next adde call (TLS: tls_keeper.rs; SSH: the master
-/// connection, ssh's ControlPersist) outlives its last use: ADDE_CONNECTION_PERSIST, in
+/// A client over `remote`'s connections: lent by its keeper when `kept`, else its own.
+fn kept_or_own<C: keeper::Dial>(remote: Remote<C>, kept: bool) -> Docker {
+    let uri = remote.uri.to_string();
+    if kept {
+        pooled(uri, keeper::Connector::new(remote))
+    } else {
+        pooled(uri, remote.connector)
+    }
+}
+
+/// A remote engine whose connections a keeper can make: how to connect, the URI the connector
+/// takes, and the digest of everything that decides whom a connection reaches and as whom
+/// (another digest, another keeper).
+pub(super) struct Remote<C> {
+    pub connector: C,
+    pub uri: Uri,
+    pub fingerprint: String,
+}
+
+impl Remote<HttpsConnector<HttpConnector>> {
+    pub(super) fn tls(addr: &str, tls: &TlsFiles) -> std::result::Result<Self, String> {
+        let (_, rest) = addr.split_once("://").unwrap_or(("", addr));
+        let material = TlsMaterial::read(tls)?;
+        Ok(Remote {
+            connector: https_connector(material.config()?),
+            uri: format!("https://{rest}")
+                .parse()
+                .map_err(|e| format!("{addr:?}: {e}"))?,
+            fingerprint: material.fingerprint(addr),
+        })
+    }
+}
+
+impl Remote<SshConnector> {
+    pub(super) fn ssh(addr: &str, persist: Option<Duration>) -> std::result::Result<Self, String> {
+        let (_, rest) = addr.split_once("://").unwrap_or(("", addr));
+        let target = SshTarget::parse(rest)?;
+        let config = std::env::var_os("ADDE_SSH_CONFIG").unwrap_or_default();
+        Ok(Remote {
+            // The connector ignores the URI: every connection is one `ssh` to the target.
+            connector: SshConnector(Arc::new((target, persist))),
+            uri: Uri::from_static("http://docker.ssh"),
+            fingerprint: digest(&[Some(addr.as_bytes()), Some(config.as_encoded_bytes())]),
+        })
+    }
+}
+
+/// A SHA-256 digest (128 bits of it, in hex) of adde's version and `parts`, each
+/// length-prefixed (absent ones too), so that no two lists of parts digest alike.
+fn digest(parts: &[Option<&[u8]>]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for part in parts {
+        let (tag, part) = part.map_or((0u64, &[][..]), |p| (p.len() as u64 + 1, p));
+        context.update(&tag.to_le_bytes());
+        context.update(part);
+    }
+    let sum = context.finish();
+    sum.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How long connections kept for the next adde calls (keeper.rs, and the SSH master
+/// connection: ssh's ControlPersist) outlive their last use: ADDE_CONNECTION_PERSIST, in
 /// seconds; `0` or `off`: none is kept.
 pub(super) fn connection_persist() -> std::result::Result<Option<Duration>, String> {
     let Some(value) = std::env::var_os("ADDE_CONNECTION_PERSIST") else {
@@ -127,7 +178,7 @@ where
 }
 
 /// HTTPS over `http_connector()`'s TCP with `config`.
-pub(super) fn https_connector(config: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
+fn https_connector(config: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
@@ -144,9 +195,9 @@ fn http_connector() -> HttpConnector {
     http
 }
 
-/// An endpoint's TLS files, read once, so that the configuration and the address of the
-/// keeper holding connections made with it (tls_keeper.rs) come from the same bytes.
-pub(super) struct TlsMaterial {
+/// An endpoint's TLS files, read once, so that the configuration and the digest naming the
+/// keeper of connections made with it (keeper.rs) come from the same bytes.
+struct TlsMaterial {
     dir: PathBuf,
     /// ca.pem; `None`: the system's roots verify the server.
     ca: Option<Vec<u8>>,
@@ -156,7 +207,7 @@ pub(super) struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    pub(super) fn read(tls: &TlsFiles) -> std::result::Result<TlsMaterial, String> {
+    fn read(tls: &TlsFiles) -> std::result::Result<TlsMaterial, String> {
         let dir = tls.dir.clone();
         let read = |name: &str| -> std::result::Result<Option<Vec<u8>>, String> {
             let path = dir.join(name);
@@ -181,43 +232,24 @@ impl TlsMaterial {
 
     /// A digest of `host` and everything that decides who the connection is with and as
     /// whom: another engine, certificate or key is another keeper.
-    pub(super) fn fingerprint(&self, host: &str) -> String {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        let (cert, key) = self
-            .identity
-            .as_ref()
-            .map_or((None, None), |(c, k)| (Some(c), Some(k)));
-        let parts = [
-            Some(env!("CARGO_PKG_VERSION").as_bytes()),
+    fn fingerprint(&self, host: &str) -> String {
+        let (cert, key) = match &self.identity {
+            Some((cert, key)) => (Some(cert.as_slice()), Some(key.as_slice())),
+            None => (None, None),
+        };
+        digest(&[
             Some(host.as_bytes()),
-            Some(if self.skip_verify {
-                b"skip".as_slice()
-            } else {
-                b"verify"
-            }),
+            Some(if self.skip_verify { b"skip" } else { b"verify" }),
             self.ca.as_deref(),
-            cert.map(Vec::as_slice),
-            key.map(Vec::as_slice),
-        ];
-        for part in parts {
-            // Length-prefixed, absent parts too, so no two sets of files digest alike.
-            let part = part.unwrap_or_default();
-            context.update(&(part.len() as u64 + 1).to_le_bytes());
-            context.update(part);
-        }
-        context
-            .finish()
-            .as_ref()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+            cert,
+            key,
+        ])
     }
 
     /// TLS as the docker CLI sets it up: the server is verified against ca.pem alone when the
     /// folder has one (the system's roots otherwise), or not at all when a context says
     /// SkipTLSVerify; cert.pem with key.pem, when present, identify the client.
-    pub(super) fn config(&self) -> std::result::Result<rustls::ClientConfig, String> {
+    fn config(&self) -> std::result::Result<rustls::ClientConfig, String> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::PrivateKeyDer;
         let named = |name: &str, e: &dyn std::fmt::Display| {
@@ -441,7 +473,7 @@ pub(super) fn current_uid() -> u32 {
 
 /// The target, and how long its master connection is kept.
 #[derive(Clone)]
-struct SshConnector(Arc<(SshTarget, Option<Duration>)>);
+pub(super) struct SshConnector(Arc<(SshTarget, Option<Duration>)>);
 
 impl tower_service::Service<Uri> for SshConnector {
     type Response = TokioIo<SshStream>;
@@ -478,7 +510,7 @@ impl tower_service::Service<Uri> for SshConnector {
 }
 
 /// One connection: HTTP over the stdin and stdout of `ssh … docker system dial-stdio`.
-struct SshStream {
+pub(super) struct SshStream {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,

@@ -18,10 +18,10 @@ mod containers;
 mod context_store;
 pub mod helper_volume;
 mod images;
+mod keeper;
 pub mod labels;
 mod progress;
 mod states;
-mod tls_keeper;
 mod watch;
 
 use std::future::Future;
@@ -41,8 +41,8 @@ pub use containers::{
 };
 use context_store::Endpoint;
 pub use images::{About, EngineFacts};
+pub use keeper::{keeper_main, KEEPER_FLAG};
 pub use labels::{Kind, Label, Labels};
-pub use tls_keeper::{keeper_main as tls_keeper_main, KEEPER_FLAG as TLS_KEEPER_FLAG};
 
 /// What a failed call was about, so a 404 can say what was missing.
 #[derive(Clone, Copy)]

@@ -13,7 +13,9 @@ mod rootless_podman;
 mod ssh;
 mod tls;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{assert_error, parse_output, Adde, Out};
 use serde_json::{json, Value};
@@ -137,5 +139,70 @@ impl Drop for Env<'_> {
         let _ = self
             .on
             .call("cleanup_env", json!({"container_id": self.id}));
+    }
+}
+
+/// The folder where adde's keepers (src/engine/keeper.rs) listen, under `tmp` as TMPDIR.
+pub fn keeper_folder(tmp: &Path) -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    tmp.join(format!("adde-keep-{}", unsafe { libc::getuid() }))
+}
+
+pub fn keeper_sockets(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(keeper_folder(tmp)) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect()
+}
+
+/// The keepers started with TMPDIR=`tmp`: their pids.
+pub fn keepers(tmp: &Path) -> Vec<i32> {
+    let tmpdir = format!("TMPDIR={}", tmp.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            cmdline
+                .split(|b| *b == 0)
+                .any(|a| a == b"__keep_connections")
+                && environ.split(|b| *b == 0).any(|v| v == tmpdir.as_bytes())
+        })
+        .collect()
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TMPDIR of the test's own; the keepers started under it are killed at the end.
+pub struct KeeperTmp(tempfile::TempDir);
+
+impl Default for KeeperTmp {
+    fn default() -> KeeperTmp {
+        KeeperTmp(tempfile::tempdir().unwrap())
+    }
+}
+
+impl KeeperTmp {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeeperTmp {
+    fn drop(&mut self) {
+        for pid in keepers(self.path()) {
+            // SAFETY: a signal to a process of this test's own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }

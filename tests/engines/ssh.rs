@@ -1,10 +1,13 @@
 //! A remote engine over SSH (DOCKER_HOST=ssh://user@host:port): sshd on loopback, whose
-//! `docker system dial-stdio` reaches the local engine.
+//! `docker system dial-stdio` reaches the local engine, and the keeper that starts those
+//! ahead of the CLI calls that use them.
+
+use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
 
 use crate::common::BUSYBOX;
-use crate::{second_engine, On};
+use crate::{keeper_sockets, keepers, second_engine, wait_until, KeeperTmp, On};
 
 fn ssh() -> Option<(On, String)> {
     let vars = second_engine("ssh", &["ADDE_TEST_SSH_HOST", "ADDE_TEST_SSH_CONFIG"])?;
@@ -52,4 +55,48 @@ fn an_ssh_host_that_looks_like_an_option_is_refused() {
     let err = on.err("ping", json!({}), "docker_unavailable");
     let message = err["error"].as_str().unwrap();
     assert!(message.contains("is not [user@]host[:port]"), "{message}");
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_call_over_ssh_uses_a_connection_the_keeper_made_before_it() {
+    let Some(vars) = second_engine("ssh", &["ADDE_TEST_SSH_HOST", "ADDE_TEST_SSH_CONFIG"]) else {
+        return;
+    };
+    let tmp = KeeperTmp::default();
+    // An `ssh` that cannot connect, first on PATH for the calls that must not run their own.
+    let broken = tempfile::tempdir().unwrap();
+    let fake = broken.path().join("ssh");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'ssh: broken on purpose' >&2\nexit 255\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var("PATH").unwrap();
+    let broken_path = format!("{}:{path}", broken.path().display());
+    let tmpdir = tmp.path().to_str().unwrap();
+    let on = |path: &str, persist: &str| {
+        On::new(&[
+            ("DOCKER_HOST", &vars[0].1),
+            ("ADDE_SSH_CONFIG", &vars[1].1),
+            ("TMPDIR", tmpdir),
+            ("ADDE_CONNECTION_PERSIST", persist),
+            ("PATH", path),
+        ])
+    };
+    // Made and removed on the local socket: the same engine.
+    let local = On::new(&[]);
+    let env = local.env(json!({"image": BUSYBOX}));
+    // Control: a call on its own connections cannot reach the engine with that ssh.
+    on(&broken_path, "off").err("ping", json!({}), "docker_unavailable");
+
+    // The first call connects on its own and starts the keeper, which starts ssh ahead.
+    assert_eq!(on(&path, "30").ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    let log = on(&broken_path, "30").exec(&env, "echo kept", 10.0);
+    assert_eq!(log["stdout"], "kept\n", "{log}");
+    assert_eq!(keepers(tmp.path()).len(), 1);
 }

@@ -6,12 +6,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::common::{assert_error, BUSYBOX};
-use crate::{second_engine, On};
+use crate::{keeper_folder, keeper_sockets, keepers, second_engine, wait_until, KeeperTmp, On};
 
 fn tls(cert_var: &str, host_var: &str) -> Option<On> {
     let vars = second_engine("tls", &[host_var, cert_var])?;
@@ -126,67 +126,6 @@ fn an_unreachable_tls_engine_is_docker_unavailable() {
     assert!(message.contains("refused"), "{message}");
 }
 
-/// The folder where adde keeps its TLS keepers' sockets under `tmp` (as TMPDIR).
-fn keeper_folder(tmp: &Path) -> PathBuf {
-    // SAFETY: getuid cannot fail.
-    tmp.join(format!("adde-tls-{}", unsafe { libc::getuid() }))
-}
-
-fn keeper_sockets(tmp: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(keeper_folder(tmp)) else {
-        return Vec::new();
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-        .collect()
-}
-
-/// The keepers started with TMPDIR=`tmp`: their pids.
-fn keepers(tmp: &Path) -> Vec<i32> {
-    let tmpdir = format!("TMPDIR={}", tmp.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            cmdline.split(|b| *b == 0).any(|a| a == b"__keep_tls")
-                && environ.split(|b| *b == 0).any(|v| v == tmpdir.as_bytes())
-        })
-        .collect()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A TMPDIR of the test's own; the keepers started under it are killed at the end.
-struct KeeperTmp(tempfile::TempDir);
-
-impl KeeperTmp {
-    fn new() -> KeeperTmp {
-        KeeperTmp(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeeperTmp {
-    fn drop(&mut self) {
-        for pid in keepers(self.path()) {
-            // SAFETY: a signal to a process of this test's own.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
 /// A TLS endpoint of the test's own in front of the local engine (socat, as
 /// tests/engines/setup.sh starts it, with its certificates), in a process group of its own.
 struct OwnEndpoint {
@@ -246,7 +185,7 @@ fn a_call_over_tls_uses_a_connection_the_keeper_made_before_it() {
         return;
     };
     let certs = PathBuf::from(&vars[0].1);
-    let tmp = KeeperTmp::new();
+    let tmp = KeeperTmp::default();
     let mut endpoint = OwnEndpoint::start(&certs);
     let tmpdir = tmp.path().to_str().unwrap();
     let over_tls = |persist: &str| {
@@ -313,7 +252,7 @@ fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
         ])
     };
 
-    let tmp = KeeperTmp::new();
+    let tmp = KeeperTmp::default();
     let brief = on(tmp.path(), "1");
     assert_eq!(brief.ok("ping", json!({}))["ok"], true);
     wait_until("the keeper listens", || {
@@ -331,14 +270,14 @@ fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
     });
 
     // Not kept: no keeper.
-    let off = KeeperTmp::new();
+    let off = KeeperTmp::default();
     assert_eq!(on(off.path(), "off").ok("ping", json!({}))["ok"], true);
     std::thread::sleep(Duration::from_millis(500));
     assert!(keeper_sockets(off.path()).is_empty() && keepers(off.path()).is_empty());
 
     // A folder someone else prepared (here a link to one anyone may write): not used, and
     // calls work on their own connections.
-    let planted = KeeperTmp::new();
+    let planted = KeeperTmp::default();
     let open = planted.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();

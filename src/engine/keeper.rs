@@ -1,20 +1,23 @@
-//! TLS connections to the engine made ahead of the adde calls that use them: for TLS, what
-//! ssh's ControlPersist is for SSH (connect.rs).
+//! Connections to a remote engine made ahead of the adde calls that use them: over TLS, each
+//! a connection through its handshake; over SSH, each an `ssh … docker system dial-stdio`
+//! already started.
 //!
-//! Each CLI call is a process of its own, so each paid a whole handshake with the engine before
-//! its first request (execute of `echo 42` over TLS: 14.9 ms against 6.5 on the socket), and no
-//! TLS session can be carried from one process to the next (connect.rs says why). The first call
-//! over TLS starts a keeper: a detached adde that makes connections through their handshake
-//! ahead of need, with the same TLS configuration the call would use, and lends each, once, to
-//! the next call that asks on a unix socket in a folder only this user can enter. A call that
-//! finds no keeper, or one that cannot lend, connects on its own as before.
+//! Each CLI call is a process of its own, so each paid for its connection before its first
+//! request (execute of `echo 42` over TLS: 14.9 ms against 6.5 on the socket; over SSH, 150 ms
+//! with ssh's master connection kept, most of it the remote docker CLI starting), and no TLS
+//! session can be carried from one process to the next (connect.rs says why). The first call
+//! to a remote engine starts a keeper: a detached adde that makes connections ahead of need,
+//! exactly as the call would make them (the same connector), and lends each, once, to the next
+//! call that asks on a unix socket in a folder only this user can enter. A call that finds no
+//! keeper, or one that cannot lend, connects on its own as before.
 //!
 //! A connection is never lent twice: the keeper cannot tell where the HTTP exchange stopped (an
-//! attach takes a connection over for good), so it closes it after the call. The keeper holds
-//! nothing a process of this user could not have made itself (it can read key.pem), answers
-//! only this user (its socket's folder, and the peer's credentials), and exits once no call has
-//! come for ADDE_CONNECTION_PERSIST (30 s), or as soon as a handshake fails (the next call starts
-//! another once it has connected on its own).
+//! attach takes a connection over for good), so it closes it after the call and makes its
+//! successor. The keeper holds nothing a process of this user could not have made itself (it
+//! can read key.pem, use the ssh keys), answers only this user (its socket's folder, and the
+//! peer's credentials), and exits once no call has come for ADDE_CONNECTION_PERSIST (30 s), or
+//! as soon as a connection fails (the next call starts another once it has connected on its
+//! own).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,19 +31,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::Uri;
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
-use super::connect::{self, TlsMaterial};
+use super::connect::{self, Remote};
 
 /// The hidden first argument that makes adde a keeper.
-pub const KEEPER_FLAG: &str = "__keep_tls";
+pub const KEEPER_FLAG: &str = "__keep_connections";
 /// What the keeper writes once a connection is the caller's.
 const LENT: u8 = 1;
 /// Connections kept ready: an execute uses one.
@@ -54,18 +56,45 @@ const HANG_UP_CHECK: Duration = Duration::from_secs(1);
 const SHORTEST_IDLE: Duration = Duration::from_secs(1);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type HttpsStream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
-/// Where the keeper of one engine address and TLS material listens, and its lock.
+/// A connector whose connections a keeper can make and lend: hyper's connectors over TLS and
+/// SSH.
+pub(super) trait Dial:
+    Service<
+        Uri,
+        Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
+        Error: Into<BoxError>,
+        Future: Send + Unpin + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C> Dial for C where
+    C: Service<
+            Uri,
+            Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
+            Error: Into<BoxError>,
+            Future: Send + Unpin + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Where the keeper of one remote engine (its fingerprint) listens, and its lock.
 struct Place {
     socket: PathBuf,
     lock: PathBuf,
 }
 
 impl Place {
-    fn of(host: &str, material: &TlsMaterial) -> io::Result<Place> {
-        let dir = connect::private_dir("tls")?;
-        let name = material.fingerprint(host);
+    fn of(fingerprint: &str) -> io::Result<Place> {
+        let dir = connect::private_dir("keep")?;
+        let name = fingerprint;
         Ok(Place {
             socket: dir.join(format!("{name}.sock")),
             lock: dir.join(format!("{name}.lock")),
@@ -78,42 +107,38 @@ impl Place {
         let mut answer = [0u8];
         match tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut answer)).await {
             Ok(Ok(1)) if answer[0] == LENT => Ok(stream),
-            _ => Err(io::Error::other("the TLS keeper lent no connection")),
+            _ => Err(io::Error::other("the keeper lent no connection")),
         }
     }
 }
 
-/// The CLI's connector for a TLS engine: a connection lent by the keeper when one runs, else
-/// its own (and then it starts a keeper for the calls that follow).
+/// The CLI's connector for a remote engine: a connection lent by the keeper when one runs,
+/// else its own (and then it starts a keeper for the calls that follow).
 #[derive(Clone)]
-pub(super) struct Connector {
-    direct: HttpsConnector<HttpConnector>,
+pub(super) struct Connector<C> {
+    direct: C,
     place: Option<Arc<Place>>,
     keeper_started: Arc<AtomicBool>,
 }
 
-impl Connector {
-    pub(super) fn new(
-        direct: HttpsConnector<HttpConnector>,
-        host: &str,
-        material: &TlsMaterial,
-    ) -> Connector {
+impl<C: Dial> Connector<C> {
+    pub(super) fn new(remote: Remote<C>) -> Connector<C> {
         Connector {
-            direct,
+            direct: remote.connector,
             // No private folder (an odd TMPDIR): every connection is the call's own.
-            place: Place::of(host, material).ok().map(Arc::new),
+            place: Place::of(&remote.fingerprint).ok().map(Arc::new),
             keeper_started: Arc::default(),
         }
     }
 }
 
-impl Service<Uri> for Connector {
-    type Response = Link;
+impl<C: Dial> Service<Uri> for Connector<C> {
+    type Response = Link<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Link, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.direct.poll_ready(cx)
+        self.direct.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
@@ -133,9 +158,9 @@ impl Service<Uri> for Connector {
                     }
                 }
             }
-            let stream = direct.call(uri).await?;
-            // Only once this call has reached the engine: a keeper for an engine that cannot
-            // be reached would only fail again.
+            let stream = direct.call(uri).await.map_err(Into::into)?;
+            // Only once this call has connected: a keeper for an engine that cannot be
+            // reached would only fail again.
             if no_keeper && !keeper_started.swap(true, Ordering::Relaxed) {
                 crate::spawn_detached(&[KEEPER_FLAG]);
             }
@@ -144,14 +169,14 @@ impl Service<Uri> for Connector {
     }
 }
 
-/// A connection to the engine: lent by the keeper (plain HTTP to it, TLS from it on), or the
-/// call's own.
-pub(super) enum Link {
+/// A connection to the engine: lent by the keeper (plain HTTP to it, the keeper's transport
+/// from it on), or the call's own.
+pub(super) enum Link<T> {
     Lent(TokioIo<UnixStream>),
-    Own(Box<HttpsStream>),
+    Own(Box<T>),
 }
 
-impl hyper::rt::Read for Link {
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Link<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -164,7 +189,7 @@ impl hyper::rt::Read for Link {
     }
 }
 
-impl hyper::rt::Write for Link {
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Link<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -191,7 +216,7 @@ impl hyper::rt::Write for Link {
     }
 }
 
-impl Connection for Link {
+impl<T: Connection> Connection for Link<T> {
     fn connected(&self) -> Connected {
         match self {
             Link::Lent(_) => Connected::new(),
@@ -212,14 +237,17 @@ fn keep() -> Result<(), BoxError> {
     let endpoint = super::context_store::from_env()
         .as_ref()
         .map_err(|e| e.reason.clone())?;
-    let tls = endpoint.tls.as_ref().ok_or("not a TLS engine")?;
     let persist = connect::connection_persist()?.ok_or("connections are not kept")?;
-    let material = TlsMaterial::read(tls)?;
-    let connector = connect::https_connector(material.config()?);
-    let place = Place::of(&endpoint.host, &material)?;
-    let (_, rest) = endpoint.host.split_once("://").unwrap_or_default();
-    let uri: Uri = format!("https://{rest}").parse()?;
+    let addr = endpoint.host.as_str();
+    match (addr.split_once("://"), &endpoint.tls) {
+        (Some(("tcp" | "https", _)), Some(tls)) => run(Remote::tls(addr, tls)?, persist),
+        (Some(("ssh", _)), _) => run(Remote::ssh(addr, Some(persist))?, persist),
+        _ => Err("not an engine whose connections are kept".into()),
+    }
+}
 
+fn run<C: Dial>(remote: Remote<C>, persist: Duration) -> Result<(), BoxError> {
+    let place = Place::of(&remote.fingerprint)?;
     // One keeper per place: the lock is held for as long as the socket is this keeper's.
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -237,8 +265,8 @@ fn keep() -> Result<(), BoxError> {
         let _ = std::fs::remove_file(&place.socket);
         let listener = UnixListener::bind(&place.socket)?;
         let lender = Arc::new(Lender {
-            connector,
-            uri,
+            connector: remote.connector,
+            uri: remote.uri,
             idle: Mutex::new(Some(VecDeque::new())),
             failed: Notify::new(),
             tasks: TaskTracker::new(),
@@ -256,8 +284,8 @@ fn keep() -> Result<(), BoxError> {
 }
 
 /// The keeper's connections: those ready (each waited on by its own task) and those lent.
-struct Lender {
-    connector: HttpsConnector<HttpConnector>,
+struct Lender<C> {
+    connector: C,
     uri: Uri,
     /// One sender per connection ready to lend, oldest first; `None` once the keeper closes.
     idle: Mutex<Option<VecDeque<oneshot::Sender<UnixStream>>>>,
@@ -266,7 +294,7 @@ struct Lender {
     tasks: TaskTracker,
 }
 
-impl Lender {
+impl<C: Dial> Lender<C> {
     /// Lends a connection to each caller of this user until none has come for `persist`.
     async fn serve(self: &Arc<Self>, listener: &UnixListener, persist: Duration) {
         let me = connect::current_uid();
@@ -346,11 +374,11 @@ impl Lender {
         }
     }
 
-    async fn connect(&self) -> io::Result<TokioIo<HttpsStream>> {
+    async fn connect(&self) -> io::Result<TokioIo<C::Response>> {
         let connecting = self.connector.clone().call(self.uri.clone());
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
-            Ok(Err(e)) => Err(io::Error::other(e)),
+            Ok(Err(e)) => Err(io::Error::other(e.into())),
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
@@ -365,7 +393,10 @@ impl Lender {
 
 /// Carries the caller's bytes to the engine and back until either side ends, or the caller is
 /// gone (a caller that only stopped writing, e.g. after an exec's stdin, still gets the rest).
-async fn relay(mut caller: UnixStream, mut engine: TokioIo<HttpsStream>) {
+async fn relay<T>(mut caller: UnixStream, mut engine: TokioIo<T>)
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
     if caller.write_all(&[LENT]).await.is_err() {
         return;
     }
