@@ -131,6 +131,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("supervisor_died", "the run's supervisor was killed or stopped answering; what the run left was stopped and the run recorded"),
     ("environment_died", "the environment stopped during the run (the cause and how to recover are in the message); the run is recorded"),
     ("environment_paused", "the environment was paused past the run's deadline; the run is stopped at unpause and recorded"),
+    ("environment_altered", "code that ran in the environment lowered what every later run would inherit (limits, priority); adde refuses to run more there: recreate it"),
     (
         "code_context_not_found",
         "no code-interpreter context of that name in the environment",
@@ -333,6 +334,10 @@ pub enum Error {
     #[error("run {run_id} could not be stopped at its deadline: the environment is paused (docker pause), so nothing in it can run or be killed. adde's supervisor stops the run as soon as the environment is unpaused (docker unpause). The run is recorded; see get_container_logs")]
     EnvironmentPaused { run_id: String },
 
+    /// The agent's refusal (protocol::ENVIRONMENT_ALTERED), word for word.
+    #[error("{0}")]
+    EnvironmentAltered(String),
+
     #[error("no code context {context:?} in environment {id}; run_code or context_create makes one, context_list lists them")]
     CodeContextNotFound { id: String, context: String },
 
@@ -412,6 +417,7 @@ impl Error {
             Error::SupervisorDied { .. } => "supervisor_died",
             Error::EnvironmentDied { .. } => "environment_died",
             Error::EnvironmentPaused { .. } => "environment_paused",
+            Error::EnvironmentAltered(_) => "environment_altered",
             Error::CodeContextNotFound { .. } => "code_context_not_found",
             Error::NoAgent { .. } => "no_agent",
             Error::ProcessNotFound { .. } => "process_not_found",
@@ -689,6 +695,7 @@ mod tests {
                 reason: "x".into(),
             },
             Error::EnvironmentPaused { run_id: "x".into() },
+            Error::EnvironmentAltered("x".into()),
             Error::CodeContextNotFound {
                 id: "x".into(),
                 context: "x".into(),
@@ -770,6 +777,7 @@ mod tests {
             | Error::SupervisorDied { .. }
             | Error::EnvironmentDied { .. }
             | Error::EnvironmentPaused { .. }
+            | Error::EnvironmentAltered(_)
             | Error::CodeContextNotFound { .. }
             | Error::NoAgent { .. }
             | Error::ProcessNotFound { .. }

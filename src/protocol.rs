@@ -15,6 +15,14 @@ pub const HELPER_PATH: &str = "/.adde/adde";
 pub const HELPER_FLAG: &str = "__helper";
 pub const WORKSPACE: &str = "/workspace";
 pub const DEPS_DIR: &str = "/opt/adde/deps";
+
+/// Why the agent refuses every request once it found PID 1 altered (helper/agent.rs): the host
+/// reports it as `environment_altered`.
+pub const ENVIRONMENT_ALTERED: &str =
+    "code that ran in this environment changed what its main process passes on to \
+every program (resource limits, priority, scheduling, I/O class or OOM score), \
+so runs there would no longer get the limits the environment was made with: recreate it";
+
 /// Exit code reported for a run stopped at its deadline, as GNU timeout does.
 pub const TIMEOUT_EXIT_CODE: i64 = 124;
 

@@ -356,7 +356,12 @@ impl Engine {
                     let kind = frame.kind;
                     if kind == AgentKind::Failed {
                         let why = String::from_utf8_lossy(&frame.payload).into_owned();
-                        return Some((Err(Error::Helper(why)), (receiver, true, route, pick)));
+                        let error = if why == crate::protocol::ENVIRONMENT_ALTERED {
+                            Error::EnvironmentAltered(why)
+                        } else {
+                            Error::Helper(why)
+                        };
+                        return Some((Err(error), (receiver, true, route, pick)));
                     }
                     let item = pick(frame);
                     if kind == AgentKind::End {

@@ -27,15 +27,9 @@ use super::runs::Inherited;
 use super::warm::{spawn_piped, Spares};
 use crate::protocol::{
     encode_agent_frames, AgentDecoder, AgentFrame, AgentKind, AgentStart, FrameDecoder, Role,
-    RunSpec, RunStatus, AGENT_CHILDREN_ENV, AGENT_WORKDIR_ENV, HELPER_PATH, RUNS_PLACEHOLDER,
-    TAG_STATUS,
+    RunSpec, RunStatus, AGENT_CHILDREN_ENV, AGENT_WORKDIR_ENV, ENVIRONMENT_ALTERED, HELPER_PATH,
+    RUNS_PLACEHOLDER, TAG_STATUS,
 };
-
-/// Why the agent refuses every request once [`Agent::refuses`] found PID 1 altered.
-const ALTERED: &str =
-    "code that ran in this environment changed what its main process passes on to \
-every program (resource limits, priority, scheduling, I/O class or OOM score), \
-so runs there would no longer get the limits the environment was made with: recreate it";
 
 /// Largest request the agent takes (a start, or a background-process request: a command
 /// line and its environment).
@@ -226,7 +220,7 @@ impl Agent {
         self.altered = self.altered || Inherited::now_but_affinity() != self.origin;
         if self.altered {
             self.replies
-                .send(AgentKind::Failed, request, ALTERED.as_bytes());
+                .send(AgentKind::Failed, request, ENVIRONMENT_ALTERED.as_bytes());
         }
         self.altered
     }

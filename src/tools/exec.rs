@@ -632,6 +632,8 @@ async fn run_supervised(
         match chunk {
             Ok(OutputChunk::Stdout(bytes)) => decoder.push(&bytes),
             Ok(OutputChunk::Stderr(bytes)) => helper_stderr.extend_from_slice(&bytes),
+            // The agent's own refusals, as they are.
+            Err(e @ (Error::Helper(_) | Error::EnvironmentAltered(_))) => return Err(e),
             Err(e) => return Err(Error::Helper(format!("the output stream broke: {e}"))),
         }
         if decoder.oversized() {

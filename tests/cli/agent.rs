@@ -401,10 +401,12 @@ fn code_that_lowers_pid_1_s_limits_gets_the_agent_refused_not_quietly_passed_on(
         "execute_command",
         json!({"container_id": env.id, "command": "ulimit -n"}),
     );
-    crate::common::assert_error(&after, "helper_failed");
+    crate::common::assert_error(&after, "environment_altered");
     let message = after.json["error"].as_str().unwrap();
     assert!(
-        message.contains("resource limits") && message.ends_with("recreate it"),
+        message.starts_with("code that ran in this environment")
+            && message.contains("resource limits")
+            && message.ends_with("recreate it"),
         "{message}"
     );
 }
