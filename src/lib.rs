@@ -44,8 +44,9 @@ pub fn main() -> ExitCode {
     cli::main(args)
 }
 
-/// Starts adde with `args` detached (its own session, no terminal, no inherited output), so
-/// that the caller neither waits for it nor takes it along when interrupted.
+/// Starts adde with `args` detached (its own session, no terminal, none of the caller's open
+/// files), so that the caller neither waits for it nor takes it along when interrupted, and
+/// a pipe the caller was given (a shell's `3>&1 | wc`, a test harness's) ends with the caller.
 fn spawn_detached(args: &[&str]) {
     use std::os::unix::process::CommandExt;
     let Ok(exe) = std::env::current_exe() else {
@@ -57,11 +58,27 @@ fn spawn_detached(args: &[&str]) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe: the process outlives the caller's terminal and
-    // process group (Ctrl-C of the caller does not stop it).
+    // SAFETY: setsid, close_range, getrlimit and fcntl are async-signal-safe. setsid: the
+    // process outlives the caller's terminal and process group (Ctrl-C of the caller does not
+    // stop it). Every descriptor above stderr is closed at exec (close-on-exec rather than
+    // closed here: the standard library's own exec-error pipe is among them).
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            let all = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if all != 0 {
+                // Kernels before 5.11: each one up to the limit.
+                let mut limit = std::mem::zeroed::<libc::rlimit>();
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                for fd in 3..limit.rlim_cur.min(1 << 20) as i32 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
             Ok(())
         });
     }

@@ -199,11 +199,17 @@ fn http_connector() -> HttpConnector {
 /// keeper of connections made with it (keeper.rs) come from the same bytes.
 struct TlsMaterial {
     dir: PathBuf,
-    /// ca.pem; `None`: the system's roots verify the server.
-    ca: Option<Vec<u8>>,
+    trust: Trust,
     /// cert.pem and key.pem, when both are there.
     identity: Option<(Vec<u8>, Vec<u8>)>,
     skip_verify: bool,
+}
+
+/// What verifies the server: ca.pem, or, without one, the system's roots as loaded when the
+/// call started (SSL_CERT_FILE and SSL_CERT_DIR choose them).
+enum Trust {
+    CaFile(Vec<u8>),
+    System(Vec<CertificateDer<'static>>),
 }
 
 impl TlsMaterial {
@@ -217,13 +223,16 @@ impl TlsMaterial {
                 Err(e) => Err(format!("cannot read {}: {e}", path.display())),
             }
         };
-        let ca = read("ca.pem")?;
+        let trust = match read("ca.pem")? {
+            Some(pem) => Trust::CaFile(pem),
+            None => Trust::System(rustls_native_certs::load_native_certs().certs),
+        };
         let identity = match (read("cert.pem")?, read("key.pem")?) {
             (Some(cert), Some(key)) => Some((cert, key)),
             _ => None,
         };
         Ok(TlsMaterial {
-            ca,
+            trust,
             identity,
             skip_verify: tls.skip_verify,
             dir,
@@ -231,16 +240,28 @@ impl TlsMaterial {
     }
 
     /// A digest of `host` and everything that decides who the connection is with and as
-    /// whom: another engine, certificate or key is another keeper.
+    /// whom: another engine, CA (the system's roots too), certificate or key is another
+    /// keeper.
     fn fingerprint(&self, host: &str) -> String {
         let (cert, key) = match &self.identity {
             Some((cert, key)) => (Some(cert.as_slice()), Some(key.as_slice())),
             None => (None, None),
         };
+        let trust = match &self.trust {
+            Trust::CaFile(pem) => [b"ca.pem\n".as_slice(), pem].concat(),
+            Trust::System(roots) => {
+                let mut all = b"system\n".to_vec();
+                for root in roots {
+                    all.extend_from_slice(&(root.len() as u64).to_le_bytes());
+                    all.extend_from_slice(root);
+                }
+                all
+            }
+        };
         digest(&[
             Some(host.as_bytes()),
             Some(if self.skip_verify { b"skip" } else { b"verify" }),
-            self.ca.as_deref(),
+            Some(&trust),
             cert,
             key,
         ])
@@ -256,8 +277,8 @@ impl TlsMaterial {
             format!("cannot read {}: {e}", self.dir.join(name).display())
         };
         let mut roots = rustls::RootCertStore::empty();
-        match &self.ca {
-            Some(ca) => {
+        match &self.trust {
+            Trust::CaFile(ca) => {
                 let certs = CertificateDer::pem_slice_iter(ca)
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| named("ca.pem", &e))?;
@@ -269,8 +290,8 @@ impl TlsMaterial {
                     ));
                 }
             }
-            None => {
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            Trust::System(system) => {
+                roots.add_parsable_certificates(system.iter().cloned());
             }
         }
         // P-256 first: the one key share every engine's TLS accepts (Go's and OpenSSL's
@@ -616,7 +637,7 @@ mod tests {
     fn another_engine_certificate_or_key_is_another_keeper() {
         let material = |ca: &[u8], key: &[u8]| TlsMaterial {
             dir: PathBuf::from("/certs"),
-            ca: Some(ca.to_vec()),
+            trust: Trust::CaFile(ca.to_vec()),
             identity: Some((b"cert".to_vec(), key.to_vec())),
             skip_verify: false,
         };
@@ -637,5 +658,19 @@ mod tests {
         let mut no_identity = material(b"ca", b"key");
         no_identity.identity = None;
         assert_ne!(base, no_identity.fingerprint("tcp://a:2376"));
+        // Without ca.pem, the system's roots: others (SSL_CERT_FILE) are another keeper.
+        let system = |roots: &[&[u8]]| {
+            let mut m = material(b"", b"key");
+            m.trust = Trust::System(
+                roots
+                    .iter()
+                    .map(|r| CertificateDer::from(r.to_vec()))
+                    .collect(),
+            );
+            m.fingerprint("tcp://a:2376")
+        };
+        assert_eq!(system(&[b"r1", b"r2"]), system(&[b"r1", b"r2"]));
+        assert_ne!(system(&[b"r1", b"r2"]), system(&[b"r1"]));
+        assert_ne!(system(&[b"r1r2"]), system(&[b"r1", b"r2"]));
     }
 }

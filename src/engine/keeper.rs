@@ -45,6 +45,10 @@ use super::connect::{self, Remote};
 pub const KEEPER_FLAG: &str = "__keep_connections";
 /// What the keeper writes once a connection is the caller's.
 const LENT: u8 = 1;
+/// What the keeper writes as soon as it takes a call (the connection may take longer).
+const TAKEN: u8 = 2;
+/// How long a caller waits for TAKEN: a keeper answers in microseconds, unless stopped.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections kept ready: an execute uses one.
 const SPARES: usize = 2;
 /// How long a connection, or a keeper's answer, may take (as the direct connector's connect).
@@ -104,10 +108,26 @@ impl Place {
     /// A connection lent by the keeper. NotFound or ConnectionRefused: no keeper listens.
     async fn borrow(&self) -> io::Result<UnixStream> {
         let mut stream = UnixStream::connect(&self.socket).await?;
+        let refused = || io::Error::other("the keeper lent no connection");
+        // Only this user's keeper gets the call: a folder checked a moment ago may have been
+        // swapped since (a TMPDIR others can write) for one where anyone listens.
+        if stream.peer_cred()?.uid() != connect::current_uid() {
+            return Err(refused());
+        }
         let mut answer = [0u8];
+        match tokio::time::timeout(ANSWER_TIMEOUT, stream.read(&mut answer)).await {
+            Ok(Ok(1)) if answer[0] == TAKEN => {}
+            Err(_) => {
+                // A keeper that does not answer (stopped): its socket goes, so the calls that
+                // follow neither wait for it nor ask it.
+                let _ = std::fs::remove_file(&self.socket);
+                return Err(refused());
+            }
+            _ => return Err(refused()),
+        }
         match tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut answer)).await {
             Ok(Ok(1)) if answer[0] == LENT => Ok(stream),
-            _ => Err(io::Error::other("the keeper lent no connection")),
+            _ => Err(refused()),
         }
     }
 }
@@ -306,7 +326,10 @@ impl<C: Dial> Lender<C> {
             let Ok(Ok((caller, _))) = accepted else {
                 return;
             };
-            if caller.peer_cred().is_ok_and(|cred| cred.uid() == me) {
+            // A new socket's buffer always has room for one byte.
+            if caller.peer_cred().is_ok_and(|cred| cred.uid() == me)
+                && caller.try_write(&[TAKEN]).is_ok()
+            {
                 self.lend(caller);
             }
         }

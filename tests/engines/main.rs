@@ -65,13 +65,19 @@ impl On {
         }
     }
 
-    pub fn call(&self, tool: &str, payload: Value) -> Out {
+    /// adde with this engine's variables, to be given a tool and its payload.
+    pub fn command(&self) -> Command {
         let mut cmd = self.adde.command();
         for key in ENGINE_VARS {
             cmd.env_remove(key);
         }
-        let output = cmd
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    pub fn call(&self, tool: &str, payload: Value) -> Out {
+        let output = self
+            .command()
             .arg(tool)
             .arg(payload.to_string())
             .output()

@@ -2,6 +2,7 @@
 //! TLS endpoint with client-certificate verification in front of the local engine, and the
 //! keeper that makes connections ahead of the CLI calls that use them.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -295,4 +296,179 @@ fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
             .contains("ADDE_CONNECTION_PERSIST"),
         "{err}"
     );
+}
+
+/// adde over the shared TLS endpoint with TMPDIR=`tmp`, and `extra` variables.
+fn kept_over_tls(tmp: &Path, extra: &[(&str, &str)]) -> Option<On> {
+    let vars = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"])?;
+    let mut env = vec![
+        ("DOCKER_HOST", vars[0].1.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", vars[1].1.as_str()),
+        ("TMPDIR", tmp.to_str().unwrap()),
+    ];
+    env.extend_from_slice(extra);
+    Some(On::new(&env))
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_socket_another_user_listens_on_gets_no_call() {
+    // An attack on a TMPDIR others can write: the keeper's folder swapped, between the check
+    // and the connect, for one where another user listens under the keeper's name.
+    let tmp = KeeperTmp::default();
+    let Some(on) = kept_over_tls(tmp.path(), &[]) else {
+        return;
+    };
+    assert_eq!(on.ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    let socket = keeper_sockets(tmp.path()).remove(0);
+    for pid in keepers(tmp.path()) {
+        // SAFETY: a signal to the keeper this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    wait_until("the keeper has gone", || keepers(tmp.path()).is_empty());
+
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (planted, heard) = (open.join("evil.sock"), open.join("heard"));
+    let listener = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(16)
+open(sys.argv[1] + ".ready", "w").close()
+while True:
+    c, _ = s.accept(); c.sendall(b"\x02\x01")
+    with open(sys.argv[2], "ab") as f: f.write(c.recv(65536) or b"<eof>")
+    c.close()
+"#;
+    let mut nobody = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            listener,
+        ])
+        .current_dir("/")
+        .arg(&planted)
+        .arg(&heard)
+        .process_group(0)
+        .spawn()
+        .expect("setpriv");
+    wait_until("the other user listens", || {
+        open.join("evil.sock.ready").exists()
+    });
+    std::fs::rename(&planted, &socket).unwrap();
+
+    let out = on.call("ping", json!({}));
+    let _ = nobody.kill();
+    let _ = nobody.wait();
+    assert_eq!(out.code, 0, "{out:?}");
+    let heard = std::fs::read(&heard).unwrap_or_default();
+    assert!(
+        heard.is_empty(),
+        "the other user got: {}",
+        String::from_utf8_lossy(&heard)
+    );
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn without_a_ca_pem_each_call_s_own_system_roots_verify_the_server() {
+    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"]) else {
+        return;
+    };
+    let certs = PathBuf::from(&vars[1].1);
+    let tmp = KeeperTmp::default();
+    let no_ca = tmp.path().join("no-ca");
+    std::fs::create_dir(&no_ca).unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(certs.join(file), no_ca.join(file)).unwrap();
+    }
+    let ca = certs.join("ca.pem");
+    let on = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("DOCKER_HOST", vars[0].1.as_str()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", no_ca.to_str().unwrap()),
+            ("TMPDIR", tmp.path().to_str().unwrap()),
+        ];
+        env.extend_from_slice(extra);
+        On::new(&env)
+    };
+    // The test's CA as the system's roots: trusted, and a keeper starts.
+    let trusting = on(&[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    assert_eq!(trusting.ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    // The machine's own roots do not know that CA: the keeper made with the other roots is
+    // not this call's.
+    let err = on(&[]).err("ping", json!({}), "docker_unavailable");
+    assert!(
+        err["error"].as_str().unwrap().contains("certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_keeper_that_does_not_answer_is_set_aside() {
+    let tmp = KeeperTmp::default();
+    let Some(on) = kept_over_tls(tmp.path(), &[]) else {
+        return;
+    };
+    assert_eq!(on.ok("ping", json!({}))["ok"], true);
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    let stopped = keepers(tmp.path());
+    for pid in &stopped {
+        // SAFETY: a signal to the keeper this test started (killed, stopped, at the end).
+        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+    }
+    assert_eq!(on.ok("ping", json!({}))["ok"], true);
+    // Its socket is gone: later calls neither wait for it nor ask it.
+    assert!(keeper_sockets(tmp.path()).is_empty());
+    assert_eq!(on.ok("ping", json!({}))["ok"], true);
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn the_keeper_keeps_none_of_the_caller_s_open_files() {
+    // A caller given a pipe (`adde … 3>&1 | wc`, a test harness's descriptor) would have its
+    // reader wait for the keeper to leave.
+    let tmp = KeeperTmp::default();
+    let Some(on) = kept_over_tls(tmp.path(), &[]) else {
+        return;
+    };
+    let marker = tmp.path().join("marker");
+    let file = std::fs::File::create(&marker).unwrap();
+    let fd = file.as_raw_fd();
+    let mut cmd = on.command();
+    // SAFETY: dup2 is async-signal-safe; fd 7 is left open across exec, as a shell's
+    // redirection leaves it.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::dup2(fd, 7);
+            Ok(())
+        });
+    }
+    let out = cmd.args(["ping", "{}"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the keeper listens", || {
+        keeper_sockets(tmp.path()).len() == 1
+    });
+    let keeper = keepers(tmp.path())[0];
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{keeper}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .collect();
+    assert!(!held.contains(&marker), "the keeper holds {held:?}");
 }
