@@ -47,8 +47,9 @@ pub fn command() -> Command {
              http://ADDR/mcp) and, on a unix socket, one JSON request per line \
              ({{\"tool\": …, \"args\": {{…}}, \"id\": …}}) answered with the JSON the command line \
              prints. One engine connection, one policy, a bound on calls running and waiting \
-             (`busy` beyond it); warm pools are refilled and environments past their TTL \
-             removed in the background (every --maintain-every seconds). SIGTERM stops it cleanly.\n\nAn HTTP address other than \
+             (`busy` beyond it); warm pools are refilled, and environments past their TTL \
+             and volumes nothing uses removed, in the background (every --maintain-every \
+             seconds). SIGTERM stops it cleanly.\n\nAn HTTP address other than \
              loopback needs a bearer token (in ${TOKEN_ENV}); put TLS in front of it (a reverse \
              proxy such as Caddy or nginx). The MCP endpoint shows the agent tool set by \
              default; the flags below choose, as for `adde mcp`."
@@ -318,7 +319,8 @@ async fn serve(plan: Plan, shared: Arc<Shared>, mcp: crate::mcp::Server) -> u8 {
     0
 }
 
-/// In the background: removes environments past their TTL and keeps warm pools full.
+/// In the background: removes environments past their TTL and volumes nothing uses, and keeps
+/// warm pools full.
 async fn maintain(shared: Arc<Shared>, period: Duration) {
     let mut every = tokio::time::interval(period);
     loop {
@@ -336,6 +338,15 @@ async fn maintain(shared: Arc<Shared>, period: Duration) {
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("adde serve: removing expired environments: {e}"),
+            }
+            // A crashed create's volumes, an environment's removed without them.
+            let spare = crate::tools::SpareHelpers::All;
+            match crate::tools::remove_unused_volumes(&shared.engine, false, spare).await {
+                Ok(removed) if !removed.is_empty() => {
+                    eprintln!("adde serve: removed {} unused volumes", removed.len());
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("adde serve: removing unused volumes: {e}"),
             }
             for (pool, error) in crate::tools::pools::refill_all(&shared.engine).await {
                 eprintln!("adde serve: refilling pool {pool}: {error}");

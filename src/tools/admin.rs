@@ -153,12 +153,8 @@ pub async fn cleanup_env(engine: &Engine, input: CleanupInput) -> Result<Cleanup
         out.removed.push(id);
     }
     if input.all && input.labels.is_empty() {
-        for (volume, labels) in engine.unused_managed_volumes().await? {
-            if input.all_owners || shared_or_mine(&labels) {
-                engine.remove_volume(&volume).await?;
-                out.volumes_removed.push(volume);
-            }
-        }
+        let swept = remove_unused_volumes(engine, input.all_owners, SpareHelpers::None).await?;
+        out.volumes_removed.extend(swept);
     }
     Ok(out)
 }
@@ -320,13 +316,8 @@ pub async fn reap(engine: &Engine, input: ReapInput) -> Result<ReapOutput> {
     out.removed_environments = environments;
     out.removed_volumes = volumes;
     // The running binary's helper volume is a cache worth keeping; older ones are not.
-    let current_helper = HelperVolume::for_this_binary()?.name;
-    for (volume, labels) in engine.unused_managed_volumes().await? {
-        if volume != current_helper && (input.all_owners || shared_or_mine(&labels)) {
-            engine.remove_volume(&volume).await?;
-            out.removed_volumes.push(volume);
-        }
-    }
+    let swept = remove_unused_volumes(engine, input.all_owners, SpareHelpers::Current).await?;
+    out.removed_volumes.extend(swept);
 
     let leftover = chrono::Duration::seconds(LEFTOVER_AGE.as_secs() as i64);
     let crashed = |r: &BuildRecord| !r.finished && chrono::Utc::now() - r.finished_at > leftover;
@@ -416,6 +407,45 @@ pub async fn ping(engine: &Engine, _: PingInput) -> Result<PingOutput> {
 
 /// Whether a sweep of this owner's may remove an unused volume: its own, or a helper volume
 /// (every owner's environments share those).
+/// Which helper volumes (adde's binary, a cache that environments share) a sweep leaves.
+pub enum SpareHelpers {
+    /// None: cleanup_env's `all`.
+    None,
+    /// This binary's: `reap`.
+    Current,
+    /// Every one: a periodic sweep. Another adde's create may be counting on its helper
+    /// volume, and cannot mark one that exists already as pending.
+    All,
+}
+
+/// Removes adde's volumes that no container uses and no create in progress waits for (past
+/// their pending time): this owner's and shared ones, or every owner's; helper volumes as
+/// `spare` says. Returns their names.
+pub async fn remove_unused_volumes(
+    engine: &Engine,
+    all_owners: bool,
+    spare: SpareHelpers,
+) -> Result<Vec<String>> {
+    let current = match spare {
+        SpareHelpers::Current => Some(HelperVolume::for_this_binary()?.name),
+        SpareHelpers::None | SpareHelpers::All => None,
+    };
+    let mut removed = Vec::new();
+    for (volume, labels) in engine.unused_managed_volumes().await? {
+        let helper = labels.kind() == Some(Kind::Helper.as_str());
+        let spared = match spare {
+            SpareHelpers::None => false,
+            SpareHelpers::Current => current.as_deref() == Some(volume.as_str()),
+            SpareHelpers::All => helper,
+        };
+        if !spared && (all_owners || shared_or_mine(&labels)) {
+            engine.remove_volume(&volume).await?;
+            removed.push(volume);
+        }
+    }
+    Ok(removed)
+}
+
 fn shared_or_mine(labels: &Labels) -> bool {
     labels.is_mine() || labels.kind() == Some(Kind::Helper.as_str())
 }

@@ -15,7 +15,7 @@ mod oneshot;
 pub mod pools;
 mod procs;
 
-pub use admin::remove_expired;
+pub use admin::{remove_expired, remove_unused_volumes, SpareHelpers};
 
 use schemars::JsonSchema;
 use serde::Deserialize;

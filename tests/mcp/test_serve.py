@@ -349,6 +349,32 @@ def test_in_the_background_the_server_removes_environments_past_their_ttl():
             lines.close()
 
 
+def test_in_the_background_the_server_removes_volumes_nothing_uses_but_spares_a_create_in_progress():
+    needs_docker()
+    owner = f"serve-sweep-{os.getpid()}"
+    now = int(time.time())
+
+    def volume(kind, until):
+        # As create_runtime_env makes them before their container: one of a create that died
+        # long ago, one of a create still within its time.
+        name = f"adde-{kind}-{os.getpid()}"
+        docker("volume", "create", "--label", "io.adde.managed=true", "--label", "io.adde.kind=volume",
+               "--label", f"io.adde.owner={owner}", "--label", f"io.adde.env=adde-{kind}",
+               "--label", f"io.adde.pending_until={until}", name)
+        return name
+
+    crashed, coming = volume("crashed", now - 1), volume("coming", now + 600)
+    try:
+        with adde_serve("--maintain-every", "1", env={"ADDE_OWNER": owner}):
+            deadline = time.time() + 20
+            while docker("volume", "ls", "-q", "--filter", f"name=^{crashed}$") and time.time() < deadline:
+                time.sleep(0.5)
+            assert docker("volume", "ls", "-q", "--filter", f"name=^{crashed}$") == "", "still there"
+            assert docker("volume", "ls", "-q", "--filter", f"name=^{coming}$").strip() == coming
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", crashed, coming], capture_output=True)
+
+
 def test_what_the_server_knows_of_an_environment_goes_with_any_change_the_engine_reports():
     # The server remembers that an environment is adde's and running instead of asking the
     # engine before every call, and must forget it as soon as the engine says otherwise: a
