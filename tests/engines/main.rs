@@ -199,6 +199,27 @@ impl Default for KeeperTmp {
 }
 
 impl KeeperTmp {
+    /// Makes a first call with `on` (whose TMPDIR is this one), which connects on its own and
+    /// starts a keeper, and waits until the keeper listens.
+    pub fn start_keeper(&self, on: &On) {
+        assert_eq!(on.ok("ping", json!({}))["ok"], true);
+        self.wait_for_keeper();
+    }
+
+    pub fn wait_for_keeper(&self) {
+        wait_until("the keeper listens", || {
+            keeper_sockets(self.path()).len() == 1
+        });
+    }
+
+    /// Sends `signal` to the keepers started under this TMPDIR.
+    pub fn signal_keepers(&self, signal: i32) {
+        for pid in keepers(self.path()) {
+            // SAFETY: a signal to a process of this test's own.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.0.path()
     }
@@ -206,9 +227,6 @@ impl KeeperTmp {
 
 impl Drop for KeeperTmp {
     fn drop(&mut self) {
-        for pid in keepers(self.path()) {
-            // SAFETY: a signal to a process of this test's own.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        self.signal_keepers(libc::SIGKILL);
     }
 }

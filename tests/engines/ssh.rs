@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::json;
 
 use crate::common::BUSYBOX;
-use crate::{keeper_sockets, keepers, second_engine, wait_until, KeeperTmp, On};
+use crate::{keepers, second_engine, KeeperTmp, On};
 
 fn ssh() -> Option<(On, String)> {
     let vars = second_engine("ssh", &["ADDE_TEST_SSH_HOST", "ADDE_TEST_SSH_CONFIG"])?;
@@ -92,10 +92,7 @@ fn a_call_over_ssh_uses_a_connection_the_keeper_made_before_it() {
     on(&broken_path, "off").err("ping", json!({}), "docker_unavailable");
 
     // The first call connects on its own and starts the keeper, which starts ssh ahead.
-    assert_eq!(on(&path, "30").ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    tmp.start_keeper(&on(&path, "30"));
     let log = on(&broken_path, "30").exec(&env, "echo kept", 10.0);
     assert_eq!(log["stdout"], "kept\n", "{log}");
     assert_eq!(keepers(tmp.path()).len(), 1);

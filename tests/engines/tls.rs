@@ -204,10 +204,7 @@ fn a_call_over_tls_uses_a_connection_the_keeper_made_before_it() {
     let env = local.env(json!({"image": BUSYBOX}));
 
     // The first call connects on its own and starts the keeper, which makes connections ahead.
-    assert_eq!(kept.ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    tmp.start_keeper(&kept);
     wait_until("the keeper has made its connections", || {
         socat_connections(&endpoint) >= 2
     });
@@ -255,10 +252,7 @@ fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
 
     let tmp = KeeperTmp::default();
     let brief = on(tmp.path(), "1");
-    assert_eq!(brief.ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    tmp.start_keeper(&brief);
     let folder = std::fs::symlink_metadata(keeper_folder(tmp.path())).unwrap();
     assert!(folder.is_dir());
     assert_eq!(folder.mode() & 0o777, 0o700, "only this user may enter");
@@ -298,7 +292,7 @@ fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
     );
 }
 
-/// adde over the shared TLS endpoint with TMPDIR=`tmp`, and `extra` variables.
+/// adde over the shared TLS endpoint with TMPDIR=`tmp`, and `extra` variables (which win).
 fn kept_over_tls(tmp: &Path, extra: &[(&str, &str)]) -> Option<On> {
     let vars = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"])?;
     let mut env = vec![
@@ -307,6 +301,7 @@ fn kept_over_tls(tmp: &Path, extra: &[(&str, &str)]) -> Option<On> {
         ("DOCKER_CERT_PATH", vars[1].1.as_str()),
         ("TMPDIR", tmp.to_str().unwrap()),
     ];
+    env.retain(|(key, _)| !extra.iter().any(|(k, _)| k == key));
     env.extend_from_slice(extra);
     Some(On::new(&env))
 }
@@ -320,15 +315,9 @@ fn a_socket_another_user_listens_on_gets_no_call() {
     let Some(on) = kept_over_tls(tmp.path(), &[]) else {
         return;
     };
-    assert_eq!(on.ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    tmp.start_keeper(&on);
     let socket = keeper_sockets(tmp.path()).remove(0);
-    for pid in keepers(tmp.path()) {
-        // SAFETY: a signal to the keeper this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    tmp.signal_keepers(libc::SIGKILL);
     wait_until("the keeper has gone", || keepers(tmp.path()).is_empty());
 
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -381,36 +370,27 @@ while True:
 #[test]
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn without_a_ca_pem_each_call_s_own_system_roots_verify_the_server() {
-    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"]) else {
+    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_CERTS"]) else {
         return;
     };
-    let certs = PathBuf::from(&vars[1].1);
+    let certs = PathBuf::from(&vars[0].1);
     let tmp = KeeperTmp::default();
     let no_ca = tmp.path().join("no-ca");
     std::fs::create_dir(&no_ca).unwrap();
     for file in ["cert.pem", "key.pem"] {
         std::fs::copy(certs.join(file), no_ca.join(file)).unwrap();
     }
-    let ca = certs.join("ca.pem");
-    let on = |extra: &[(&str, &str)]| {
-        let mut env = vec![
-            ("DOCKER_HOST", vars[0].1.as_str()),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", no_ca.to_str().unwrap()),
-            ("TMPDIR", tmp.path().to_str().unwrap()),
-        ];
-        env.extend_from_slice(extra);
-        On::new(&env)
-    };
+    let (no_ca, ca) = (no_ca.to_str().unwrap(), certs.join("ca.pem"));
     // The test's CA as the system's roots: trusted, and a keeper starts.
-    let trusting = on(&[("SSL_CERT_FILE", ca.to_str().unwrap())]);
-    assert_eq!(trusting.ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    let trusting = [
+        ("DOCKER_CERT_PATH", no_ca),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ];
+    tmp.start_keeper(&kept_over_tls(tmp.path(), &trusting).unwrap());
     // The machine's own roots do not know that CA: the keeper made with the other roots is
     // not this call's.
-    let err = on(&[]).err("ping", json!({}), "docker_unavailable");
+    let own_roots = kept_over_tls(tmp.path(), &[("DOCKER_CERT_PATH", no_ca)]).unwrap();
+    let err = own_roots.err("ping", json!({}), "docker_unavailable");
     assert!(
         err["error"].as_str().unwrap().contains("certificate"),
         "{err}"
@@ -424,15 +404,9 @@ fn a_keeper_that_does_not_answer_is_set_aside() {
     let Some(on) = kept_over_tls(tmp.path(), &[]) else {
         return;
     };
-    assert_eq!(on.ok("ping", json!({}))["ok"], true);
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
-    let stopped = keepers(tmp.path());
-    for pid in &stopped {
-        // SAFETY: a signal to the keeper this test started (killed, stopped, at the end).
-        unsafe { libc::kill(*pid, libc::SIGSTOP) };
-    }
+    tmp.start_keeper(&on);
+    // Killed at the end, stopped as it is.
+    tmp.signal_keepers(libc::SIGSTOP);
     assert_eq!(on.ok("ping", json!({}))["ok"], true);
     // Its socket is gone: later calls neither wait for it nor ask it.
     assert!(keeper_sockets(tmp.path()).is_empty());
@@ -462,9 +436,7 @@ fn the_keeper_keeps_none_of_the_caller_s_open_files() {
     }
     let out = cmd.args(["ping", "{}"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    wait_until("the keeper listens", || {
-        keeper_sockets(tmp.path()).len() == 1
-    });
+    tmp.wait_for_keeper();
     let keeper = keepers(tmp.path())[0];
     let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{keeper}/fd"))
         .unwrap()
