@@ -309,7 +309,8 @@ struct Lender<C> {
     uri: Uri,
     /// One sender per connection ready to lend, oldest first; `None` once the keeper closes.
     idle: Mutex<Option<VecDeque<oneshot::Sender<UnixStream>>>>,
-    /// A handshake failed: the engine, or the TLS material, no longer serves.
+    /// A connection failed: the engine, or what reaches it (TLS material, ssh), no longer
+    /// serves.
     failed: Notify,
     tasks: TaskTracker,
 }
@@ -335,8 +336,8 @@ impl<C: Dial> Lender<C> {
         }
     }
 
-    /// Hands the caller the oldest connection ready and makes another; with none ready, makes
-    /// one for it.
+    /// Hands the caller the oldest connection ready (whose task makes its successor once the
+    /// caller is done); with none ready, makes one for it.
     fn lend(self: &Arc<Self>, mut caller: UnixStream) {
         loop {
             let ready = self
