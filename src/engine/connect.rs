@@ -99,12 +99,31 @@ impl Remote<SshConnector> {
     pub(super) fn ssh(addr: &str, persist: Option<Duration>) -> std::result::Result<Self, String> {
         let (_, rest) = addr.split_once("://").unwrap_or(("", addr));
         let target = SshTarget::parse(rest)?;
-        let config = std::env::var_os("ADDE_SSH_CONFIG").unwrap_or_default();
+        // Absolute, so that a keeper started in another folder reads the same file; its bytes
+        // name the keeper too, so that an edited configuration is another keeper.
+        let config = match std::env::var_os("ADDE_SSH_CONFIG").filter(|c| !c.is_empty()) {
+            Some(path) => Some(
+                std::path::absolute(&path).map_err(|e| format!("ADDE_SSH_CONFIG={path:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let contents = config.as_ref().and_then(|path| std::fs::read(path).ok());
+        let fingerprint = digest(&[
+            Some(addr.as_bytes()),
+            config
+                .as_ref()
+                .map(|path| path.as_os_str().as_encoded_bytes()),
+            contents.as_deref(),
+        ]);
         Ok(Remote {
             // The connector ignores the URI: every connection is one `ssh` to the target.
-            connector: SshConnector(Arc::new((target, persist))),
+            connector: SshConnector(Arc::new(Ssh {
+                target,
+                persist,
+                config,
+            })),
             uri: Uri::from_static("http://docker.ssh"),
-            fingerprint: digest(&[Some(addr.as_bytes()), Some(config.as_encoded_bytes())]),
+            fingerprint,
         })
     }
 }
@@ -126,6 +145,8 @@ fn digest(parts: &[Option<&[u8]>]) -> String {
         .collect()
 }
 
+const PERSIST_VALUES: &str = "a number of seconds up to 2147483647, 0 or off";
+
 /// How long connections kept for the next adde calls (keeper.rs, and the SSH master
 /// connection: ssh's ControlPersist) outlive their last use: ADDE_CONNECTION_PERSIST, in
 /// seconds; `0` or `off`: none is kept.
@@ -135,13 +156,14 @@ pub(super) fn connection_persist() -> std::result::Result<Option<Duration>, Stri
     };
     match value.to_str() {
         Some("off" | "0") => Ok(None),
+        // ssh's ControlPersist takes at most a C int of seconds.
         Some(secs) => secs
-            .parse::<u64>()
-            .map(|secs| Some(Duration::from_secs(secs)))
-            .map_err(|_| {
-                format!("ADDE_CONNECTION_PERSIST={secs:?} is not a number of seconds (or off)")
-            }),
-        None => Err("ADDE_CONNECTION_PERSIST is not a number of seconds (or off)".into()),
+            .parse::<i32>()
+            .ok()
+            .filter(|secs| *secs > 0)
+            .map(|secs| Some(Duration::from_secs(secs as u64)))
+            .ok_or_else(|| format!("ADDE_CONNECTION_PERSIST={secs:?} is not {PERSIST_VALUES}")),
+        None => Err(format!("ADDE_CONNECTION_PERSIST is not {PERSIST_VALUES}")),
     }
 }
 
@@ -437,14 +459,22 @@ impl SshTarget {
     /// terminal to ask on); one master connection shared by every connection (ControlMaster)
     /// in a private folder, kept `persist` after its last use; ADDE_SSH_CONFIG, when set, is the
     /// ssh configuration to use.
-    fn command(&self, persist: Option<Duration>) -> io::Result<tokio::process::Command> {
+    fn command(
+        &self,
+        persist: Option<Duration>,
+        config: Option<&std::path::Path>,
+    ) -> io::Result<tokio::process::Command> {
         let mut ssh = tokio::process::Command::new("ssh");
-        if let Some(config) = std::env::var_os("ADDE_SSH_CONFIG").filter(|c| !c.is_empty()) {
+        if let Some(config) = config {
             ssh.arg("-F").arg(config);
         }
         ssh.args(["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
-        if let Some(persist) = persist {
-            let control = private_dir("ssh")?.join("%C");
+        let control = private_dir("ssh")?;
+        // ssh binds `<folder>/<40 hex>.<16 random>`, and a socket's path holds 107 bytes: a
+        // longer TMPDIR gets no master connection rather than none at all.
+        let fits = control.as_os_str().len() + 1 + 40 + 17 <= 107;
+        if let Some(persist) = persist.filter(|_| fits) {
+            let control = control.join("%C");
             // At least a second: ssh reads ControlPersist=0 as "for ever".
             ssh.args(["-o", "ControlMaster=auto", "-o"])
                 .arg(format!("ControlPath={}", control.display()))
@@ -492,9 +522,16 @@ pub(super) fn current_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// The target, and how long its master connection is kept.
+/// How adde runs ssh: the target, how long its master connection is kept, and the
+/// configuration file (ADDE_SSH_CONFIG, made absolute).
+pub(super) struct Ssh {
+    target: SshTarget,
+    persist: Option<Duration>,
+    config: Option<PathBuf>,
+}
+
 #[derive(Clone)]
-pub(super) struct SshConnector(Arc<(SshTarget, Option<Duration>)>);
+pub(super) struct SshConnector(Arc<Ssh>);
 
 impl tower_service::Service<Uri> for SshConnector {
     type Response = TokioIo<SshStream>;
@@ -508,13 +545,16 @@ impl tower_service::Service<Uri> for SshConnector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let ssh = self.0.clone();
         Box::pin(async move {
-            let (target, persist) = &*ssh;
-            let mut child = target.command(*persist)?.spawn().map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot run ssh: {e} (is OpenSSH installed?)"),
-                )
-            })?;
+            let mut child = ssh
+                .target
+                .command(ssh.persist, ssh.config.as_deref())?
+                .spawn()
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot run ssh: {e} (is OpenSSH installed?)"),
+                    )
+                })?;
             let (Some(stdin), Some(stdout), Some(stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
             else {

@@ -398,11 +398,19 @@ impl<C: Dial> Lender<C> {
         }
     }
 
+    /// A connection the engine has answered on: over SSH a started ssh may yet fail (a refused
+    /// login, an engine down), and TLS 1.3 tells a client that its certificate was refused
+    /// only at its first read. A connection that did not answer is never lent.
     async fn connect(&self) -> io::Result<TokioIo<C::Response>> {
-        let connecting = self.connector.clone().call(self.uri.clone());
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
-            Ok(Err(e)) => Err(io::Error::other(e.into())),
+        let made = async {
+            let connecting = self.connector.clone().call(self.uri.clone());
+            let mut engine =
+                TokioIo::new(connecting.await.map_err(|e| io::Error::other(e.into()))?);
+            answers_ping(&mut engine).await?;
+            Ok(engine)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, made).await {
+            Ok(made) => made,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
@@ -412,6 +420,32 @@ impl<C: Dial> Lender<C> {
         self.idle.lock().unwrap().take();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Asks `HEAD /_ping` and reads the answer's head (a HEAD answer has no body), which leaves the
+/// connection between two requests, as a caller expects it.
+async fn answers_ping<T>(engine: &mut T) -> io::Result<()>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    engine
+        .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        .await?;
+    engine.flush().await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        // Byte by byte: nothing past the head may be taken from the caller.
+        if head.len() > 16 * 1024 || engine.read(&mut byte).await? == 0 {
+            return Err(io::Error::other("the engine did not answer a ping"));
+        }
+        head.push(byte[0]);
+    }
+    if head.starts_with(b"HTTP/1.1 200 ") {
+        Ok(())
+    } else {
+        Err(io::Error::other("the engine refused a ping"))
     }
 }
 

@@ -33,14 +33,68 @@ fn the_whole_flow_works_over_ssh_on_a_port_of_its_own() {
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn a_refused_login_is_docker_unavailable_with_ssh_s_reason() {
     let Some((_, config)) = ssh() else { return };
-    // sshd knows no key for this user.
+    let tmp = KeeperTmp::default();
+    // sshd knows no key for this user. Calls back to back: a keeper never lends them a
+    // connection whose ssh is about to fail (it said "SendRequest" instead of ssh's reason).
     let on = On::new(&[
         ("DOCKER_HOST", "ssh://nobody@127.0.0.1:2222"),
         ("ADDE_SSH_CONFIG", &config),
+        ("TMPDIR", tmp.path().to_str().unwrap()),
     ]);
-    let err = on.err("ping", json!({}), "docker_unavailable");
-    let message = err["error"].as_str().unwrap();
-    assert!(message.contains("Permission denied"), "{message}");
+    for _ in 0..6 {
+        let err = on.err("ping", json!({}), "docker_unavailable");
+        let message = err["error"].as_str().unwrap();
+        assert!(message.contains("Permission denied"), "{message}");
+    }
+}
+
+#[test]
+#[ignore = "needs the Docker engine and tests/engines/setup.sh"]
+fn a_relative_ssh_config_is_the_caller_s_own_and_a_long_tmpdir_works() {
+    let Some((_, config)) = ssh() else { return };
+    let host = std::env::var("ADDE_TEST_SSH_HOST").unwrap();
+    let tmp = KeeperTmp::default();
+    // The right configuration in one folder; in another, one that leads nowhere (port 1).
+    let (right, wrong) = (tmp.path().join("right"), tmp.path().join("wrong"));
+    std::fs::create_dir(&right).unwrap();
+    std::fs::create_dir(&wrong).unwrap();
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(right.join("config"), format!("{base}  Port 2222\n")).unwrap();
+    std::fs::write(wrong.join("config"), format!("{base}  Port 1\n")).unwrap();
+    // No port in the address: each configuration gives its own.
+    let on = On::new(&[
+        ("DOCKER_HOST", host.trim_end_matches(":2222")),
+        ("ADDE_SSH_CONFIG", "config"),
+        ("TMPDIR", tmp.path().to_str().unwrap()),
+    ]);
+    let ping = |folder: &std::path::Path| {
+        let output = on
+            .command()
+            .current_dir(folder)
+            .args(["ping", "{}"])
+            .output();
+        crate::common::parse_output(output.unwrap())
+    };
+    let out = ping(&right);
+    assert_eq!(out.code, 0, "{out:?}");
+    tmp.wait_for_keeper();
+    // The keeper started in `right` is not the one for `wrong`'s configuration.
+    crate::common::assert_error(&ping(&wrong), "docker_unavailable");
+
+    // ssh's control socket would not fit under a long TMPDIR: no master, but it works.
+    let long = tmp.path().join("L".repeat(60));
+    std::fs::create_dir(&long).unwrap();
+    let (_, config_path) = ssh().unwrap();
+    let on = On::new(&[
+        ("DOCKER_HOST", &host),
+        ("ADDE_SSH_CONFIG", &config_path),
+        ("TMPDIR", long.to_str().unwrap()),
+    ]);
+    assert_eq!(on.ok("ping", json!({}))["ok"], true);
+    for pid in keepers(&long) {
+        // SAFETY: a keeper this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 #[test]
