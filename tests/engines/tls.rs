@@ -188,15 +188,12 @@ fn a_call_over_tls_uses_a_connection_the_keeper_made_before_it() {
     let certs = PathBuf::from(&vars[0].1);
     let tmp = KeeperTmp::default();
     let mut endpoint = OwnEndpoint::start(&certs);
-    let tmpdir = tmp.path().to_str().unwrap();
     let over_tls = |persist: &str| {
-        On::new(&[
-            ("DOCKER_HOST", &endpoint.host),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", certs.to_str().unwrap()),
-            ("TMPDIR", tmpdir),
+        let own = [
+            ("DOCKER_HOST", endpoint.host.as_str()),
             ("ADDE_CONNECTION_PERSIST", persist),
-        ])
+        ];
+        kept_over_tls(tmp.path(), &own).unwrap()
     };
     let (kept, alone) = (over_tls("30"), over_tls("off"));
     // Made and removed on the local socket: the same engine, and none of this test's TLS.
@@ -236,18 +233,11 @@ fn socat_connections(endpoint: &OwnEndpoint) -> usize {
 #[test]
 #[ignore = "needs the Docker engine and tests/engines/setup.sh"]
 fn the_keeper_answers_in_a_private_folder_and_leaves_when_unused() {
-    let Some(vars) = second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"]) else {
+    if second_engine("tls", &["ADDE_TEST_TLS_HOST", "ADDE_TEST_TLS_CERTS"]).is_none() {
         return;
-    };
-    let (host, certs) = (&vars[0].1, &vars[1].1);
+    }
     let on = |tmp: &Path, persist: &str| {
-        On::new(&[
-            ("DOCKER_HOST", host),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", certs),
-            ("TMPDIR", tmp.to_str().unwrap()),
-            ("ADDE_CONNECTION_PERSIST", persist),
-        ])
+        kept_over_tls(tmp, &[("ADDE_CONNECTION_PERSIST", persist)]).unwrap()
     };
 
     let tmp = KeeperTmp::default();
